@@ -1,0 +1,129 @@
+// Command lifecycle-worker takes identity lifecycle signals (Okta Event
+// Hooks today), makes them durable in NATS JetStream, revokes the subject's
+// tokens at every configured authorization server and keeps a queryable,
+// hash-chained audit trail.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `lifecycle-worker — revoke MCP authorization-server tokens when the IdP says a person is gone.
+
+Usage:
+  lifecycle-worker serve [--config FILE] [--data-dir DIR] [--listen ADDR]
+  lifecycle-worker audit query [--config FILE] [--data-dir DIR] [--subject S] [--event ID]
+                               [--target T] [--type TYPE] [--since 24h|RFC3339] [--limit N] [--json]
+  lifecycle-worker version
+
+Every command reads the same config file; with none, built-in defaults apply
+(data in ./data, listen 127.0.0.1:8080, embedded NATS, no targets).
+`
+
+func main() {
+	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cli runs one command and returns the exit status.
+func cli(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(args[1:], stderr)
+	case "audit":
+		if len(args) < 2 || args[1] != "query" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		err = cmdAuditQuery(args[2:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "lifecycle-worker", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
+	}
+	return 0
+}
+
+// common are the flags every command takes.
+type common struct {
+	configFile string
+	dataDir    string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.configFile, "config", "", "config file (YAML); default: built-in defaults")
+	fs.StringVar(&c.dataDir, "data-dir", "", "data directory (overrides data_dir)")
+}
+
+func (c *common) load() (*config.Config, error) {
+	var cfg *config.Config
+	var err error
+	if c.configFile == "" {
+		cfg = config.Defaults()
+	} else if cfg, err = config.Load(c.configFile); err != nil {
+		return nil, err
+	}
+	if c.dataDir != "" {
+		cfg.SetDataDir(c.dataDir)
+	}
+	return cfg, nil
+}
+
+func cmdServe(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	listen := fs.String("listen", "", "listen address (overrides listen)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.SetListen(*listen)
+	}
+	log := newLogger(cfg.Log, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, cfg, log, nil)
+}
+
+func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktahook"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/httpcall"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/server"
+)
+
+// shutdownGrace bounds how long in-flight work may take to finish on stop.
+const shutdownGrace = 20 * time.Second
+
+// instance is a running lifecycle-worker, for run and for tests.
+type instance struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	addr    net.Addr
+	bus     *bus.Bus
+	indexer *audit.Indexer
+	ready   chan struct{}
+}
+
+// run serves until ctx ends. started, when not nil, receives the instance
+// once it takes traffic.
+func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func(*instance)) (err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	keyPath := cfg.Keys.SigningKeyFile
+	if keyPath == "" {
+		keyPath = filepath.Join(cfg.DataDir, "keys", "signing-key.pem")
+	}
+	signer, err := keys.LoadOrCreate(keyPath)
+	if err != nil {
+		return err
+	}
+	log.Info("signing key loaded", "kid", signer.KeyID(), "alg", signer.Algorithm())
+
+	b, err := bus.Open(ctx, bus.Config{
+		Embedded: cfg.NATS.EmbeddedServer(), StoreDir: filepath.Join(cfg.DataDir, "nats"),
+		Listen: cfg.NATS.Listen, SyncAlways: cfg.NATS.SyncAlways,
+		URLs: cfg.NATS.URLs, CredsFile: cfg.NATS.CredsFile, Replicas: cfg.NATS.Replicas,
+		Name: "lifecycle-worker",
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	sink := natsSink{bus: b}
+	now := time.Now
+
+	targets, err := buildTargets(cfg, signer, now)
+	if err != nil {
+		return err
+	}
+
+	// The audit index and its reader.
+	store, err := audit.OpenStore(ctx, cfg.Audit.DB)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	indexer, err := audit.NewIndexer(b.JetStream(), store, audit.IndexerConfig{
+		Stream: bus.StreamAudit, BatchSize: cfg.Audit.BatchSize, BatchWait: cfg.Audit.BatchWait,
+	}, log.With("component", "indexer"))
+	if err != nil {
+		return err
+	}
+	reader, err := audit.OpenReader(cfg.Audit.DB)
+	if err != nil {
+		return err
+	}
+	defer reader.Close()
+	tokens := make([]audit.Token, len(cfg.Audit.Tokens))
+	for i, t := range cfg.Audit.Tokens {
+		tokens[i] = audit.Token{Token: t.Token, Role: t.Role}
+	}
+	api, err := audit.NewAPI(reader, tokens, log.With("component", "audit-api"))
+	if err != nil {
+		return err
+	}
+
+	// The pipeline: planner and one executor per target, on Watermill.
+	router, gate, err := buildRouter(ctx, cfg, b, sink, targets, now, log)
+	if err != nil {
+		return err
+	}
+
+	mapping, err := events.DefaultOktaMapping().With(cfg.Okta.EventTypes)
+	if err != nil {
+		return err
+	}
+	hook, err := oktahook.New(oktahook.Config{
+		Header: cfg.Okta.Hook.Header, Secrets: cfg.Okta.Hook.Secrets, MaxBody: cfg.HTTP.MaxBodyBytes,
+		Mapping: mapping, Issuer: cfg.Okta.OrgURL, PublishTimeout: cfg.NATS.PublishTimeout,
+		Publisher: sink, Recorder: sink, Now: now, Log: log.With("component", "okta-hook"),
+	})
+	if err != nil {
+		return err
+	}
+	srvCfg := server.Config{
+		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
+		OktaHook: hook, JWKS: signer.JWKS(), Register: []func(*http.ServeMux){api.Register},
+		Ready: func(context.Context) error {
+			if !b.Conn().IsConnected() {
+				return errors.New("nats not connected")
+			}
+			return nil
+		},
+		Log: log.With("component", "http"),
+	}
+	handler, err := server.New(srvCfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+
+	// Start everything; stop in reverse: input first, then the pipeline
+	// (in-flight work finishes), then the indexer drains what was recorded.
+	var wg sync.WaitGroup
+	ixCtx, stopIndexer := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = indexer.Run(ixCtx) }()
+	routerErr := make(chan error, 1)
+	go func() { routerErr <- router.Run(context.WithoutCancel(ctx)) }()
+	select {
+	case <-router.Running():
+	case err := <-routerErr:
+		stopIndexer()
+		wg.Wait()
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	log.Info("lifecycle-worker serving", "listen", ln.Addr().String(), "targets", len(targets),
+		"nats", map[bool]string{true: "embedded", false: "external"}[cfg.NATS.EmbeddedServer()], "data_dir", cfg.DataDir)
+	if started != nil {
+		started(&instance{cfg: cfg, log: log, addr: ln.Addr(), bus: b, indexer: indexer})
+	}
+	serveErr := server.Serve(ctx, ln, handler, srvCfg, 10*time.Second)
+
+	log.Info("stopping: draining in-flight revocations")
+	gate.drain(shutdownGrace)
+	if err := router.Close(); err != nil {
+		log.Warn("pipeline close", "err", err)
+	}
+	// Let the indexer catch up with the records just written, bounded.
+	waitIndexed(b, indexer, 5*time.Second)
+	stopIndexer()
+	wg.Wait()
+	log.Info("stopped")
+	return serveErr
+}
+
+// waitIndexed waits (bounded) until the indexer has caught up with AUDIT.
+func waitIndexed(b *bus.Bus, ix *audit.Indexer, bound time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	s, err := b.JetStream().Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		return
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return
+	}
+	for ix.Indexed() < info.State.LastSeq && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gate tracks in-flight handlers so that shutdown can let them finish
+// before Watermill closes the subscribers (which drops pending acks).
+type gate struct {
+	draining atomic.Bool
+	inflight sync.WaitGroup
+}
+
+// errDraining hands a message back to the broker during shutdown.
+var errDraining = errors.New("shutting down; message handed back")
+
+func (g *gate) middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		if g.draining.Load() {
+			return nil, errDraining
+		}
+		g.inflight.Add(1)
+		defer g.inflight.Done()
+		return h(msg)
+	}
+}
+
+func (g *gate) drain(bound time.Duration) {
+	g.draining.Store(true)
+	done := make(chan struct{})
+	go func() { g.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(bound):
+	}
+}
+
+// delay returns the redelivery delay of a target: its backoff schedule, or
+// a short hand-back while draining.
+func (g *gate) delay(schedule func(uint64) time.Duration) bus.Delay {
+	return func(delivered uint64) time.Duration {
+		if g.draining.Load() {
+			return 2 * time.Second
+		}
+		return schedule(delivered)
+	}
+}
+
+func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsSink, targets []*revoke.Target, now func() time.Time, log *slog.Logger) (*message.Router, *gate, error) {
+	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{
+		slog.LevelInfo: slog.LevelDebug, // per-handler start/stop chatter
+	})
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
+	if err != nil {
+		return nil, nil, fmt.Errorf("router: %w", err)
+	}
+	g := &gate{}
+	router.AddMiddleware(g.middleware) // the router itself turns a panic into a Nack
+
+	planner, err := revoke.NewPlanner(targets, sink, sink, now, log.With("component", "planner"))
+	if err != nil {
+		return nil, nil, err
+	}
+	plannerSpec := bus.ConsumerSpec{Stream: bus.StreamLifecycle, Durable: "planner", Filter: "lifecycle.>", MaxAckPending: 256, AckWait: 30 * time.Second}
+	if err := b.EnsureConsumer(ctx, plannerSpec); err != nil {
+		return nil, nil, err
+	}
+	sub, err := b.Subscriber(plannerSpec, 8, g.delay(func(uint64) time.Duration { return time.Second }), wlog)
+	if err != nil {
+		return nil, nil, err
+	}
+	router.AddConsumerHandler("planner", plannerSpec.Filter, sub, planner.Handler)
+
+	for _, t := range targets {
+		exec, err := revoke.NewExecutor(t, sink, sink, now, log.With("component", "executor"))
+		if err != nil {
+			return nil, nil, err
+		}
+		spec := bus.ConsumerSpec{
+			Stream: bus.StreamRevoke, Durable: "exec-" + t.Name, Filter: revoke.Topic(t.Name),
+			MaxAckPending: t.Concurrency,
+			// Long enough for the call, its records and a margin; short
+			// enough that work abandoned by a crash comes back soon.
+			AckWait: t.Timeout + cfg.NATS.PublishTimeout*2 + 5*time.Second,
+		}
+		if err := b.EnsureConsumer(ctx, spec); err != nil {
+			return nil, nil, err
+		}
+		sub, err := b.Subscriber(spec, t.Concurrency, g.delay(t.RetryDelay), wlog)
+		if err != nil {
+			return nil, nil, err
+		}
+		router.AddConsumerHandler("exec-"+t.Name, spec.Filter, sub, exec.Handler)
+	}
+	return router, g, nil
+}
+
+func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time) ([]*revoke.Target, error) {
+	var targets []*revoke.Target
+	var errs []error
+	for _, tc := range cfg.Targets {
+		client := &http.Client{
+			Transport: outboundTransport(),
+			// A revocation endpoint that redirects is misconfigured; never
+			// replay a signed POST somewhere else.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		var drv revoke.Driver
+		var err error
+		switch tc.Driver {
+		case "gtr":
+			drv, err = gtr.New(gtr.Config{
+				Endpoint: tc.Endpoint, SubjectFormat: tc.SubjectFormat, Auth: tc.Auth.Type, Token: tc.Auth.Token,
+				Signer: signer, Issuer: cfg.PublicURL, ClientID: tc.ClientID, Client: client, Now: now,
+			})
+		case "httpcall":
+			drv, err = httpcall.New(httpcall.Config{
+				Method: tc.HTTP.Method, URL: tc.Endpoint, Headers: tc.HTTP.Headers, Body: tc.HTTP.Body,
+				Success: tc.HTTP.Success, NotApplicable: tc.HTTP.NotApplicable,
+				Auth: tc.Auth.Type, Token: tc.Auth.Token, Signer: signer, Issuer: cfg.PublicURL, ClientID: tc.ClientID,
+				AllowInsecureHTTP: tc.AllowInsecureHTTP, Client: client, Now: now,
+			})
+		default:
+			err = fmt.Errorf("unknown driver %q", tc.Driver)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
+			continue
+		}
+		kinds := make([]events.Kind, len(tc.Kinds))
+		for i, k := range tc.Kinds {
+			kinds[i] = events.Kind(k)
+		}
+		targets = append(targets, &revoke.Target{
+			Name: tc.Name, DriverName: tc.Driver, Driver: drv, Kinds: kinds,
+			ScopeApps: tc.Scope.Apps, ScopeGroups: tc.Scope.Groups,
+			Concurrency: tc.Concurrency, Timeout: tc.Timeout, MaxAttempts: tc.MaxAttempts, Backoff: tc.Backoff,
+		})
+	}
+	return targets, errors.Join(errs...)
+}
+
+func outboundTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.ResponseHeaderTimeout = 0 // the per-target context deadline bounds the call
+	return t
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
+)
+
+// natsSink adapts the bus to the ports of the core packages: it is the
+// events.Publisher, the audit.Recorder and the revoke.Queue.
+type natsSink struct{ bus *bus.Bus }
+
+var (
+	_ events.Publisher = natsSink{}
+	_ audit.Recorder   = natsSink{}
+	_ revoke.Queue     = natsSink{}
+)
+
+func (s natsSink) PublishEvents(ctx context.Context, evs []events.Event) ([]events.Publication, error) {
+	msgs := make([]bus.Message, len(evs))
+	for i, ev := range evs {
+		if err := ev.Validate(); err != nil {
+			return nil, err
+		}
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
+		}
+		msgs[i] = bus.Message{Subject: ev.Topic(), ID: ev.ID, Data: data}
+	}
+	acks, err := s.bus.Publish(ctx, msgs)
+	if err != nil {
+		return nil, err
+	}
+	pubs := make([]events.Publication, len(acks))
+	for i, a := range acks {
+		pubs[i] = events.Publication{Duplicate: a.Duplicate, Sequence: a.Sequence}
+	}
+	return pubs, nil
+}
+
+func (s natsSink) Record(ctx context.Context, recs ...audit.Record) error {
+	msgs := make([]bus.Message, len(recs))
+	for i, r := range recs {
+		if r.ID == "" || r.Type == "" || r.Time.IsZero() {
+			return fmt.Errorf("audit record without id, type or time: %+v", r)
+		}
+		r.Seq = 0 // assigned by the stream
+		data, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode audit record %s: %w", r.ID, err)
+		}
+		msgs[i] = bus.Message{Subject: r.Topic(), ID: r.ID, Data: data}
+	}
+	_, err := s.bus.Publish(ctx, msgs)
+	return err
+}
+
+func (s natsSink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
+	msgs := make([]bus.Message, len(jobs))
+	for i, j := range jobs {
+		data, err := json.Marshal(j)
+		if err != nil {
+			return fmt.Errorf("encode job %s: %w", j.ID, err)
+		}
+		msgs[i] = bus.Message{Subject: revoke.Topic(j.Target), ID: j.ID, Data: data}
+	}
+	_, err := s.bus.Publish(ctx, msgs)
+	return err
+}
+
+func (s natsSink) DeadLetter(ctx context.Context, dl revoke.DeadLetter) error {
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter %s: %w", dl.Job.ID, err)
+	}
+	_, err = s.bus.Publish(ctx, []bus.Message{{
+		Subject: revoke.DLQTopic(dl.Job.Target),
+		ID:      fmt.Sprintf("%s/dlq/%d", dl.Job.ID, dl.Attempts),
+		Data:    data,
+	}})
+	return err
+}

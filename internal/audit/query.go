@@ -1,0 +1,126 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Filter selects records. Zero fields do not filter.
+type Filter struct {
+	// Subject matches the subject's email, login (both case-insensitive)
+	// or IdP id.
+	Subject string
+	EventID string
+	Target  string
+	Type    string
+	Outcome string
+	Since   time.Time
+	Until   time.Time
+	// After is the cursor: only records with a greater seq.
+	After uint64
+	// Limit caps the page (default 100, at most 1000).
+	Limit int
+}
+
+// MaxLimit is the largest page a query returns.
+const MaxLimit = 1000
+
+// Reader queries the index through read-only connections; it works while
+// another process writes the same file.
+type Reader struct{ db *sql.DB }
+
+// OpenReader opens the index at path read-only.
+func OpenReader(path string) (*Reader, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("audit index: %w", err)
+	}
+	db, err := sql.Open("sqlite3", readerDSN(path))
+	if err != nil {
+		return nil, fmt.Errorf("open audit index: %w", err)
+	}
+	db.SetMaxOpenConns(8)
+	return &Reader{db: db}, nil
+}
+
+// Close closes the reader's connections.
+func (r *Reader) Close() error { return r.db.Close() }
+
+// Query returns matching records, oldest first.
+func (r *Reader) Query(ctx context.Context, f Filter) ([]Record, error) {
+	var where []string
+	var args []any
+	add := func(cond string, a ...any) { where = append(where, cond); args = append(args, a...) }
+	if f.Subject != "" {
+		s := strings.ToLower(f.Subject)
+		add("(subject_email = ? OR subject_login = ? OR subject_id = ?)", s, s, f.Subject)
+	}
+	if f.EventID != "" {
+		add("event_id = ?", f.EventID)
+	}
+	if f.Target != "" {
+		add("target = ?", f.Target)
+	}
+	if f.Type != "" {
+		add("type = ?", f.Type)
+	}
+	if f.Outcome != "" {
+		add("outcome = ?", f.Outcome)
+	}
+	if !f.Since.IsZero() {
+		add("time_ms >= ?", f.Since.UnixMilli())
+	}
+	if !f.Until.IsZero() {
+		add("time_ms < ?", f.Until.UnixMilli())
+	}
+	if f.After > 0 {
+		add("seq > ?", f.After)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, MaxLimit)
+	q := "SELECT seq, body FROM records"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY seq LIMIT ?"
+	args = append(args, limit)
+	rows, err := r.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query audit: %w", err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var seq uint64
+		var body []byte
+		if err := rows.Scan(&seq, &body); err != nil {
+			return nil, fmt.Errorf("scan audit record: %w", err)
+		}
+		var rec Record
+		if err := json.Unmarshal(body, &rec); err != nil {
+			return nil, fmt.Errorf("decode audit record %d: %w", seq, err)
+		}
+		rec.Seq = seq
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query audit: %w", err)
+	}
+	return out, nil
+}
+
+// Count returns the number of indexed records and the last seq.
+func (r *Reader) Count(ctx context.Context) (n, last uint64, err error) {
+	err = r.db.QueryRowContext(ctx, "SELECT count(*), coalesce(max(seq), 0) FROM records").Scan(&n, &last)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count audit: %w", err)
+	}
+	return n, last, nil
+}

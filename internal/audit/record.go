@@ -1,0 +1,85 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+)
+
+// Type is what a record says happened.
+type Type string
+
+// Record types (DESIGN §9).
+const (
+	TypeEventReceived           Type = "event.received"
+	TypeEventIgnored            Type = "event.ignored"
+	TypeEventRejected           Type = "event.rejected"
+	TypeAuthFailed              Type = "auth.failed"
+	TypeRevocationPlanned       Type = "revocation.planned"
+	TypeRevocationAttempted     Type = "revocation.attempted"
+	TypeRevocationSucceeded     Type = "revocation.succeeded"
+	TypeRevocationNotApplicable Type = "revocation.not_applicable"
+	TypeRevocationFailed        Type = "revocation.failed"
+	TypeRevocationDeadLettered  Type = "revocation.dead_lettered"
+	TypeRevocationReplayed      Type = "revocation.replayed"
+	TypeCheckpoint              Type = "checkpoint"
+)
+
+// Subject is who a record is about. Only identifiers, never credentials.
+type Subject struct {
+	Issuer string `json:"issuer,omitempty"`
+	ID     string `json:"id,omitempty"`
+	Login  string `json:"login,omitempty"`
+	Email  string `json:"email,omitempty"`
+}
+
+// Record is one entry of the audit trail. Its JSON form is what the hash
+// chain covers, so fields are only ever added, never renamed.
+type Record struct {
+	ID         string          `json:"id"`
+	Seq        uint64          `json:"seq,omitempty"`
+	Time       time.Time       `json:"time"`
+	Type       Type            `json:"type"`
+	EventID    string          `json:"event_id,omitempty"`
+	Source     string          `json:"source,omitempty"`
+	Kind       string          `json:"kind,omitempty"`
+	Subject    *Subject        `json:"subject,omitempty"`
+	Target     string          `json:"target,omitempty"`
+	Driver     string          `json:"driver,omitempty"`
+	Attempt    int             `json:"attempt,omitempty"`
+	Outcome    string          `json:"outcome,omitempty"`
+	HTTPStatus int             `json:"http_status,omitempty"`
+	LatencyMS  int64           `json:"latency_ms,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	OccurredAt *time.Time      `json:"occurred_at,omitempty"`
+	Detail     json.RawMessage `json:"detail,omitempty"`
+}
+
+// Topic is the AUDIT subject a record is published on.
+func (r Record) Topic() string { return "audit." + string(r.Type) }
+
+// Recorder appends records to the audit trail. It returns once they are
+// durable; record IDs make a repeated call harmless.
+type Recorder interface {
+	Record(ctx context.Context, recs ...Record) error
+}
+
+// Detail encodes v as a record's detail, dropping it when it cannot be
+// encoded (details are informative; the record itself must not be lost).
+func Detail(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// SubjectOf converts an event's subject to the audit form (nil when empty).
+func SubjectOf(s events.Subject) *Subject {
+	if s.Empty() {
+		return nil
+	}
+	return &Subject{Issuer: s.Issuer, ID: s.ID, Login: s.Login, Email: s.Email}
+}

@@ -1,0 +1,198 @@
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver (cgo)
+
+	"github.com/lifecycle-worker/lifecycle-worker/schema"
+)
+
+// Store is the writable audit index. One process writes a given file; it
+// keeps a single connection with immediate transactions so the chain's
+// read-then-write never races (reference/sqlite.md §5).
+type Store struct {
+	db       *sql.DB
+	path     string
+	headSeq  uint64
+	headHash []byte
+}
+
+// Head is the last indexed record's sequence and chain hash.
+type Head struct {
+	Seq  uint64
+	Hash []byte
+}
+
+func writerDSN(path string) string {
+	return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=on&_cache_size=-65536"
+}
+
+func readerDSN(path string) string {
+	return "file:" + url.PathEscape(path) + "?mode=ro&_busy_timeout=5000&_cache_size=-32768"
+}
+
+// OpenStore opens (creating if needed) the index at path and migrates it.
+func OpenStore(ctx context.Context, path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create audit dir: %w", err)
+	}
+	db, err := sql.Open("sqlite3", writerDSN(path))
+	if err != nil {
+		return nil, fmt.Errorf("open audit db: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	s := &Store{db: db, path: path}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if _, err := db.ExecContext(ctx, "PRAGMA journal_size_limit=67108864"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("audit db pragma: %w", err)
+	}
+	if err := s.loadHead(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("audit migrations table: %w", err)
+	}
+	names, err := fs.Glob(schema.Migrations, "*.sql")
+	if err != nil {
+		return fmt.Errorf("list migrations: %w", err)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		body, err := fs.ReadFile(schema.Migrations, name)
+		if err != nil {
+			return fmt.Errorf("read migration %s: %w", name, err)
+		}
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migration %s: %w", name, err)
+		}
+		var done int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE name = ?`, name).Scan(&done); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %s: %w", name, err)
+		}
+		if done > 0 {
+			tx.Rollback()
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("apply migration %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_ms) VALUES (?, ?)`, name, time.Now().UnixMilli()); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("record migration %s: %w", name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit migration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) loadHead(ctx context.Context) error {
+	var seq uint64
+	var hash []byte
+	err := s.db.QueryRowContext(ctx, `SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		s.headSeq, s.headHash = 0, make([]byte, sha256.Size)
+	case err != nil:
+		return fmt.Errorf("read audit head: %w", err)
+	default:
+		s.headSeq, s.headHash = seq, hash
+	}
+	return nil
+}
+
+// Head returns the last indexed record.
+func (s *Store) Head() Head { return Head{Seq: s.headSeq, Hash: append([]byte(nil), s.headHash...)} }
+
+// ChainHash is SHA-256(prev ‖ body): the link of the hash chain.
+func ChainHash(prev, body []byte) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// ErrGap means a batch does not continue the indexed sequence.
+var ErrGap = errors.New("audit: records out of sequence")
+
+// Append indexes records, which must continue the stream sequence exactly
+// (seq = head+1, head+2, …), in one transaction.
+func (s *Store) Append(ctx context.Context, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin audit batch: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO records
+		(seq, id, time_ms, type, event_id, source, kind, subject_id, subject_login, subject_email, target, outcome, body, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("prepare audit insert: %w", err)
+	}
+	defer stmt.Close()
+	seq, prev := s.headSeq, s.headHash
+	for _, r := range recs {
+		if r.Seq != seq+1 {
+			return fmt.Errorf("%w: have %d, got %d", ErrGap, seq, r.Seq)
+		}
+		body, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode audit record %d: %w", r.Seq, err)
+		}
+		hash := ChainHash(prev, body)
+		var sub Subject
+		if r.Subject != nil {
+			sub = *r.Subject
+		}
+		if _, err := stmt.ExecContext(ctx, r.Seq, r.ID, r.Time.UnixMilli(), string(r.Type), r.EventID, r.Source, r.Kind,
+			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, body, prev, hash); err != nil {
+			return fmt.Errorf("insert audit record %d: %w", r.Seq, err)
+		}
+		seq, prev = r.Seq, hash
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit audit batch: %w", err)
+	}
+	s.headSeq, s.headHash = seq, prev
+	return nil
+}
+
+// Checkpoint truncates the WAL so that readers cannot grow it without bound.
+func (s *Store) Checkpoint(ctx context.Context) error {
+	_, err := s.db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+	return err
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }

@@ -1,0 +1,182 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config is what the bus needs to start.
+type Config struct {
+	// Embedded runs an in-process nats-server storing under StoreDir.
+	Embedded bool
+	StoreDir string
+	// Listen opens a TCP listener on the embedded server ("" = none).
+	Listen     string
+	SyncAlways bool
+	// URLs of an external cluster, when not embedded.
+	URLs      []string
+	CredsFile string
+	Replicas  int
+	// Name identifies this process's connections in the server.
+	Name string
+}
+
+// Bus is a connection to JetStream with the streams provisioned.
+type Bus struct {
+	cfg    Config
+	log    *slog.Logger
+	server *server.Server // nil when external
+	nc     *nats.Conn
+	js     jetstream.JetStream
+}
+
+// Open starts (or connects to) NATS and provisions the streams.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
+	if log == nil {
+		return nil, errors.New("bus: nil logger")
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	b := &Bus{cfg: cfg, log: log}
+	if cfg.Embedded {
+		if cfg.StoreDir == "" {
+			// nats-server falls back to the temp dir, which a reboot may
+			// clear: never let that happen to the system of record.
+			return nil, errors.New("bus: embedded server needs a store dir")
+		}
+		srv, err := startEmbedded(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		b.server = srv
+	}
+	nc, err := b.Connect(cfg.Name)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.nc = nc
+	b.js, err = jetstream.New(nc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := b.provisionStreams(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: "lifecycle-worker",
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.StoreDir),
+		DontListen: cfg.Listen == "",
+		NoSigs:     true,
+		SyncAlways: cfg.SyncAlways,
+		// The store is ours alone: no cluster, no leafnodes.
+		JetStreamMaxMemory: 64 << 20,
+	}
+	if cfg.Listen != "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats.listen: %w", err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("nats.listen port: %w", err)
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	srv.SetLoggerV2(&natsLogger{log: log.With("component", "nats-server")}, false, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	return srv, nil
+}
+
+// Connect opens a new client connection. Watermill subscribers drain their
+// connection when closed, so each gets its own.
+func (b *Bus) Connect(name string) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				b.log.Warn("nats disconnected", "conn", name, "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { b.log.Info("nats reconnected", "conn", name) }),
+	}
+	if b.cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(b.cfg.CredsFile))
+	}
+	var url string
+	if b.server != nil {
+		opts = append(opts, nats.InProcessServer(b.server))
+	} else {
+		for i, u := range b.cfg.URLs {
+			if i > 0 {
+				url += ","
+			}
+			url += u
+		}
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats: %w", err)
+	}
+	return nc, nil
+}
+
+// JetStream is the jetstream API on the bus's main connection.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Conn is the bus's main connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Server is the embedded server, or nil.
+func (b *Bus) Server() *server.Server { return b.server }
+
+// Close drains the main connection and stops the embedded server.
+func (b *Bus) Close() {
+	if b.nc != nil {
+		_ = b.nc.Drain()
+		for i := 0; i < 100 && !b.nc.IsClosed(); i++ {
+			time.Sleep(10 * time.Millisecond) // Drain is asynchronous; bounded wait for it.
+		}
+		b.nc.Close()
+	}
+	if b.server != nil {
+		b.server.Shutdown()
+		b.server.WaitForShutdown()
+	}
+}
+
+type natsLogger struct{ log *slog.Logger }
+
+func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Tracef(format string, v ...any)  {}

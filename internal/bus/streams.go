@@ -1,0 +1,111 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names and subject roots (DESIGN §6).
+const (
+	StreamLifecycle = "LIFECYCLE"
+	StreamRevoke    = "REVOKE"
+	StreamDLQ       = "REVOKE_DLQ"
+	StreamAudit     = "AUDIT"
+)
+
+// dedupWindow is how long a message ID is remembered. A day covers Okta's
+// retry, the System Log backstop's overlap and an IdP's retry after an outage.
+const dedupWindow = 24 * time.Hour
+
+func (b *Bus) streamConfigs() []jetstream.StreamConfig {
+	r := b.cfg.Replicas
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamLifecycle,
+			Description: "lifecycle events from every intake, deduplicated by event id",
+			Subjects:    []string{"lifecycle.>"},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      90 * 24 * time.Hour,
+			Duplicates:  dedupWindow,
+			Storage:     jetstream.FileStorage,
+			Replicas:    r,
+		},
+		{
+			Name:        StreamRevoke,
+			Description: "revocation jobs, one subject per target",
+			Subjects:    []string{"revoke.>"},
+			Retention:   jetstream.WorkQueuePolicy,
+			Duplicates:  dedupWindow,
+			Storage:     jetstream.FileStorage,
+			Replicas:    r,
+		},
+		{
+			Name:        StreamDLQ,
+			Description: "revocation jobs that failed for good, replayable",
+			Subjects:    []string{"revoke_dlq.>"},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      365 * 24 * time.Hour,
+			Duplicates:  dedupWindow,
+			Storage:     jetstream.FileStorage,
+			Replicas:    r,
+		},
+		{
+			Name:        StreamAudit,
+			Description: "the audit log; SQLite indexes are projections of it",
+			Subjects:    []string{"audit.>"},
+			Retention:   jetstream.LimitsPolicy, // kept forever by default
+			Duplicates:  dedupWindow,
+			Storage:     jetstream.FileStorage,
+			Replicas:    r,
+		},
+	}
+}
+
+func (b *Bus) provisionStreams(ctx context.Context) error {
+	for _, sc := range b.streamConfigs() {
+		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// ConsumerSpec describes one durable push consumer that Watermill binds to.
+type ConsumerSpec struct {
+	Stream  string
+	Durable string
+	Filter  string
+	// MaxAckPending bounds messages in flight across all replicas.
+	MaxAckPending int
+	// AckWait is how long the server waits for an ack before redelivering;
+	// it must exceed the longest handler run.
+	AckWait time.Duration
+}
+
+func (c ConsumerSpec) deliverSubject() string { return "_lw.deliver." + c.Stream + "." + c.Durable }
+
+// EnsureConsumer creates or updates the durable push consumer. Deliveries
+// are never limited (MaxDeliver -1): the handler decides when a message has
+// had enough attempts and moves it to the dead-letter stream, so the server
+// never drops one silently.
+func (b *Bus) EnsureConsumer(ctx context.Context, spec ConsumerSpec) error {
+	_, err := b.js.CreateOrUpdatePushConsumer(ctx, spec.Stream, jetstream.ConsumerConfig{
+		Durable:        spec.Durable,
+		DeliverSubject: spec.deliverSubject(),
+		DeliverGroup:   spec.Durable,
+		FilterSubject:  spec.Filter,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        spec.AckWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  spec.MaxAckPending,
+		Replicas:       b.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("provision consumer %s/%s: %w", spec.Stream, spec.Durable, err)
+	}
+	return nil
+}

@@ -1,0 +1,540 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	DataDir   string         `yaml:"data_dir"`
+	Listen    string         `yaml:"listen"`
+	PublicURL string         `yaml:"public_url"`
+	Log       LogConfig      `yaml:"log"`
+	HTTP      HTTPConfig     `yaml:"http"`
+	NATS      NATSConfig     `yaml:"nats"`
+	Keys      KeysConfig     `yaml:"keys"`
+	Okta      OktaConfig     `yaml:"okta"`
+	Audit     AuditConfig    `yaml:"audit"`
+	Targets   []TargetConfig `yaml:"targets"`
+}
+
+// LogConfig selects the log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// HTTPConfig bounds the inbound HTTP server.
+type HTTPConfig struct {
+	ReadTimeout  time.Duration `yaml:"read_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
+	MaxBodyBytes int64         `yaml:"max_body_bytes"`
+}
+
+// NATSConfig chooses between the embedded server and an external cluster.
+type NATSConfig struct {
+	Embedded *bool    `yaml:"embedded"` // default: true unless urls are given
+	URLs     []string `yaml:"urls"`
+	Replicas int      `yaml:"replicas"`
+	// Listen opens a TCP listener on the embedded server (e.g. for the nats
+	// CLI); empty means in-process connections only.
+	Listen string `yaml:"listen"`
+	// SyncAlways makes the embedded server fsync before every acknowledgement.
+	SyncAlways bool `yaml:"sync_always"`
+	// PublishTimeout bounds how long intake waits for the broker before it
+	// answers the IdP 503. Okta gives up after 3 s.
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
+	// CredsFile is a NATS credentials file for an external cluster.
+	CredsFile string `yaml:"creds_file"`
+}
+
+// EmbeddedServer reports whether lifecycle-worker runs its own nats-server.
+func (n NATSConfig) EmbeddedServer() bool {
+	if n.Embedded != nil {
+		return *n.Embedded
+	}
+	return len(n.URLs) == 0
+}
+
+// KeysConfig locates the JWT signing key.
+type KeysConfig struct {
+	// SigningKeyFile is a PEM private key (EC P-256 or RSA). Empty: a P-256
+	// key is generated into <data_dir>/keys on first start.
+	SigningKeyFile string `yaml:"signing_key_file"`
+}
+
+// OktaConfig configures Okta as a signal source.
+type OktaConfig struct {
+	// OrgURL is the Okta org; it is the issuer of iss_sub subjects from Okta.
+	OrgURL string     `yaml:"org_url"`
+	Hook   HookConfig `yaml:"hook"`
+	// EventTypes overrides the event-type → kind table; a kind of "ignore"
+	// drops a type from it.
+	EventTypes map[string]string `yaml:"event_types"`
+}
+
+// HookConfig authenticates Okta Event Hook deliveries.
+type HookConfig struct {
+	Header  string   `yaml:"header"`
+	Secrets []string `yaml:"secrets"`
+}
+
+// AuditConfig configures the audit index and its API.
+type AuditConfig struct {
+	// DB is the SQLite index file; default <data_dir>/audit.db.
+	DB     string        `yaml:"db"`
+	Tokens []TokenConfig `yaml:"tokens"`
+	// BatchSize and BatchWait bound one indexer transaction.
+	BatchSize int           `yaml:"batch_size"`
+	BatchWait time.Duration `yaml:"batch_wait"`
+}
+
+// TokenConfig is one API bearer token and its role.
+type TokenConfig struct {
+	Token string `yaml:"token"`
+	Role  string `yaml:"role"` // auditor | operator
+}
+
+// Roles known to the API.
+const (
+	RoleAuditor  = "auditor"
+	RoleOperator = "operator"
+)
+
+// TargetConfig is one authorization server (or the IdP) to revoke at.
+type TargetConfig struct {
+	Name          string      `yaml:"name"`
+	Driver        string      `yaml:"driver"`
+	Endpoint      string      `yaml:"endpoint"`
+	SubjectFormat string      `yaml:"subject_format"`
+	Kinds         []string    `yaml:"kinds"`
+	Scope         ScopeConfig `yaml:"scope"`
+	Auth          AuthConfig  `yaml:"auth"`
+	// ClientID is who we are at the target: the `sub` of our signed JWTs.
+	ClientID    string          `yaml:"client_id"`
+	Concurrency int             `yaml:"concurrency"`
+	Timeout     time.Duration   `yaml:"timeout"`
+	MaxAttempts int             `yaml:"max_attempts"`
+	Backoff     []time.Duration `yaml:"backoff"`
+	// AllowInsecureHTTP permits http:// to a loopback address, for tests.
+	AllowInsecureHTTP bool           `yaml:"allow_insecure_http"`
+	HTTP              HTTPCallConfig `yaml:"http"`
+}
+
+// ScopeConfig restricts access_removed events to some apps or groups (by
+// IdP id or display name). Empty: the target acts on every removal.
+type ScopeConfig struct {
+	Apps   []string `yaml:"apps"`
+	Groups []string `yaml:"groups"`
+}
+
+// AuthConfig is how we authenticate to a target.
+type AuthConfig struct {
+	Type  string `yaml:"type"`  // signed_jwt | bearer | none
+	Token string `yaml:"token"` // for bearer
+}
+
+// HTTPCallConfig is the templated request of the httpcall driver.
+type HTTPCallConfig struct {
+	Method        string            `yaml:"method"`
+	Headers       map[string]string `yaml:"headers"`
+	Body          string            `yaml:"body"`
+	Success       []int             `yaml:"success"`
+	NotApplicable []int             `yaml:"not_applicable"`
+}
+
+// Drivers known to this build.
+var Drivers = []string{"gtr", "httpcall"}
+
+// SubjectFormats are the RFC 9493 formats a target can ask for.
+var SubjectFormats = []string{"email", "iss_sub", "opaque"}
+
+// AuthTypes are the outbound authentication methods.
+var AuthTypes = []string{"signed_jwt", "bearer", "none"}
+
+// Defaults returns the configuration used when no file is given; secrets
+// come from the environment variables the example config names.
+func Defaults() *Config {
+	c := &Config{
+		Okta: OktaConfig{Hook: HookConfig{Secrets: nonEmpty(os.Getenv("OKTA_HOOK_SECRET"))}},
+	}
+	if t := os.Getenv("AUDIT_TOKEN"); t != "" {
+		c.Audit.Tokens = []TokenConfig{{Token: t, Role: RoleAuditor}}
+	}
+	c.setDefaults()
+	return c
+}
+
+func nonEmpty(s ...string) []string {
+	return slices.DeleteFunc(s, func(v string) bool { return v == "" })
+}
+
+// Load reads, expands and validates a config file.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(raw)
+}
+
+// Parse decodes YAML with ${ENV} expansion, rejects unknown keys, applies
+// defaults and validates; all problems are returned together.
+func Parse(raw []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	expandNode(&root)
+	expanded, err := yaml.Marshal(&root)
+	if err != nil {
+		return nil, fmt.Errorf("re-encode config: %w", err)
+	}
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	dec.KnownFields(true)
+	var errs []error
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, e := range te.Errors {
+				errs = append(errs, errors.New(e))
+			}
+		} else {
+			return nil, fmt.Errorf("parse config: %w", err)
+		}
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid config:\n%w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandNode replaces ${NAME} in scalar values (never in keys) with the
+// environment variable's value. Expanding after parsing means a secret that
+// contains YAML syntax cannot change the document's structure.
+func expandNode(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			return os.Getenv(envRef.FindStringSubmatch(ref)[1])
+		})
+		// A value that came from the environment is a string, whatever it
+		// looks like ("0123", "true").
+		if n.Tag == "" || n.Tag == "!!str" || n.Style != 0 {
+			n.Style = yaml.DoubleQuotedStyle
+		}
+		return
+	}
+	for i, c := range n.Content {
+		if n.Kind == yaml.MappingNode && i%2 == 0 {
+			continue // keys
+		}
+		expandNode(c)
+	}
+}
+
+func (c *Config) setDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.Listen
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.HTTP.ReadTimeout == 0 {
+		c.HTTP.ReadTimeout = 10 * time.Second
+	}
+	if c.HTTP.WriteTimeout == 0 {
+		c.HTTP.WriteTimeout = 30 * time.Second
+	}
+	if c.HTTP.IdleTimeout == 0 {
+		c.HTTP.IdleTimeout = 120 * time.Second
+	}
+	if c.HTTP.MaxBodyBytes == 0 {
+		c.HTTP.MaxBodyBytes = 1 << 20
+	}
+	if c.NATS.Replicas == 0 {
+		c.NATS.Replicas = 1
+	}
+	if c.NATS.PublishTimeout == 0 {
+		c.NATS.PublishTimeout = 2 * time.Second
+	}
+	if c.Okta.Hook.Header == "" {
+		c.Okta.Hook.Header = "Authorization"
+	}
+	if c.Audit.DB == "" {
+		c.Audit.DB = c.DataDir + "/audit.db"
+	}
+	if c.Audit.BatchSize == 0 {
+		c.Audit.BatchSize = 500
+	}
+	if c.Audit.BatchWait == 0 {
+		c.Audit.BatchWait = 20 * time.Millisecond
+	}
+	for i := range c.Audit.Tokens {
+		if c.Audit.Tokens[i].Role == "" {
+			c.Audit.Tokens[i].Role = RoleAuditor
+		}
+	}
+	for i := range c.Targets {
+		c.Targets[i].setDefaults()
+	}
+}
+
+func (t *TargetConfig) setDefaults() {
+	if t.SubjectFormat == "" {
+		t.SubjectFormat = "email"
+	}
+	if len(t.Kinds) == 0 {
+		t.Kinds = []string{"deprovisioned", "suspended", "sessions_revoked", "credentials_changed", "access_removed", "risk_elevated"}
+	}
+	if t.Auth.Type == "" {
+		switch t.Driver {
+		case "gtr":
+			t.Auth.Type = "signed_jwt"
+		default:
+			t.Auth.Type = "none"
+		}
+	}
+	if t.ClientID == "" {
+		t.ClientID = "lifecycle-worker"
+	}
+	if t.Concurrency == 0 {
+		t.Concurrency = 8
+	}
+	if t.Timeout == 0 {
+		t.Timeout = 10 * time.Second
+	}
+	if t.MaxAttempts == 0 {
+		t.MaxAttempts = 12
+	}
+	if len(t.Backoff) == 0 {
+		t.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute}
+	}
+	if t.Driver == "httpcall" {
+		if t.HTTP.Method == "" {
+			t.HTTP.Method = "POST"
+		}
+		if len(t.HTTP.Success) == 0 {
+			t.HTTP.Success = []int{200, 201, 202, 204}
+		}
+	}
+}
+
+var targetName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Validate reports every problem in the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen: %q is not host:port", c.Listen)
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("public_url: %q is not an http(s) URL", c.PublicURL)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		bad("log.format: %q is not one of text, json", c.Log.Format)
+	}
+	if c.HTTP.MaxBodyBytes < 1024 {
+		bad("http.max_body_bytes: %d is too small", c.HTTP.MaxBodyBytes)
+	}
+	if c.NATS.EmbeddedServer() && len(c.NATS.URLs) > 0 {
+		bad("nats: embedded is true but urls are set; choose one")
+	}
+	if !c.NATS.EmbeddedServer() && len(c.NATS.URLs) == 0 {
+		bad("nats: embedded is false and no urls are set")
+	}
+	if c.NATS.Replicas != 1 && c.NATS.Replicas != 3 && c.NATS.Replicas != 5 {
+		bad("nats.replicas: %d must be 1, 3 or 5", c.NATS.Replicas)
+	}
+	if c.NATS.EmbeddedServer() && c.NATS.Replicas != 1 {
+		bad("nats.replicas: the embedded server holds one replica")
+	}
+	if c.Okta.OrgURL != "" {
+		if u, err := url.Parse(c.Okta.OrgURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("okta.org_url: %q is not an https URL", c.Okta.OrgURL)
+		}
+	}
+	for i, s := range c.Okta.Hook.Secrets {
+		if s == "" {
+			bad("okta.hook.secrets[%d] is empty (is its environment variable set?)", i)
+		} else if len(s) < 16 {
+			bad("okta.hook.secrets[%d] is shorter than 16 characters", i)
+		}
+	}
+	for typ, kind := range c.Okta.EventTypes {
+		if kind != "ignore" && !validKind(kind) {
+			bad("okta.event_types[%s]: unknown kind %q", typ, kind)
+		}
+	}
+	for i, t := range c.Audit.Tokens {
+		if len(t.Token) < 16 {
+			bad("audit.tokens[%d]: token is empty or shorter than 16 characters", i)
+		}
+		if t.Role != RoleAuditor && t.Role != RoleOperator {
+			bad("audit.tokens[%d].role: %q is not auditor or operator", i, t.Role)
+		}
+	}
+	if c.Audit.BatchSize < 1 || c.Audit.BatchSize > 10000 {
+		bad("audit.batch_size: %d is not in 1..10000", c.Audit.BatchSize)
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Targets {
+		where := fmt.Sprintf("targets[%d]", i)
+		if t.Name != "" {
+			where = fmt.Sprintf("targets[%d] (%s)", i, t.Name)
+		}
+		if !targetName.MatchString(t.Name) {
+			bad("%s.name: %q must match %s", where, t.Name, targetName)
+		} else if seen[t.Name] {
+			bad("%s.name: duplicate target name", where)
+		}
+		seen[t.Name] = true
+		for _, err := range t.validate() {
+			bad("%s.%w", where, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validKind(k string) bool {
+	switch k {
+	case "deprovisioned", "suspended", "sessions_revoked", "credentials_changed",
+		"access_removed", "risk_elevated", "reactivated":
+		return true
+	}
+	return false
+}
+
+func (t TargetConfig) validate() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !slices.Contains(Drivers, t.Driver) {
+		bad("driver: %q is not one of %v", t.Driver, Drivers)
+	}
+	if err := CheckEndpoint(t.Endpoint, t.AllowInsecureHTTP); err != nil {
+		bad("endpoint: %w", err)
+	}
+	if !slices.Contains(SubjectFormats, t.SubjectFormat) {
+		bad("subject_format: %q is not one of %v", t.SubjectFormat, SubjectFormats)
+	}
+	for _, k := range t.Kinds {
+		if !validKind(k) || k == "reactivated" {
+			bad("kinds: %q is not a kind that revokes", k)
+		}
+	}
+	if !slices.Contains(AuthTypes, t.Auth.Type) {
+		bad("auth.type: %q is not one of %v", t.Auth.Type, AuthTypes)
+	}
+	if t.Auth.Type == "bearer" && t.Auth.Token == "" {
+		bad("auth.token: required for bearer auth (is its environment variable set?)")
+	}
+	if t.Driver == "gtr" && t.Auth.Type == "none" {
+		bad("auth.type: Global Token Revocation requires authentication")
+	}
+	if t.Concurrency < 1 || t.Concurrency > 1024 {
+		bad("concurrency: %d is not in 1..1024", t.Concurrency)
+	}
+	if t.Timeout <= 0 || t.Timeout > 5*time.Minute {
+		bad("timeout: %s is not in (0, 5m]", t.Timeout)
+	}
+	if t.MaxAttempts < 1 || t.MaxAttempts > 1000 {
+		bad("max_attempts: %d is not in 1..1000", t.MaxAttempts)
+	}
+	for _, d := range t.Backoff {
+		if d <= 0 {
+			bad("backoff: %s is not positive", d)
+		}
+	}
+	if t.Driver == "httpcall" {
+		if !slices.Contains([]string{"GET", "POST", "PUT", "PATCH", "DELETE"}, t.HTTP.Method) {
+			bad("http.method: %q is not supported", t.HTTP.Method)
+		}
+	} else if t.HTTP.Method != "" || t.HTTP.Body != "" || len(t.HTTP.Headers) > 0 {
+		bad("http: only the httpcall driver takes a request template")
+	}
+	return errs
+}
+
+// CheckEndpoint enforces HTTPS for outbound calls, allowing http:// only to a
+// loopback host and only when the target opts in.
+func CheckEndpoint(raw string, allowInsecure bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if !allowInsecure {
+			return fmt.Errorf("%q is not https (set allow_insecure_http for a loopback test target)", raw)
+		}
+		if !IsLoopback(u.Hostname()) {
+			return fmt.Errorf("%q: allow_insecure_http is only for loopback hosts", raw)
+		}
+		return nil
+	default:
+		return fmt.Errorf("%q: scheme must be https", raw)
+	}
+}
+
+// IsLoopback reports whether host is localhost or a loopback IP.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// SetDataDir overrides data_dir after loading, moving the paths derived from
+// it that the file did not set explicitly.
+func (c *Config) SetDataDir(dir string) {
+	if c.Audit.DB == c.DataDir+"/audit.db" {
+		c.Audit.DB = dir + "/audit.db"
+	}
+	c.DataDir = dir
+}
+
+// SetListen overrides listen after loading; public_url follows it unless
+// the file set one.
+func (c *Config) SetListen(addr string) {
+	if c.PublicURL == "http://"+c.Listen {
+		c.PublicURL = "http://" + addr
+	}
+	c.Listen = addr
+}

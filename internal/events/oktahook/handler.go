@@ -1,0 +1,318 @@
+package oktahook
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+)
+
+// Config configures the hook handler.
+type Config struct {
+	// Header carries the secret; Secrets are the accepted values (the whole
+	// header value, e.g. "Basic …" or a random string).
+	Header  string
+	Secrets []string
+	// MaxBody bounds a delivery (Okta's are far below 1 MiB).
+	MaxBody int64
+	Mapping events.Mapping
+	// Issuer is the Okta org URL; empty: taken from each delivery's source.
+	Issuer         string
+	PublishTimeout time.Duration
+	Publisher      events.Publisher
+	Recorder       audit.Recorder
+	Now            func() time.Time
+	Log            *slog.Logger
+}
+
+// Handler serves /hooks/okta.
+type Handler struct {
+	cfg     Config
+	secrets [][]byte
+}
+
+// New validates cfg and returns the handler.
+func New(cfg Config) (*Handler, error) {
+	var errs []error
+	if cfg.Header == "" {
+		errs = append(errs, errors.New("oktahook: no auth header name"))
+	}
+	if cfg.MaxBody <= 0 || cfg.PublishTimeout <= 0 {
+		errs = append(errs, errors.New("oktahook: body limit and publish timeout must be positive"))
+	}
+	if cfg.Mapping == nil || cfg.Publisher == nil || cfg.Recorder == nil || cfg.Now == nil || cfg.Log == nil {
+		errs = append(errs, errors.New("oktahook: mapping, publisher, recorder, clock and logger are required"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	h := &Handler{cfg: cfg}
+	for _, s := range cfg.Secrets {
+		if s != "" {
+			h.secrets = append(h.secrets, []byte(s))
+		}
+	}
+	if len(h.secrets) == 0 {
+		cfg.Log.Warn("okta hook has no secret configured: every delivery will be refused (set okta.hook.secrets)")
+	}
+	return h, nil
+}
+
+// ServeHTTP handles the verification GET and delivery POSTs.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if !h.authenticated(r) {
+		h.record(ctx, audit.Record{Type: audit.TypeAuthFailed, Outcome: "rejected", Error: "missing or wrong hook secret",
+			Detail: audit.Detail(map[string]any{"remote": remoteHost(r), "method": r.Method, "header_present": r.Header.Get(h.cfg.Header) != ""})})
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if r.Method == http.MethodGet {
+		h.verify(w, r)
+		return
+	}
+	h.deliver(w, r)
+}
+
+// authenticated compares the header against every secret in constant time,
+// without stopping at the first match, so timing tells nothing about which
+// secret (or how much of one) matched.
+func (h *Handler) authenticated(r *http.Request) bool {
+	got := []byte(r.Header.Get(h.cfg.Header))
+	ok := 0
+	for _, s := range h.secrets {
+		ok |= subtle.ConstantTimeCompare(got, s)
+	}
+	return ok == 1 && len(got) > 0
+}
+
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
+	challenge := r.Header.Get("X-Okta-Verification-Challenge")
+	if challenge == "" {
+		http.Error(w, "missing X-Okta-Verification-Challenge", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"verification": challenge})
+}
+
+func (h *Handler) deliver(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", h.cfg.MaxBody))
+			return
+		}
+		h.reject(w, r, http.StatusBadRequest, "reading body: "+err.Error())
+		return
+	}
+	delivery, raws, err := parseDelivery(body)
+	if err != nil {
+		h.reject(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	now := h.cfg.Now().UTC()
+	issuer := h.cfg.Issuer
+	if issuer == "" {
+		issuer = originOf(delivery.Source)
+	}
+	var evs []events.Event
+	var ignored []audit.Record
+	for i, raw := range raws {
+		ev, reason, err := h.toEvent(raw, issuer, now)
+		if err != nil {
+			ignored = append(ignored, audit.Record{Type: audit.TypeEventRejected, Source: string(events.SourceOktaHook), Outcome: "rejected",
+				Error: fmt.Sprintf("data.events[%d]: %v", i, err), Detail: audit.Detail(map[string]any{"delivery": delivery.EventID})})
+			continue
+		}
+		if reason != "" {
+			ignored = append(ignored, audit.Record{Type: audit.TypeEventIgnored, EventID: ev.ID, Source: string(events.SourceOktaHook),
+				Subject: audit.SubjectOf(ev.Subject), Outcome: "ignored", OccurredAt: timePtr(ev.OccurredAt),
+				Detail: audit.Detail(map[string]any{"reason": reason, "event_type": ev.Cause, "delivery": delivery.EventID})})
+			continue
+		}
+		evs = append(evs, ev)
+	}
+
+	pubCtx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
+	defer cancel()
+	pubs, err := h.cfg.Publisher.PublishEvents(pubCtx, evs)
+	if err != nil {
+		h.cfg.Log.ErrorContext(ctx, "okta hook: events not durable, answering 503", "delivery", delivery.EventID, "events", len(evs), "err", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	recs := ignored
+	for i, ev := range evs {
+		outcome := "accepted"
+		if pubs[i].Duplicate {
+			outcome = "duplicate"
+		}
+		recs = append(recs, audit.Record{Type: audit.TypeEventReceived, EventID: ev.ID, Source: string(ev.Source), Kind: string(ev.Kind),
+			Subject: audit.SubjectOf(ev.Subject), Outcome: outcome, OccurredAt: timePtr(ev.OccurredAt),
+			Detail: audit.Detail(map[string]any{"event_type": ev.Cause, "delivery": delivery.EventID, "lifecycle_seq": pubs[i].Sequence})})
+	}
+	if err := h.recordAll(pubCtx, recs); err != nil {
+		// The events are durable, but their receipt is not on record; a
+		// 503 makes Okta retry, which records it (the events dedupe).
+		h.cfg.Log.ErrorContext(ctx, "okta hook: audit not durable, answering 503", "delivery", delivery.EventID, "err", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	h.cfg.Log.InfoContext(ctx, "okta hook delivery", "delivery", delivery.EventID, "events", len(evs), "ignored", len(ignored))
+	w.WriteHeader(http.StatusOK)
+}
+
+// parseDelivery accepts an Event Hook envelope, and — liberal in what we
+// accept — a bare LogEvent or an array of them, as tools replaying System
+// Log exports send.
+func parseDelivery(body []byte) (envelope, []json.RawMessage, error) {
+	body = bytes.TrimSpace(body)
+	if !json.Valid(body) {
+		return envelope{}, nil, errors.New("body is not JSON")
+	}
+	if len(body) > 0 && body[0] == '[' {
+		var arr []json.RawMessage
+		if err := json.Unmarshal(body, &arr); err != nil {
+			return envelope{}, nil, fmt.Errorf("body is not a list of events: %w", err)
+		}
+		return envelope{}, arr, nil
+	}
+	var env envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return envelope{}, nil, fmt.Errorf("body is not an event hook delivery: %w", err)
+	}
+	if env.Data.Events != nil {
+		return env, env.Data.Events, nil
+	}
+	var probe struct {
+		UUID      string `json:"uuid"`
+		EventType string `json:"eventType"`
+	}
+	if json.Unmarshal(body, &probe) == nil && probe.UUID != "" && probe.EventType != "" && probe.EventType != "com.okta.event_hook" {
+		return envelope{}, []json.RawMessage{body}, nil
+	}
+	return envelope{}, nil, errors.New("body has no data.events")
+}
+
+// toEvent maps one LogEvent. A non-empty reason means "ignore, and say why".
+func (h *Handler) toEvent(raw json.RawMessage, issuer string, now time.Time) (events.Event, string, error) {
+	var le logEvent
+	if err := json.Unmarshal(raw, &le); err != nil {
+		return events.Event{}, "", fmt.Errorf("not a LogEvent: %w", err)
+	}
+	if le.UUID == "" || le.EventType == "" {
+		return events.Event{}, "", errors.New("LogEvent without uuid or eventType")
+	}
+	ev := events.Event{
+		ID: "okta:" + le.UUID, Source: events.SourceOktaHook, OccurredAt: le.Published.UTC(), ReceivedAt: now,
+		Cause: le.EventType, Raw: raw,
+	}
+	if u := le.user(); u != nil {
+		ev.Subject = events.Subject{Issuer: issuer, ID: u.ID, Login: u.AlternateID}
+		if a, err := mail.ParseAddress(u.AlternateID); err == nil && a.Address == u.AlternateID {
+			ev.Subject.Email = u.AlternateID
+		}
+	}
+	kind, mapped := h.cfg.Mapping[le.EventType]
+	switch {
+	case !mapped:
+		return ev, "event type " + le.EventType + " is not mapped", nil
+	case le.Outcome != nil && le.Outcome.Result != "" && le.Outcome.Result != "SUCCESS" && le.Outcome.Result != "ALLOW":
+		return ev, "outcome " + le.Outcome.Result + ": the change did not happen", nil
+	case ev.Subject.Empty():
+		return ev, "no user in event", nil
+	case le.EventType == "user.risk.change" && !le.riskHigh():
+		return ev, "risk did not rise to HIGH", nil
+	}
+	ev.Kind = kind
+	if kind == events.KindAccessRemoved {
+		for _, a := range le.targetsOfType("AppInstance") {
+			ev.Scope.Apps = append(ev.Scope.Apps, events.ScopeRef{ID: a.ID, Name: a.DisplayName})
+		}
+		for _, g := range le.targetsOfType("UserGroup") {
+			ev.Scope.Groups = append(ev.Scope.Groups, events.ScopeRef{ID: g.ID, Name: g.DisplayName})
+		}
+		if ev.Scope.All() {
+			return ev, "access removal names no app or group", nil
+		}
+	}
+	return ev, "", ev.Validate()
+}
+
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	h.record(r.Context(), audit.Record{Type: audit.TypeEventRejected, Source: string(events.SourceOktaHook), Outcome: "rejected",
+		HTTPStatus: status, Error: reason, Detail: audit.Detail(map[string]any{"remote": remoteHost(r)})})
+	http.Error(w, reason, status)
+}
+
+// record writes records about a refused request; failing to record does not
+// change the answer, which no retry could improve.
+func (h *Handler) record(ctx context.Context, recs ...audit.Record) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.PublishTimeout)
+	defer cancel()
+	if err := h.recordAll(ctx, recs); err != nil {
+		h.cfg.Log.ErrorContext(ctx, "okta hook: audit record lost", "type", recs[0].Type, "err", err)
+	}
+}
+
+func (h *Handler) recordAll(ctx context.Context, recs []audit.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	now := h.cfg.Now().UTC()
+	for i := range recs {
+		// Each receipt is its own fact: a retried delivery is recorded again.
+		recs[i].ID = "okta-hook/" + uuid.NewString()
+		recs[i].Time = now
+		if recs[i].Source == "" {
+			recs[i].Source = string(events.SourceOktaHook)
+		}
+	}
+	return h.cfg.Recorder.Record(ctx, recs...)
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// originOf returns scheme://host of Okta's `source` URL, which is the org.
+func originOf(source string) string {
+	u, err := url.Parse(source)
+	if err != nil || u.Scheme != "https" || u.Host == "" || strings.ContainsAny(u.Host, "{}") {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+func remoteHost(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
+	}
+	return host
+}

@@ -1,0 +1,175 @@
+package keys
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Signer signs JWTs with one private key and publishes its public half.
+type Signer struct {
+	key  crypto.Signer
+	alg  jose.SignatureAlgorithm
+	kid  string
+	jwks []byte
+
+	mu      sync.Mutex
+	signers map[string]jose.Signer // by typ
+}
+
+// LoadOrCreate loads the PEM private key at path, creating a P-256 key there
+// (mode 0600, directory 0700) when the file does not exist.
+func LoadOrCreate(path string) (*Signer, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := generate(path); err != nil {
+			return nil, err
+		}
+		raw, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read signing key: %w", err)
+	}
+	return Parse(raw)
+}
+
+func generate(path string) error {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate signing key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return fmt.Errorf("encode signing key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create key dir: %w", err)
+	}
+	// O_EXCL: two processes starting on one data dir must not overwrite
+	// each other's key; the loser reads the winner's.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create signing key: %w", err)
+	}
+	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		f.Close()
+		return fmt.Errorf("write signing key: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync signing key: %w", err)
+	}
+	return f.Close()
+}
+
+// Parse builds a Signer from a PEM private key (PKCS#8, SEC 1 EC or PKCS#1 RSA).
+func Parse(pemBytes []byte) (*Signer, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, errors.New("signing key: no PEM block")
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	default:
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse signing key: %w", err)
+	}
+	s := &Signer{signers: map[string]jose.Signer{}}
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		if k.Curve != elliptic.P256() {
+			return nil, errors.New("signing key: only the P-256 curve is supported")
+		}
+		s.key, s.alg = k, jose.ES256
+	case *rsa.PrivateKey:
+		if k.N.BitLen() < 2048 {
+			return nil, errors.New("signing key: RSA keys must have at least 2048 bits")
+		}
+		s.key, s.alg = k, jose.RS256
+	default:
+		return nil, fmt.Errorf("signing key: unsupported key type %T", key)
+	}
+	pub := jose.JSONWebKey{Key: s.key.Public(), Algorithm: string(s.alg), Use: "sig"}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("signing key thumbprint: %w", err)
+	}
+	s.kid = base64.RawURLEncoding.EncodeToString(tp)
+	pub.KeyID = s.kid
+	s.jwks, err = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
+	if err != nil {
+		return nil, fmt.Errorf("encode jwks: %w", err)
+	}
+	return s, nil
+}
+
+// KeyID is the RFC 7638 thumbprint of the public key, used as `kid`.
+func (s *Signer) KeyID() string { return s.kid }
+
+// Algorithm is the JWS algorithm of the key (ES256 or RS256).
+func (s *Signer) Algorithm() string { return string(s.alg) }
+
+// JWKS is the public key set as served at /.well-known/jwks.json.
+func (s *Signer) JWKS() []byte { return s.jwks }
+
+// Sign returns a compact JWS of claims with the given `typ` header.
+func (s *Signer) Sign(typ string, claims any) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("encode claims: %w", err)
+	}
+	signer, err := s.signer(typ)
+	if err != nil {
+		return "", err
+	}
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("sign %s: %w", typ, err)
+	}
+	return obj.CompactSerialize()
+}
+
+func (s *Signer) signer(typ string) (jose.Signer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if js, ok := s.signers[typ]; ok {
+		return js, nil
+	}
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader(jose.HeaderKey("kid"), s.kid)
+	js, err := jose.NewSigner(jose.SigningKey{Algorithm: s.alg, Key: s.key}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("new signer: %w", err)
+	}
+	s.signers[typ] = js
+	return js, nil
+}
+
+// Fingerprint is a short, loggable identity of the public key.
+func (s *Signer) Fingerprint() string {
+	sum := sha256.Sum256([]byte(s.kid))
+	return base64.RawURLEncoding.EncodeToString(sum[:6])
+}

@@ -1,0 +1,153 @@
+package gtr
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
+)
+
+// JWTType is the `typ` header of the bearer JWT (-06 §3.5).
+const JWTType = "global-token-revocation+jwt"
+
+// Config configures one GTR target.
+type Config struct {
+	Endpoint      string
+	SubjectFormat string // email | iss_sub | opaque
+	// Auth is "signed_jwt" (Signer required) or "bearer" (Token required).
+	Auth     string
+	Token    string
+	Signer   *keys.Signer
+	Issuer   string // our issuer: the JWT's iss
+	ClientID string // who we are at the AS: the JWT's sub
+	Client   *http.Client
+	Now      func() time.Time
+}
+
+// Driver sends Global Token Revocation requests.
+type Driver struct {
+	cfg Config
+	aud string
+}
+
+// New validates cfg and returns a driver.
+func New(cfg Config) (*Driver, error) {
+	var errs []error
+	u, err := url.Parse(cfg.Endpoint)
+	if err != nil || u.Host == "" {
+		errs = append(errs, fmt.Errorf("gtr: bad endpoint %q", cfg.Endpoint))
+	}
+	switch cfg.Auth {
+	case "signed_jwt":
+		if cfg.Signer == nil || cfg.Issuer == "" || cfg.ClientID == "" {
+			errs = append(errs, errors.New("gtr: signed_jwt needs a signer, issuer and client id"))
+		}
+	case "bearer":
+		if cfg.Token == "" {
+			errs = append(errs, errors.New("gtr: bearer auth needs a token"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("gtr: unsupported auth %q", cfg.Auth))
+	}
+	if cfg.Client == nil || cfg.Now == nil {
+		errs = append(errs, errors.New("gtr: http client and clock are required"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	// aud is the endpoint without query or fragment (-06 §3.5).
+	aud := *u
+	aud.RawQuery, aud.Fragment = "", ""
+	return &Driver{cfg: cfg, aud: aud.String()}, nil
+}
+
+type claims struct {
+	Iss string `json:"iss"`
+	Sub string `json:"sub"`
+	Aud string `json:"aud"`
+	Jti string `json:"jti"`
+	Iat int64  `json:"iat"`
+	Nbf int64  `json:"nbf"`
+	Exp int64  `json:"exp"`
+}
+
+// Revoke sends one request and classifies the answer.
+func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
+	sid, usedLogin, err := revoke.NewSubjectID(d.cfg.SubjectFormat, job.Subject)
+	if err != nil {
+		return revoke.Result{Class: revoke.Permanent, Err: err}
+	}
+	detail := map[string]any{"sub_id_format": sid.Format}
+	if usedLogin {
+		detail["email_from"] = "login"
+	}
+	body, err := json.Marshal(map[string]any{"sub_id": sid})
+	if err != nil {
+		return revoke.Result{Class: revoke.Permanent, Err: fmt.Errorf("encode body: %w", err), Detail: detail}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.cfg.Endpoint, bytes.NewReader(body))
+	if err != nil {
+		return revoke.Result{Class: revoke.Permanent, Err: fmt.Errorf("build request: %w", err), Detail: detail}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	bearer := d.cfg.Token
+	if d.cfg.Auth == "signed_jwt" {
+		now := d.cfg.Now()
+		jti := uuid.NewString()
+		bearer, err = d.cfg.Signer.Sign(JWTType, claims{
+			Iss: d.cfg.Issuer, Sub: d.cfg.ClientID, Aud: d.aud, Jti: jti,
+			Iat: now.Unix(), Nbf: now.Add(-time.Minute).Unix(), Exp: now.Add(5 * time.Minute).Unix(),
+		})
+		if err != nil {
+			return revoke.Result{Class: revoke.Retry, Err: fmt.Errorf("sign bearer: %w", err), Detail: detail}
+		}
+		detail["jti"] = jti
+	}
+	req.Header.Set("Authorization", "Bearer "+bearer)
+
+	resp, err := d.cfg.Client.Do(req)
+	if err != nil {
+		r := revoke.ClassifyTransport(err)
+		r.Detail = detail
+		return r
+	}
+	defer resp.Body.Close()
+	snippet := revoke.BodySnippet(resp.Body)
+	r := Classify(resp.StatusCode)
+	r.Detail = detail
+	if r.Class != revoke.Succeeded {
+		r.Err = fmt.Errorf("HTTP %d%s", resp.StatusCode, snippet)
+	}
+	if r.Class == revoke.Retry {
+		r.RetryAfter = revoke.RetryAfter(resp.Header, d.cfg.Now(), time.Hour)
+	}
+	return r
+}
+
+// Classify maps a GTR answer to a class (DESIGN §8): 200 and 204 succeed
+// (Auth0 answers 200, the draft 204); 404 is "no such user here"; 429 and
+// 5xx are retried; every other answer needs a human.
+func Classify(status int) revoke.Result {
+	r := revoke.Result{HTTPStatus: status}
+	switch {
+	case status == http.StatusOK || status == http.StatusNoContent:
+		r.Class = revoke.Succeeded
+	case status == http.StatusNotFound:
+		r.Class = revoke.NotApplicable
+	case status == http.StatusTooManyRequests || status >= 500:
+		r.Class = revoke.Retry
+	default:
+		r.Class = revoke.Permanent
+	}
+	return r
+}

@@ -1,0 +1,188 @@
+package httpcall
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
+)
+
+// Config configures one templated target.
+type Config struct {
+	Method  string
+	URL     string // a template
+	Headers map[string]string
+	Body    string // a template; empty sends no body
+	// Success and NotApplicable are the statuses that end the job.
+	Success       []int
+	NotApplicable []int
+	// Auth: "none", "bearer" (Token) or "signed_jwt" (Signer, Issuer,
+	// ClientID; typ JWT, aud = the rendered URL without query).
+	Auth              string
+	Token             string
+	Signer            *keys.Signer
+	Issuer, ClientID  string
+	AllowInsecureHTTP bool
+	Client            *http.Client
+	Now               func() time.Time
+}
+
+// Driver sends templated requests.
+type Driver struct {
+	cfg     Config
+	url     *template.Template
+	body    *template.Template
+	headers map[string]*template.Template
+}
+
+// Data is what templates see.
+type Data struct {
+	Subject events.Subject
+	Job     revoke.Job
+}
+
+var funcs = template.FuncMap{
+	// json renders a value as a JSON literal, so string fields are quoted
+	// and escaped: {"user": {{json .Subject.Email}}}.
+	"json": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+}
+
+// New parses the templates and returns a driver.
+func New(cfg Config) (*Driver, error) {
+	d := &Driver{cfg: cfg, headers: map[string]*template.Template{}}
+	var errs []error
+	var err error
+	if d.url, err = template.New("url").Funcs(funcs).Option("missingkey=error").Parse(cfg.URL); err != nil {
+		errs = append(errs, fmt.Errorf("httpcall: url template: %w", err))
+	}
+	if cfg.Body != "" {
+		if d.body, err = template.New("body").Funcs(funcs).Option("missingkey=error").Parse(cfg.Body); err != nil {
+			errs = append(errs, fmt.Errorf("httpcall: body template: %w", err))
+		}
+	}
+	for k, v := range cfg.Headers {
+		if d.headers[k], err = template.New(k).Funcs(funcs).Parse(v); err != nil {
+			errs = append(errs, fmt.Errorf("httpcall: header %s template: %w", k, err))
+		}
+	}
+	switch cfg.Auth {
+	case "none", "":
+	case "bearer":
+		if cfg.Token == "" {
+			errs = append(errs, errors.New("httpcall: bearer auth needs a token"))
+		}
+	case "signed_jwt":
+		if cfg.Signer == nil || cfg.Issuer == "" || cfg.ClientID == "" {
+			errs = append(errs, errors.New("httpcall: signed_jwt needs a signer, issuer and client id"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("httpcall: unsupported auth %q", cfg.Auth))
+	}
+	if len(cfg.Success) == 0 {
+		errs = append(errs, errors.New("httpcall: no success statuses"))
+	}
+	if cfg.Client == nil || cfg.Now == nil {
+		errs = append(errs, errors.New("httpcall: http client and clock are required"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return d, nil
+}
+
+func render(t *template.Template, data Data) (string, error) {
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// Revoke renders and sends the request.
+func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
+	data := Data{Subject: job.Subject, Job: job}
+	target, err := render(d.url, data)
+	if err != nil {
+		return revoke.Result{Class: revoke.Permanent, Err: fmt.Errorf("render url: %w", err)}
+	}
+	// The rendered URL must stay on an allowed scheme and host: a subject
+	// field must never turn an https call into an http one.
+	if err := config.CheckEndpoint(target, d.cfg.AllowInsecureHTTP); err != nil {
+		return revoke.Result{Class: revoke.Permanent, Err: fmt.Errorf("rendered url: %w", err)}
+	}
+	var body []byte
+	if d.body != nil {
+		s, err := render(d.body, data)
+		if err != nil {
+			return revoke.Result{Class: revoke.Permanent, Err: fmt.Errorf("render body: %w", err)}
+		}
+		body = []byte(s)
+	}
+	req, err := http.NewRequestWithContext(ctx, d.cfg.Method, target, bytes.NewReader(body))
+	if err != nil {
+		return revoke.Result{Class: revoke.Permanent, Err: fmt.Errorf("build request: %w", err)}
+	}
+	if body == nil {
+		req.Body, req.ContentLength = http.NoBody, 0
+	}
+	for k, t := range d.headers {
+		v, err := render(t, data)
+		if err != nil {
+			return revoke.Result{Class: revoke.Permanent, Err: fmt.Errorf("render header %s: %w", k, err)}
+		}
+		req.Header.Set(k, v)
+	}
+	switch d.cfg.Auth {
+	case "bearer":
+		req.Header.Set("Authorization", "Bearer "+d.cfg.Token)
+	case "signed_jwt":
+		now := d.cfg.Now()
+		aud := *req.URL
+		aud.RawQuery, aud.Fragment = "", ""
+		tok, err := d.cfg.Signer.Sign("JWT", map[string]any{
+			"iss": d.cfg.Issuer, "sub": d.cfg.ClientID, "aud": aud.String(), "jti": uuid.NewString(),
+			"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+		})
+		if err != nil {
+			return revoke.Result{Class: revoke.Retry, Err: fmt.Errorf("sign bearer: %w", err)}
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := d.cfg.Client.Do(req)
+	if err != nil {
+		return revoke.ClassifyTransport(err)
+	}
+	defer resp.Body.Close()
+	snippet := revoke.BodySnippet(resp.Body)
+	r := revoke.Result{HTTPStatus: resp.StatusCode}
+	switch {
+	case slices.Contains(d.cfg.Success, resp.StatusCode):
+		r.Class = revoke.Succeeded
+		return r
+	case slices.Contains(d.cfg.NotApplicable, resp.StatusCode):
+		r.Class = revoke.NotApplicable
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		r.Class = revoke.Retry
+		r.RetryAfter = revoke.RetryAfter(resp.Header, d.cfg.Now(), time.Hour)
+	default:
+		r.Class = revoke.Permanent
+	}
+	r.Err = fmt.Errorf("HTTP %d%s", resp.StatusCode, snippet)
+	return r
+}

@@ -1,0 +1,121 @@
+package revoke
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+)
+
+// Queue makes jobs and dead letters durable.
+type Queue interface {
+	Enqueue(ctx context.Context, jobs []Job) error
+	DeadLetter(ctx context.Context, dl DeadLetter) error
+}
+
+// DeadLetter is a job that will not be retried, with why.
+type DeadLetter struct {
+	Job        Job       `json:"job"`
+	Attempts   int       `json:"attempts"`
+	Reason     string    `json:"reason"`
+	HTTPStatus int       `json:"http_status,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// Planner fans an event out to the targets that act on it.
+type Planner struct {
+	targets  []*Target
+	queue    Queue
+	recorder audit.Recorder
+	now      func() time.Time
+	log      *slog.Logger
+}
+
+// NewPlanner returns a planner over targets.
+func NewPlanner(targets []*Target, q Queue, rec audit.Recorder, now func() time.Time, log *slog.Logger) (*Planner, error) {
+	if q == nil || rec == nil || now == nil || log == nil {
+		return nil, errors.New("planner: queue, recorder, clock and logger are required")
+	}
+	return &Planner{targets: targets, queue: q, recorder: rec, now: now, log: log}, nil
+}
+
+// Plan enqueues one job per interested target and records the plan. It is
+// idempotent: job and record IDs derive from the event ID.
+func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
+	now := p.now().UTC()
+	var jobs []Job
+	var recs []audit.Record
+	var skipped []map[string]string
+	for _, t := range p.targets {
+		if !ev.Kind.Revokes() {
+			break
+		}
+		ok, why := t.Wants(ev)
+		if !ok {
+			skipped = append(skipped, map[string]string{"target": t.Name, "reason": why})
+			continue
+		}
+		job := Job{
+			ID: JobID(ev.ID, t.Name), EventID: ev.ID, Target: t.Name, Kind: ev.Kind, Source: ev.Source,
+			Cause: ev.Cause, Subject: ev.Subject, Scope: ev.Scope,
+			OccurredAt: ev.OccurredAt, ReceivedAt: ev.ReceivedAt, PlannedAt: now,
+		}
+		jobs = append(jobs, job)
+		rec := jobRecord(job, audit.TypeRevocationPlanned, now)
+		rec.ID = job.ID + "/planned"
+		rec.Driver = t.DriverName
+		rec.Outcome = "planned"
+		recs = append(recs, rec)
+	}
+	if len(jobs) == 0 {
+		// Still one record, so that every event's story ends somewhere.
+		reason := "no target acts on this event"
+		if !ev.Kind.Revokes() {
+			reason = "kind " + string(ev.Kind) + " is recorded only"
+		}
+		occurred := ev.OccurredAt
+		recs = append(recs, audit.Record{
+			ID: ev.ID + "/planned", Time: now, Type: audit.TypeRevocationPlanned, EventID: ev.ID,
+			Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
+			Outcome: "no_targets", OccurredAt: &occurred,
+			Detail: audit.Detail(map[string]any{"reason": reason, "skipped": skipped}),
+		})
+	}
+	if err := p.queue.Enqueue(ctx, jobs); err != nil {
+		return fmt.Errorf("enqueue jobs of %s: %w", ev.ID, err)
+	}
+	if err := p.recorder.Record(ctx, recs...); err != nil {
+		return fmt.Errorf("record plan of %s: %w", ev.ID, err)
+	}
+	p.log.InfoContext(ctx, "planned", "event", ev.ID, "kind", ev.Kind, "jobs", len(jobs))
+	return nil
+}
+
+// Handler is the Watermill handler over LIFECYCLE messages. An event that
+// does not decode is recorded as rejected and acked: no retry can fix it.
+func (p *Planner) Handler(msg *message.Message) error {
+	ctx := msg.Context()
+	var ev events.Event
+	if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+		return p.recorder.Record(ctx, audit.Record{
+			ID: "planner/undecodable/" + msg.UUID, Time: p.now().UTC(), Type: audit.TypeEventRejected,
+			Error: "undecodable lifecycle message: " + err.Error(),
+		})
+	}
+	return p.Plan(ctx, ev)
+}
+
+func jobRecord(job Job, typ audit.Type, now time.Time) audit.Record {
+	occurred := job.OccurredAt
+	return audit.Record{
+		Time: now, Type: typ, EventID: job.EventID, Source: string(job.Source), Kind: string(job.Kind),
+		Subject: audit.SubjectOf(job.Subject), Target: job.Target, OccurredAt: &occurred,
+	}
+}

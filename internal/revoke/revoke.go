@@ -1,0 +1,123 @@
+package revoke
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+)
+
+// Job is one revocation: one event at one target.
+type Job struct {
+	ID         string         `json:"id"`
+	EventID    string         `json:"event_id"`
+	Target     string         `json:"target"`
+	Kind       events.Kind    `json:"kind"`
+	Source     events.Source  `json:"source"`
+	Cause      string         `json:"cause"`
+	Subject    events.Subject `json:"subject"`
+	Scope      events.Scope   `json:"scope"`
+	OccurredAt time.Time      `json:"occurred_at"`
+	ReceivedAt time.Time      `json:"received_at"`
+	PlannedAt  time.Time      `json:"planned_at"`
+}
+
+// JobID derives a job's ID from its event and target, so that re-planning
+// an event yields the same IDs and the REVOKE stream drops the copies.
+func JobID(eventID, target string) string { return eventID + "|" + target }
+
+// Topic is the REVOKE subject of jobs for target.
+func Topic(target string) string { return "revoke." + target }
+
+// DLQTopic is the REVOKE_DLQ subject of target's dead letters.
+func DLQTopic(target string) string { return "revoke_dlq." + target }
+
+// Class is how a driver classifies an answer (DESIGN §8).
+type Class int
+
+// Classes of outcome.
+const (
+	Succeeded     Class = iota + 1 // the target revoked (or began to)
+	NotApplicable                  // the target does not know the subject
+	Retry                          // try again later: 5xx, 429, timeout, network
+	Permanent                      // no retry can fix it: 4xx, bad config, bad subject
+)
+
+func (c Class) String() string {
+	switch c {
+	case Succeeded:
+		return "succeeded"
+	case NotApplicable:
+		return "not_applicable"
+	case Retry:
+		return "retry"
+	case Permanent:
+		return "permanent"
+	}
+	return "unknown"
+}
+
+// Result is one attempt's outcome.
+type Result struct {
+	Class      Class
+	HTTPStatus int
+	// Err says what went wrong; it never contains a token or secret.
+	Err error
+	// RetryAfter is the target's Retry-After, when it sent one.
+	RetryAfter time.Duration
+	// Detail is what the audit trail should know about the request (e.g.
+	// which subject identifier was sent).
+	Detail map[string]any
+}
+
+// Driver sends one revocation to one target. Revoke must honour ctx (the
+// executor sets the target's timeout) and must classify every outcome.
+type Driver interface {
+	Revoke(ctx context.Context, job Job) Result
+}
+
+// ClassifyTransport classifies an error from http.Client.Do: timeouts and
+// network failures are retried.
+func ClassifyTransport(err error) Result {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Result{Class: Retry, Err: errors.New("timed out")}
+	}
+	return Result{Class: Retry, Err: fmt.Errorf("request failed: %w", err)}
+}
+
+// RetryAfter parses a Retry-After header (seconds or HTTP date), capped at
+// maxWait; zero when absent or unparseable.
+func RetryAfter(h http.Header, now time.Time, maxWait time.Duration) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.Atoi(v); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxWait)
+}
+
+// BodySnippet returns ": <start of body>" for an error message, and drains
+// the rest (bounded) so the connection can be reused.
+func BodySnippet(body io.Reader) string {
+	buf, _ := io.ReadAll(io.LimitReader(body, 512))
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	s := strings.TrimSpace(strings.ToValidUTF8(string(buf), ""))
+	if s == "" {
+		return ""
+	}
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return ": " + s
+}

@@ -1,0 +1,72 @@
+package revoke
+
+import (
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+)
+
+// Target is one place to revoke at, with its driver and its policy.
+type Target struct {
+	Name        string
+	DriverName  string
+	Driver      Driver
+	Kinds       []events.Kind
+	ScopeApps   []string // IdP ids or names; access_removed needs a match
+	ScopeGroups []string
+	Concurrency int
+	Timeout     time.Duration
+	MaxAttempts int
+	Backoff     []time.Duration
+}
+
+// Validate checks what the executor relies on.
+func (t *Target) Validate() error {
+	var errs []error
+	if t.Name == "" {
+		errs = append(errs, errors.New("target without name"))
+	}
+	if t.Driver == nil {
+		errs = append(errs, errors.New("target "+t.Name+": nil driver"))
+	}
+	if t.Concurrency < 1 || t.Timeout <= 0 || t.MaxAttempts < 1 || len(t.Backoff) == 0 {
+		errs = append(errs, errors.New("target "+t.Name+": concurrency, timeout, max attempts and backoff must be set"))
+	}
+	return errors.Join(errs...)
+}
+
+// Wants reports whether the target acts on ev, and if not, why.
+func (t *Target) Wants(ev events.Event) (bool, string) {
+	if !slices.Contains(t.Kinds, ev.Kind) {
+		return false, "kind " + string(ev.Kind) + " not in target kinds"
+	}
+	if ev.Kind != events.KindAccessRemoved {
+		return true, ""
+	}
+	// Losing one app or group revokes only where that app or group is the
+	// way in; a target without a scope does not act on partial removals.
+	for _, ref := range ev.Scope.Apps {
+		if slices.Contains(t.ScopeApps, ref.ID) || (ref.Name != "" && slices.Contains(t.ScopeApps, ref.Name)) {
+			return true, ""
+		}
+	}
+	for _, ref := range ev.Scope.Groups {
+		if slices.Contains(t.ScopeGroups, ref.ID) || (ref.Name != "" && slices.Contains(t.ScopeGroups, ref.Name)) {
+			return true, ""
+		}
+	}
+	return false, "removed apps/groups not in target scope"
+}
+
+// RetryDelay is the wait before the attempt after attempt n (1-based): the
+// backoff schedule's entry (its last entry repeats), with ±10% jitter so
+// that a burst of failures does not come back as a burst.
+func (t *Target) RetryDelay(n uint64) time.Duration {
+	i := min(int(n)-1, len(t.Backoff)-1)
+	d := t.Backoff[max(i, 0)]
+	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
+	return d + jitter
+}
