@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -166,10 +165,4 @@ func (s *Signer) signer(typ string) (jose.Signer, error) {
 	}
 	s.signers[typ] = js
 	return js, nil
-}
-
-// Fingerprint is a short, loggable identity of the public key.
-func (s *Signer) Fingerprint() string {
-	sum := sha256.Sum256([]byte(s.kid))
-	return base64.RawURLEncoding.EncodeToString(sum[:6])
 }

@@ -139,6 +139,10 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request) {
 	}
 	var evs []events.Event
 	var ignored []audit.Record
+	if len(raws) == 0 {
+		ignored = append(ignored, audit.Record{Type: audit.TypeEventIgnored, Outcome: "ignored",
+			Detail: audit.Detail(map[string]any{"reason": "delivery has no events", "delivery": delivery.EventID})})
+	}
 	for i, raw := range raws {
 		ev, reason, err := h.toEvent(raw, issuer, now)
 		if err != nil {
