@@ -24,7 +24,7 @@ const (
 	testAuditToken  = "audit-token-for-tests-0123456789"
 	testPublicURL   = "https://lw.test.example"
 	testOktaOrg     = "https://acme.okta.com"
-	fixturesDir     = "../../../shared/fixtures/okta-hooks"
+	fixturesDir     = "../../examples/okta-hooks"
 	deactivateFixt  = "06-okta-docs-envelope-user.lifecycle.deactivate.json"
 	deactivateEmail = "john.doe@example.com"
 )

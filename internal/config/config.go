@@ -314,7 +314,9 @@ func (t *TargetConfig) setDefaults() {
 		t.SubjectFormat = "email"
 	}
 	if len(t.Kinds) == 0 {
-		t.Kinds = []string{"deprovisioned", "suspended", "sessions_revoked", "credentials_changed", "access_removed", "risk_elevated"}
+		// access_removed is opt-in: it needs a scope naming the apps or
+		// groups that are the way into this target.
+		t.Kinds = []string{"deprovisioned", "suspended", "sessions_revoked", "credentials_changed", "risk_elevated"}
 	}
 	if t.Auth.Type == "" {
 		switch t.Driver {
@@ -455,6 +457,9 @@ func (t TargetConfig) validate() []error {
 		if !validKind(k) || k == "reactivated" {
 			bad("kinds: %q is not a kind that revokes", k)
 		}
+	}
+	if slices.Contains(t.Kinds, "access_removed") && len(t.Scope.Apps) == 0 && len(t.Scope.Groups) == 0 {
+		bad("kinds: access_removed needs scope.apps or scope.groups")
 	}
 	if !slices.Contains(AuthTypes, t.Auth.Type) {
 		bad("auth.type: %q is not one of %v", t.Auth.Type, AuthTypes)

@@ -58,7 +58,7 @@ targets:
     driver: carrier-pigeon
     endpoint: http://as.example/revoke
     subject_format: phone
-    kinds: [deprovisioned, reactivated, vanished]
+    kinds: [deprovisioned, reactivated, vanished, access_removed]
     timout: 5s
   - name: dup
     driver: gtr
@@ -87,6 +87,7 @@ targets:
 		`kinds: "vanished"`,
 		"Global Token Revocation requires authentication",
 		"duplicate target name",
+		"access_removed needs scope",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,6 +50,7 @@ type Receiver struct {
 	requests []Request
 	rejected []string
 	script   func(n int, subID map[string]string) int
+	onReject func(string)
 	calls    int
 }
 
@@ -64,11 +66,15 @@ type Options struct {
 	// Delay, if set, is waited before answering (honouring the request's
 	// cancellation).
 	Delay time.Duration
+	// OnReject, if set, is told why a request was refused.
+	OnReject func(why string)
+	// Listen is the address to serve on; empty picks a free loopback port.
+	Listen string
 }
 
 // New starts a receiver at <server>/global-token-revocation.
 func New(opts Options) *Receiver {
-	r := &Receiver{issuer: opts.Issuer, jwksURL: opts.JWKSURL, client: &http.Client{Timeout: 5 * time.Second}, jtis: map[string]bool{}, script: opts.Script}
+	r := &Receiver{issuer: opts.Issuer, jwksURL: opts.JWKSURL, client: &http.Client{Timeout: 5 * time.Second}, jtis: map[string]bool{}, script: opts.Script, onReject: opts.OnReject}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/global-token-revocation", func(w http.ResponseWriter, req *http.Request) {
 		if opts.Delay > 0 {
@@ -80,7 +86,16 @@ func New(opts Options) *Receiver {
 		}
 		r.serve(w, req)
 	})
-	r.Server = httptest.NewServer(mux)
+	r.Server = httptest.NewUnstartedServer(mux)
+	if opts.Listen != "" {
+		ln, err := net.Listen("tcp", opts.Listen)
+		if err != nil {
+			panic(fmt.Sprintf("gtrtest: listen %s: %v", opts.Listen, err))
+		}
+		r.Server.Listener.Close()
+		r.Server.Listener = ln
+	}
+	r.Server.Start()
 	r.URL = r.Server.URL + "/global-token-revocation"
 	return r
 }
@@ -137,6 +152,9 @@ func (r *Receiver) refuse(w http.ResponseWriter, status int, why string) {
 	r.mu.Lock()
 	r.rejected = append(r.rejected, why)
 	r.mu.Unlock()
+	if r.onReject != nil {
+		r.onReject(why)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": why})

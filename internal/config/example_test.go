@@ -1,0 +1,59 @@
+package config
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// examples/config.yaml parses, and names every key the config accepts.
+func TestExampleConfigIsCompleteAndValid(t *testing.T) {
+	t.Setenv("OKTA_HOOK_SECRET", "example-secret-0123456789")
+	t.Setenv("AUDIT_TOKEN", "example-token-0123456789")
+	t.Setenv("HYDRA_ADMIN_TOKEN", "hydra-admin-token")
+	raw, err := os.ReadFile("../../examples/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(raw); err != nil {
+		t.Fatalf("examples/config.yaml: %v", err)
+	}
+	for _, key := range yamlKeys(reflect.TypeOf(Config{})) {
+		if !strings.Contains(string(raw), key+":") {
+			t.Errorf("examples/config.yaml does not document %q", key)
+		}
+	}
+}
+
+func yamlKeys(t reflect.Type) []string {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || t.PkgPath() != reflect.TypeOf(Config{}).PkgPath() {
+		return nil
+	}
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		keys = append(keys, name)
+		keys = append(keys, yamlKeys(f.Type)...)
+	}
+	return keys
+}
+
+// The other shipped configs parse too.
+func TestShippedConfigsAreValid(t *testing.T) {
+	t.Setenv("OKTA_HOOK_SECRET", "example-secret-0123456789")
+	t.Setenv("AUDIT_TOKEN", "example-token-0123456789")
+	t.Setenv("PUBLIC_URL", "https://lw.example")
+	for _, f := range []string{"../../examples/quickstart.yaml", "../../deploy/worker.yaml"} {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
