@@ -17,9 +17,10 @@ import (
 // same data dir, and the audit trail has every record exactly once, in one
 // unbroken hash chain.
 func TestRestartCompletesPendingJobs(t *testing.T) {
-	// A slow target working one job at a time: when we stop, most jobs
-	// are still waiting in the stream and one is in flight.
-	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL, Delay: 200 * time.Millisecond})
+	// A target that answers two requests and then hangs, worked one job
+	// at a time per target: when we stop, two requests are in flight and
+	// the other jobs are still waiting in the stream.
+	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL, HoldAfter: 2})
 	defer peer.Close()
 	dir := t.TempDir()
 	targets := gtrTarget("as1", peer.URL, "email") + gtrTarget("as2", peer.URL, "email")
@@ -35,7 +36,7 @@ func TestRestartCompletesPendingJobs(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	eventually(t, 30*time.Second, "the first revocations", func() bool {
-		return len(w.audit(audit.Filter{Type: string(audit.TypeRevocationSucceeded)})) >= 2
+		return len(w.audit(audit.Filter{Type: string(audit.TypeRevocationSucceeded)})) == 2
 	})
 	if err := w.stop(); err != nil {
 		t.Fatalf("stop: %v", err)
@@ -46,6 +47,7 @@ func TestRestartCompletesPendingJobs(t *testing.T) {
 	}
 	t.Logf("%d of %d jobs done at stop", before, len(users)*2)
 
+	peer.Release()
 	w2 := startWorker(t, testConfig(t, dir, targets))
 	setJWKS(peer, w2)
 	eventually(t, 90*time.Second, "every job to succeed after the restart", func() bool {

@@ -44,6 +44,12 @@ type instance struct {
 // run serves until ctx ends. started, when not nil, receives the instance
 // once it takes traffic.
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func(*instance)) (err error) {
+	// Listen first: a taken port should fail before anything else starts.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -134,11 +140,6 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-
 	// Start everything; stop in reverse: input first, then the pipeline
 	// (in-flight work finishes), then the indexer drains what was recorded.
 	var wg sync.WaitGroup

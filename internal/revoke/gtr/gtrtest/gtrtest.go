@@ -52,6 +52,8 @@ type Receiver struct {
 	script   func(n int, subID map[string]string) int
 	onReject func(string)
 	calls    int
+	arrived  int
+	release  chan struct{}
 }
 
 // Options configure a receiver.
@@ -66,6 +68,10 @@ type Options struct {
 	// Delay, if set, is waited before answering (honouring the request's
 	// cancellation).
 	Delay time.Duration
+	// HoldAfter, if positive, makes every request after the first
+	// HoldAfter wait (before it is verified or counted) until Release is
+	// called or the caller gives up: a target that hangs mid-run.
+	HoldAfter int
 	// OnReject, if set, is told why a request was refused.
 	OnReject func(why string)
 	// Listen is the address to serve on; empty picks a free loopback port.
@@ -74,12 +80,23 @@ type Options struct {
 
 // New starts a receiver at <server>/global-token-revocation.
 func New(opts Options) *Receiver {
-	r := &Receiver{issuer: opts.Issuer, jwksURL: opts.JWKSURL, client: &http.Client{Timeout: 5 * time.Second}, jtis: map[string]bool{}, script: opts.Script, onReject: opts.OnReject}
+	r := &Receiver{issuer: opts.Issuer, jwksURL: opts.JWKSURL, client: &http.Client{Timeout: 5 * time.Second}, jtis: map[string]bool{}, script: opts.Script, onReject: opts.OnReject, release: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/global-token-revocation", func(w http.ResponseWriter, req *http.Request) {
 		if opts.Delay > 0 {
 			select {
 			case <-time.After(opts.Delay):
+			case <-req.Context().Done():
+				return
+			}
+		}
+		r.mu.Lock()
+		r.arrived++
+		hold := opts.HoldAfter > 0 && r.arrived > opts.HoldAfter
+		r.mu.Unlock()
+		if hold {
+			select {
+			case <-r.release:
 			case <-req.Context().Done():
 				return
 			}
@@ -298,4 +315,15 @@ func (r *Receiver) SetJWKSURL(u string) {
 	r.jwksURL = u
 	r.keys = nil
 	r.mu.Unlock()
+}
+
+// Release lets held requests (and all later ones) through.
+func (r *Receiver) Release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-r.release:
+	default:
+		close(r.release)
+	}
 }
