@@ -1,0 +1,135 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+func openBus(t *testing.T, dir string) *Bus {
+	t.Helper()
+	b, err := Open(context.Background(), Config{Embedded: true, StoreDir: dir, Name: "test"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The traps of watermill-nats (docs/decisions/0002) do not apply to us: a
+// message whose handler fails or runs past Watermill's wait is redelivered,
+// not acked; closing a subscriber leaves the durable consumer in place; and
+// provisioning twice changes nothing.
+func TestSubscriberNeverLosesMessages(t *testing.T) {
+	dir := t.TempDir()
+	b := openBus(t, dir)
+	defer b.Close()
+	ctx := context.Background()
+	spec := ConsumerSpec{Stream: StreamRevoke, Durable: "exec-t1", Filter: "revoke.t1", MaxAckPending: 4, AckWait: 2 * time.Second}
+	for range 2 {
+		if err := b.EnsureConsumer(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Publish(ctx, []Message{{Subject: "revoke.t1", ID: "job-1", Data: []byte(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+
+	var deliveries atomic.Int32
+	var lastDelivered atomic.Int32
+	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := b.Subscriber(spec, 2, func(uint64) time.Duration { return 10 * time.Millisecond }, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router.AddConsumerHandler("h", spec.Filter, sub, func(m *message.Message) error {
+		n := deliveries.Add(1)
+		lastDelivered.Store(int32(Delivered(m)))
+		switch n {
+		case 1:
+			return errors.New("transient") // nak → redelivered
+		case 2:
+			time.Sleep(1500 * time.Millisecond) // outlives Watermill's wait (AckWait-1s): must not be acked
+			return nil
+		}
+		return nil
+	})
+	go func() { _ = router.Run(ctx) }()
+	<-router.Running()
+	waitUntil(t, "a third delivery", func() bool { return deliveries.Load() >= 3 })
+	if got := lastDelivered.Load(); got != 3 {
+		t.Errorf("third delivery reports delivery count %d", got)
+	}
+	if err := router.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := b.JetStream().Stream(ctx, StreamRevoke)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.JetStream().PushConsumer(ctx, StreamRevoke, "exec-t1")
+	if err != nil {
+		t.Fatalf("the durable consumer is gone after the subscriber closed: %v", err)
+	}
+	waitUntil(t, "the ack of the third delivery", func() bool {
+		info, err := c.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	info, _ := s.Info(ctx)
+	if info.State.Msgs != 0 {
+		t.Errorf("work queue still holds %d messages after the ack", info.State.Msgs)
+	}
+}
+
+// Messages survive a restart of the embedded server on the same store, and
+// a repeated message ID is dropped.
+func TestEmbeddedStoreIsDurableAndDedups(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	b := openBus(t, dir)
+	acks, err := b.Publish(ctx, []Message{
+		{Subject: "lifecycle.okta-hook.deprovisioned", ID: "okta:1", Data: []byte(`{"id":"okta:1"}`)},
+		{Subject: "lifecycle.okta-hook.deprovisioned", ID: "okta:1", Data: []byte(`{"id":"okta:1"}`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acks[0].Duplicate || !acks[1].Duplicate || acks[0].Sequence != acks[1].Sequence {
+		t.Errorf("acks %+v: want the second one a duplicate of the first", acks)
+	}
+	b.Close()
+
+	b = openBus(t, dir)
+	defer b.Close()
+	s, err := b.JetStream().Stream(ctx, StreamLifecycle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs != 1 {
+		t.Fatalf("after restart LIFECYCLE holds %d messages (%v), want 1", info.State.Msgs, err)
+	}
+	if acks, err := b.Publish(ctx, []Message{{Subject: "lifecycle.okta-hook.deprovisioned", ID: "okta:1", Data: []byte(`{}`)}}); err != nil || !acks[0].Duplicate {
+		t.Errorf("dedup window lost across restart: %+v %v", acks, err)
+	}
+}
