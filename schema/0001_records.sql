@@ -14,6 +14,7 @@ CREATE TABLE records (
     subject_email  TEXT    NOT NULL DEFAULT '',
     target         TEXT    NOT NULL DEFAULT '',
     outcome        TEXT    NOT NULL DEFAULT '',
+    indexed_ms     INTEGER NOT NULL,  -- when this index made the record queryable (not chained)
     body           BLOB    NOT NULL,
     prev_hash      BLOB    NOT NULL,
     hash           BLOB    NOT NULL

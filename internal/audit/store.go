@@ -155,13 +155,14 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 	}
 	defer tx.Rollback()
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO records
-		(seq, id, time_ms, type, event_id, source, kind, subject_id, subject_login, subject_email, target, outcome, body, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		(seq, id, time_ms, type, event_id, source, kind, subject_id, subject_login, subject_email, target, outcome, indexed_ms, body, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("prepare audit insert: %w", err)
 	}
 	defer stmt.Close()
 	seq, prev := s.headSeq, s.headHash
+	indexed := time.Now().UnixMilli()
 	for _, r := range recs {
 		if r.Seq != seq+1 {
 			return fmt.Errorf("%w: have %d, got %d", ErrGap, seq, r.Seq)
@@ -176,7 +177,7 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 			sub = *r.Subject
 		}
 		if _, err := stmt.ExecContext(ctx, r.Seq, r.ID, r.Time.UnixMilli(), string(r.Type), r.EventID, r.Source, r.Kind,
-			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, body, prev, hash); err != nil {
+			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, indexed, body, prev, hash); err != nil {
 			return fmt.Errorf("insert audit record %d: %w", r.Seq, err)
 		}
 		seq, prev = r.Seq, hash

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net"
 	"net/http"
@@ -54,6 +55,7 @@ type Receiver struct {
 	calls    int
 	arrived  int
 	release  chan struct{}
+	okBy     map[string]int // 2xx answers per subject key
 }
 
 // Options configure a receiver.
@@ -80,7 +82,7 @@ type Options struct {
 
 // New starts a receiver at <server>/global-token-revocation.
 func New(opts Options) *Receiver {
-	r := &Receiver{issuer: opts.Issuer, jwksURL: opts.JWKSURL, client: &http.Client{Timeout: 5 * time.Second}, jtis: map[string]bool{}, script: opts.Script, onReject: opts.OnReject, release: make(chan struct{})}
+	r := &Receiver{issuer: opts.Issuer, jwksURL: opts.JWKSURL, client: &http.Client{Timeout: 5 * time.Second}, jtis: map[string]bool{}, script: opts.Script, onReject: opts.OnReject, release: make(chan struct{}), okBy: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/global-token-revocation", func(w http.ResponseWriter, req *http.Request) {
 		if opts.Delay > 0 {
@@ -145,13 +147,16 @@ func (r *Receiver) Rejected() []string {
 // Succeeded returns, per subject key (email, or iss|sub, or id), how many
 // requests were answered 2xx.
 func (r *Receiver) Succeeded() map[string]int {
-	out := map[string]int{}
-	for _, q := range r.Requests() {
-		if q.Status/100 == 2 {
-			out[Key(q.SubID)]++
-		}
-	}
-	return out
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.okBy)
+}
+
+// SucceededSubjects is how many distinct subjects were answered 2xx.
+func (r *Receiver) SucceededSubjects() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.okBy)
 }
 
 // Key is a subject identifier as one string.
@@ -222,6 +227,9 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	r.requests = append(r.requests, Request{SubID: payload.SubID, JTI: cl.ID, Issuer: cl.Issuer, Subject: cl.Subject,
 		Audience: strings.Join(cl.Audience, " "), Header: hdr, Status: status, At: time.Now()})
+	if status/100 == 2 {
+		r.okBy[Key(payload.SubID)]++
+	}
 	r.mu.Unlock()
 	w.WriteHeader(status)
 }

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"context"
+	"io"
+	"testing"
+)
+
+// A tiny run of the whole benchmark, so that it cannot rot: every
+// revocation must arrive, verified, and be indexed. It asserts no timing.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the worker")
+	}
+	s := Scenario{Users: 30, Targets: 2, Batch: 7, Senders: 2, Concurrency: 4}
+	rep, err := run(context.Background(), s, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pipeline.Revocations != 60 || rep.Pipeline.Rejected != 0 || rep.Pipeline.Deliveries != 5 {
+		t.Errorf("pipeline %+v", rep.Pipeline)
+	}
+	for name, c := range rep.Ceilings {
+		if c.Count == 0 {
+			t.Errorf("ceiling %s measured nothing", name)
+		}
+	}
+	printReport(io.Discard, rep)
+}

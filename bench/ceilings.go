@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
+)
+
+// Ceiling is what one part underneath can do alone, on this machine, now.
+type Ceiling struct {
+	Count   int     `json:"count"`
+	Seconds float64 `json:"seconds"`
+	PerS    float64 `json:"per_s"`
+}
+
+func ceiling(n int, d time.Duration) Ceiling {
+	return Ceiling{Count: n, Seconds: d.Seconds(), PerS: float64(n) / d.Seconds()}
+}
+
+// ceilingHTTP sends the same N×K GTR requests straight to the same
+// receivers, with the same per-target concurrency and JWT signing (our gtr
+// driver, our key), and nothing else.
+func ceilingHTTP(ctx context.Context, s Scenario, dir string, receivers []*gtrtest.Receiver) (Ceiling, error) {
+	signer, err := keys.LoadOrCreate(filepath.Join(dir, "ceiling-key.pem"))
+	if err != nil {
+		return Ceiling{}, err
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(signer.JWKS()) }))
+	defer jwks.Close()
+	before := 0
+	for _, r := range receivers {
+		r.SetJWKSURL(jwks.URL)
+		before += len(r.Requests())
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 64
+	client := &http.Client{Transport: transport}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	start := time.Now()
+	for _, r := range receivers {
+		d, err := gtr.New(gtr.Config{Endpoint: r.URL, SubjectFormat: "email", Auth: "signed_jwt", Signer: signer,
+			Issuer: publicURL, ClientID: "lifecycle-worker", Client: client, Now: time.Now})
+		if err != nil {
+			return Ceiling{}, err
+		}
+		users := make(chan int)
+		for range s.Concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for u := range users {
+					job := revoke.Job{Subject: events.Subject{Email: fmt.Sprintf("ceiling%07d@example.com", u)}}
+					cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					res := d.Revoke(cctx, job)
+					cancel()
+					if res.Class != revoke.Succeeded {
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = fmt.Errorf("ceiling request: %s %v", res.Class, res.Err)
+						}
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		go func() {
+			for u := range s.Users {
+				users <- u
+			}
+			close(users)
+		}()
+	}
+	wg.Wait()
+	c := ceiling(s.Users*s.Targets, time.Since(start))
+	return c, firstErr
+}
+
+// jobSize is the size of one REVOKE message as the planner writes it.
+func jobSize() int {
+	b, _ := json.Marshal(revoke.Job{ID: "okta:bench-0000001|as1", EventID: "okta:bench-0000001", Target: "as1",
+		Kind: events.KindDeprovisioned, Source: events.SourceOktaHook, Cause: "user.lifecycle.deactivate",
+		Subject:    events.Subject{Issuer: "https://acme.okta.com", ID: "00u0000001", Login: "user0000001@example.com", Email: "user0000001@example.com"},
+		OccurredAt: time.Now(), ReceivedAt: time.Now(), PlannedAt: time.Now()})
+	return len(b)
+}
+
+// ceilingJetStream publishes N×K messages of a job's size to a file stream
+// on an embedded server (async, with message IDs) and consumes them with a
+// pull consumer, acking each.
+func ceilingJetStream(ctx context.Context, n int, dir string) (Ceiling, error) {
+	b, err := bus.Open(ctx, bus.Config{Embedded: true, StoreDir: filepath.Join(dir, "ceiling-nats"), Name: "ceiling"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return Ceiling{}, err
+	}
+	defer b.Close()
+	js := b.JetStream()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "CEILING", Subjects: []string{"ceiling.>"}, Storage: jetstream.FileStorage}); err != nil {
+		return Ceiling{}, err
+	}
+	payload := []byte(strings.Repeat("x", jobSize()))
+	start := time.Now()
+	for i := 0; i < n; i += 1000 {
+		futures := make([]jetstream.PubAckFuture, 0, 1000)
+		for j := i; j < min(i+1000, n); j++ {
+			f, err := js.PublishAsync("ceiling.t", payload, jetstream.WithMsgID(fmt.Sprint("m", j)))
+			if err != nil {
+				return Ceiling{}, err
+			}
+			futures = append(futures, f)
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return Ceiling{}, err
+			}
+		}
+	}
+	cons, err := js.CreateConsumer(ctx, "CEILING", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		return Ceiling{}, err
+	}
+	done := make(chan struct{})
+	var got int
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		_ = m.Ack()
+		got++
+		if got == n {
+			close(done)
+		}
+	})
+	if err != nil {
+		return Ceiling{}, err
+	}
+	defer cc.Stop()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Minute):
+		return Ceiling{}, fmt.Errorf("consumed %d of %d", got, n)
+	}
+	return ceiling(n, time.Since(start)), nil
+}
+
+// ceilingSQLite inserts rows like the audit index's (same schema and
+// indexes, a body of typical size) in batched transactions of 500 on a
+// fresh WAL database: the write path without hashing or JSON.
+func ceilingSQLite(ctx context.Context, rows int, dir string) (Ceiling, error) {
+	path := filepath.Join(dir, "ceiling.db")
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate")
+	if err != nil {
+		return Ceiling{}, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	schema := []string{
+		`CREATE TABLE records (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, time_ms INTEGER NOT NULL, type TEXT NOT NULL,
+			event_id TEXT NOT NULL, source TEXT NOT NULL, kind TEXT NOT NULL, subject_id TEXT NOT NULL, subject_login TEXT NOT NULL,
+			subject_email TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL, indexed_ms INTEGER NOT NULL,
+			body BLOB NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL)`,
+		`CREATE INDEX records_subject_email ON records (subject_email) WHERE subject_email <> ''`,
+		`CREATE INDEX records_subject_login ON records (subject_login) WHERE subject_login <> ''`,
+		`CREATE INDEX records_subject_id ON records (subject_id) WHERE subject_id <> ''`,
+		`CREATE INDEX records_event ON records (event_id) WHERE event_id <> ''`,
+		`CREATE INDEX records_target ON records (target, outcome, time_ms) WHERE target <> ''`,
+		`CREATE INDEX records_time ON records (time_ms)`,
+	}
+	for _, q := range schema {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return Ceiling{}, err
+		}
+	}
+	body := []byte(strings.Repeat("b", 520))
+	hash := make([]byte, 32)
+	now := time.Now().UnixMilli()
+	start := time.Now()
+	for i := 0; i < rows; i += 500 {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return Ceiling{}, err
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return Ceiling{}, err
+		}
+		for j := i; j < min(i+500, rows); j++ {
+			u := j / 4
+			email := fmt.Sprintf("user%07d@example.com", u)
+			if _, err := stmt.ExecContext(ctx, j+1, fmt.Sprint("r", j), now+int64(j), "revocation.attempted", fmt.Sprint("okta:bench-", u),
+				"okta-hook", "deprovisioned", fmt.Sprint("00u", u), email, email, fmt.Sprint("as", j%10), "succeeded", now, body, hash, hash); err != nil {
+				return Ceiling{}, err
+			}
+		}
+		stmt.Close()
+		if err := tx.Commit(); err != nil {
+			return Ceiling{}, err
+		}
+	}
+	return ceiling(rows, time.Since(start)), nil
+}

@@ -1,0 +1,131 @@
+// Command bench measures a mass offboarding end to end: it starts the worker
+// (its own process, embedded NATS, fresh data dir) and K loopback Global
+// Token Revocation receivers that verify every JWT, deactivates N users
+// through Okta hook deliveries of B events, C at a time, waits until every
+// (user, target) revocation is confirmed and indexed, and then measures in
+// the same run the ceilings of the parts underneath: (a) the same requests
+// sent straight to the receivers, (b) raw JetStream publish + consume, (c) raw
+// SQLite batched inserts. Pipeline figures are printed as ratios to them.
+//
+//	go run ./bench                      # N=10000 K=10 B=50 C=8
+//	go run ./bench -users 1000 -json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"time"
+)
+
+// Report is the whole result, also the -json output.
+type Report struct {
+	Scenario  Scenario           `json:"scenario"`
+	Pipeline  Pipeline           `json:"pipeline"`
+	Ceilings  map[string]Ceiling `json:"ceilings"`
+	Ratios    map[string]float64 `json:"ratios"`
+	GoVersion string             `json:"go_version"`
+	CPUs      int                `json:"cpus"`
+	At        time.Time          `json:"at"`
+}
+
+func main() {
+	var s Scenario
+	flag.IntVar(&s.Users, "users", 10000, "N: users deactivated")
+	flag.IntVar(&s.Targets, "targets", 10, "K: authorization servers")
+	flag.IntVar(&s.Batch, "batch", 50, "B: events per hook delivery")
+	flag.IntVar(&s.Senders, "senders", 8, "C: hook deliveries in flight")
+	flag.IntVar(&s.Concurrency, "target-concurrency", 8, "jobs in flight per target (worker config and ceiling a)")
+	asJSON := flag.Bool("json", false, "print the report as JSON")
+	keep := flag.Bool("keep", false, "keep the work dir")
+	flag.Parse()
+
+	dir, err := os.MkdirTemp("", "lw-bench-")
+	if err != nil {
+		fatal(err)
+	}
+	if !*keep {
+		defer os.RemoveAll(dir)
+	}
+	progress := io.Writer(os.Stderr)
+	rep, err := run(context.Background(), s, dir, progress)
+	if err != nil {
+		fatal(err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+		return
+	}
+	printReport(os.Stdout, rep)
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+// run does the pipeline run and then the ceilings.
+func run(ctx context.Context, s Scenario, dir string, progress io.Writer) (*Report, error) {
+	rep := &Report{Scenario: s, Ceilings: map[string]Ceiling{}, Ratios: map[string]float64{}, GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), At: time.Now().UTC()}
+	fmt.Fprintf(progress, "pipeline: %d users x %d targets\n", s.Users, s.Targets)
+	p, receivers, cleanup, err := runPipeline(ctx, s, dir, progress)
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep.Pipeline = p
+	if p.Rejected > 0 {
+		return nil, fmt.Errorf("receivers rejected %d requests from the worker", p.Rejected)
+	}
+
+	fmt.Fprintln(progress, "ceiling (a): direct GTR requests")
+	a, err := ceilingHTTP(ctx, s, dir, receivers)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(progress, "ceiling (b): raw JetStream")
+	b, err := ceilingJetStream(ctx, s.Users*s.Targets, dir)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(progress, "ceiling (c): raw SQLite")
+	c, err := ceilingSQLite(ctx, p.AuditRows, dir)
+	if err != nil {
+		return nil, err
+	}
+	rep.Ceilings["a_direct_gtr_requests"] = a
+	rep.Ceilings["b_jetstream_pub_consume"] = b
+	rep.Ceilings["c_sqlite_batched_inserts"] = c
+	rep.Ratios["revocations_vs_a"] = p.RevocationsPerS / a.PerS
+	rep.Ratios["revocations_vs_b"] = p.RevocationsPerS / b.PerS
+	rep.Ratios["audit_rows_vs_c"] = p.AuditRowsPerS / c.PerS
+	return rep, nil
+}
+
+func printReport(w io.Writer, r *Report) {
+	s, p := r.Scenario, r.Pipeline
+	fmt.Fprintf(w, "lifecycle-worker benchmark — N=%d users, K=%d targets, B=%d events/delivery, C=%d senders, %d per target; %s, %d CPUs\n\n",
+		s.Users, s.Targets, s.Batch, s.Senders, s.Concurrency, r.GoVersion, r.CPUs)
+	fmt.Fprintln(w, "pipeline (worker process, embedded NATS, fresh data dir)")
+	fmt.Fprintf(w, "  hook deliveries          %d in %.2fs = %.1f/s; response p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+		p.Deliveries, p.DeliverySeconds, p.DeliveriesPerS, p.HookMS.P50, p.HookMS.P99, p.HookMS.Max)
+	fmt.Fprintf(w, "  revocations end to end   %d in %.2fs = %.0f/s\n", p.Revocations, p.Seconds, p.RevocationsPerS)
+	fmt.Fprintf(w, "  time to revoke           p50 %.0f ms, p99 %.0f ms, max %.0f ms (hook receipt -> AS answered)\n",
+		p.TimeToRevokeMS.P50, p.TimeToRevokeMS.P99, p.TimeToRevokeMS.Max)
+	fmt.Fprintf(w, "  audit rows indexed       %d = %.0f/s; indexer lag max %d ms\n", p.AuditRows, p.AuditRowsPerS, p.IndexLagMaxMS)
+	fmt.Fprintf(w, "  worker peak RSS          %.0f MB\n", p.PeakRSSMB)
+	fmt.Fprintf(w, "  worker CPU               %.1f s = %.2f s per 1000 revocations\n\n", p.CPUSeconds, p.CPUPer1000)
+	fmt.Fprintln(w, "ceilings (same machine, same run)                         pipeline / ceiling")
+	a, b, c := r.Ceilings["a_direct_gtr_requests"], r.Ceilings["b_jetstream_pub_consume"], r.Ceilings["c_sqlite_batched_inserts"]
+	fmt.Fprintf(w, "  (a) direct GTR requests    %7d in %6.2fs = %8.0f/s    revocations/s  %.2f\n", a.Count, a.Seconds, a.PerS, r.Ratios["revocations_vs_a"])
+	fmt.Fprintf(w, "  (b) JetStream pub+consume  %7d in %6.2fs = %8.0f/s    revocations/s  %.2f\n", b.Count, b.Seconds, b.PerS, r.Ratios["revocations_vs_b"])
+	fmt.Fprintf(w, "  (c) SQLite batched insert  %7d in %6.2fs = %8.0f/s    audit rows/s   %.2f\n", c.Count, c.Seconds, c.PerS, r.Ratios["audit_rows_vs_c"])
+}

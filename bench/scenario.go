@@ -1,0 +1,397 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
+)
+
+// Scenario is one benchmark run's shape.
+type Scenario struct {
+	Users       int // N: users deactivated
+	Targets     int // K: authorization servers
+	Batch       int // B: events per hook delivery
+	Senders     int // C: hook deliveries in flight
+	Concurrency int // per-target concurrency of the worker
+}
+
+const (
+	hookSecret = "bench-hook-secret-0123456789"
+	publicURL  = "https://lw.bench.example"
+)
+
+// Pipeline is what the end-to-end run measured.
+type Pipeline struct {
+	Deliveries      int      `json:"deliveries"`
+	DeliverySeconds float64  `json:"delivery_seconds"`
+	DeliveriesPerS  float64  `json:"deliveries_per_s"`
+	HookMS          Quantile `json:"hook_response_ms"`
+	Revocations     int      `json:"revocations"`
+	Seconds         float64  `json:"seconds"`
+	RevocationsPerS float64  `json:"revocations_per_s"`
+	TimeToRevokeMS  Quantile `json:"time_to_revoke_ms"`
+	IndexLagMaxMS   int64    `json:"audit_index_lag_max_ms"`
+	AuditRows       int      `json:"audit_rows"`
+	AuditRowsPerS   float64  `json:"audit_rows_per_s"`
+	PeakRSSMB       float64  `json:"peak_rss_mb"`
+	CPUSeconds      float64  `json:"cpu_seconds"`
+	CPUPer1000      float64  `json:"cpu_seconds_per_1000_revocations"`
+	Rejected        int      `json:"requests_rejected_by_receivers"`
+}
+
+// Quantile is p50/p99/max of a sample.
+type Quantile struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+func quantiles(xs []float64) Quantile {
+	if len(xs) == 0 {
+		return Quantile{}
+	}
+	sort.Float64s(xs)
+	at := func(q float64) float64 { return xs[min(len(xs)-1, int(q*float64(len(xs))))] }
+	return Quantile{P50: at(0.50), P99: at(0.99), Max: xs[len(xs)-1]}
+}
+
+// worker is the lifecycle-worker process under test.
+type worker struct {
+	cmd  *exec.Cmd
+	url  string
+	dir  string
+	done chan error
+}
+
+// buildWorker compiles the worker binary into dir.
+func buildWorker(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "lifecycle-worker")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/lifecycle-worker/lifecycle-worker/cmd/lifecycle-worker")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build worker: %w", err)
+	}
+	return bin, nil
+}
+
+// startWorker runs the binary on a fresh data dir with one GTR target per
+// receiver, and waits until it serves.
+func startWorker(ctx context.Context, bin, dir string, receivers []*gtrtest.Receiver, s Scenario) (*worker, error) {
+	var targets strings.Builder
+	for i, r := range receivers {
+		fmt.Fprintf(&targets, `  - name: as%d
+    driver: gtr
+    endpoint: %s
+    subject_format: email
+    allow_insecure_http: true
+    concurrency: %d
+    backoff: [100ms, 1s]
+`, i, r.URL, s.Concurrency)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`data_dir: %s
+listen: 127.0.0.1:%d
+public_url: %s
+log: { level: warn, format: json }
+okta:
+  org_url: https://acme.okta.com
+  hook: { secrets: [%q] }
+targets:
+`, filepath.Join(dir, "data"), port, publicURL, hookSecret) + targets.String()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	w := &worker{cmd: cmd, dir: dir, done: make(chan error, 1), url: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	go func() {
+		// The worker logs warnings and errors only; pass them on.
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintln(os.Stderr, "worker:", sc.Text())
+		}
+	}()
+	go func() { w.done <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(w.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		select {
+		case err := <-w.done:
+			return nil, fmt.Errorf("worker exited at start: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return nil, errors.New("worker not ready within 60s")
+		}
+	}
+	return w, nil
+}
+
+// stop ends the worker gracefully.
+func (w *worker) stop() error {
+	_ = w.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-w.done:
+		return err
+	case <-time.After(60 * time.Second):
+		_ = w.cmd.Process.Kill()
+		return errors.New("worker did not stop within 60s")
+	}
+}
+
+// procStats reads the worker's CPU seconds and peak RSS from /proc.
+func procStats(pid int) (cpu float64, peakRSSMB float64) {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// Fields after the command name (which may contain spaces).
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		if len(f) > 12 {
+			ut, _ := strconv.ParseFloat(f[11], 64)
+			st, _ := strconv.ParseFloat(f[12], 64)
+			cpu = (ut + st) / 100 // USER_HZ is 100 on Linux
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				peakRSSMB = kb / 1024
+			}
+		}
+	}
+	return cpu, peakRSSMB
+}
+
+// deliveries builds the hook bodies: N users in batches of B.
+func deliveries(s Scenario) [][]byte {
+	var out [][]byte
+	for start := 0; start < s.Users; start += s.Batch {
+		var evs []string
+		for u := start; u < min(start+s.Batch, s.Users); u++ {
+			evs = append(evs, fmt.Sprintf(`{"uuid":"bench-%07d","published":"2026-11-26T09:00:00.000Z","eventType":"user.lifecycle.deactivate","version":"0","severity":"INFO","displayMessage":"Deactivate Okta User","actor":{"id":"00uadmin","type":"User","alternateId":"admin@example.com","displayName":"Admin"},"outcome":{"result":"SUCCESS","reason":null},"target":[{"id":"00u%07d","type":"User","alternateId":"user%07d@example.com","displayName":"User %d","detailEntry":null}],"transaction":{"type":"WEB","id":"bench"}}`, u, u, u, u))
+		}
+		out = append(out, []byte(fmt.Sprintf(`{"eventType":"com.okta.event_hook","eventTypeVersion":"1.0","cloudEventsVersion":"0.1","source":"https://acme.okta.com/api/v1/eventHooks/whobench","eventId":"bench-delivery-%d","eventTime":"2026-11-26T09:00:01.000Z","contentType":"application/json","data":{"events":[%s]}}`, start, strings.Join(evs, ","))))
+	}
+	return out
+}
+
+// sendHooks posts every delivery, Senders at a time, and returns the
+// response times in ms; any answer but 200 is an error.
+func sendHooks(ctx context.Context, url string, bodies [][]byte, senders int) ([]float64, error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
+	next := make(chan []byte)
+	var mu sync.Mutex
+	var lat []float64
+	var firstErr error
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for body := range next {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/hooks/okta", bytes.NewReader(body))
+				req.Header.Set("Authorization", hookSecret)
+				req.Header.Set("Content-Type", "application/json")
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				d := time.Since(t0)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("hook answered %d", resp.StatusCode)
+					}
+				}
+				mu.Lock()
+				lat = append(lat, float64(d.Microseconds())/1000)
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, b := range bodies {
+		next <- b
+	}
+	close(next)
+	wg.Wait()
+	return lat, firstErr
+}
+
+// auditFacts reads what the run left in the worker's audit index.
+type auditFacts struct {
+	succeeded    int
+	rows         int
+	lagMaxMS     int64
+	timeToRevoke []float64
+}
+
+func readAudit(path string, withTimes bool) (auditFacts, error) {
+	var f auditFacts
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		return f, err
+	}
+	defer db.Close()
+	if err := db.QueryRow(`SELECT count(*), coalesce(max(indexed_ms - time_ms), 0), coalesce(sum(type = 'revocation.succeeded'), 0) FROM records`).Scan(&f.rows, &f.lagMaxMS, &f.succeeded); err != nil {
+		return f, err
+	}
+	if !withTimes {
+		return f, nil
+	}
+	rows, err := db.Query(`SELECT json_extract(body, '$.detail.time_to_revoke_ms') FROM records WHERE type = 'revocation.succeeded'`)
+	if err != nil {
+		return f, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ms float64
+		if err := rows.Scan(&ms); err != nil {
+			return f, err
+		}
+		f.timeToRevoke = append(f.timeToRevoke, ms)
+	}
+	return f, rows.Err()
+}
+
+// runPipeline deactivates N users through the worker and waits until every
+// (user, target) revocation is confirmed by its receiver and indexed.
+func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer) (Pipeline, []*gtrtest.Receiver, func(), error) {
+	var p Pipeline
+	bin, err := buildWorker(ctx, dir)
+	if err != nil {
+		return p, nil, nil, err
+	}
+	receivers := make([]*gtrtest.Receiver, s.Targets)
+	for i := range receivers {
+		receivers[i] = gtrtest.New(gtrtest.Options{Issuer: publicURL})
+	}
+	cleanup := func() {
+		for _, r := range receivers {
+			r.Close()
+		}
+	}
+	w, err := startWorker(ctx, bin, dir, receivers, s)
+	if err != nil {
+		return p, receivers, cleanup, err
+	}
+	defer w.stop()
+	for _, r := range receivers {
+		r.SetJWKSURL(w.url + "/.well-known/jwks.json")
+	}
+	cpu0, _ := procStats(w.cmd.Process.Pid)
+	bodies := deliveries(s)
+	want := s.Users * s.Targets
+
+	start := time.Now()
+	lat, err := sendHooks(ctx, w.url, bodies, s.Senders)
+	p.DeliverySeconds = time.Since(start).Seconds()
+	if err != nil {
+		return p, receivers, cleanup, err
+	}
+	fmt.Fprintf(progress, "  %d deliveries sent in %.1fs; waiting for %d revocations\n", len(bodies), p.DeliverySeconds, want)
+
+	// Confirmed: every receiver has answered 2xx for every user.
+	var lastConfirm time.Time
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		got := 0
+		for _, r := range receivers {
+			got += r.SucceededSubjects()
+		}
+		if got >= want {
+			lastConfirm = time.Now()
+			break
+		}
+		if time.Now().After(deadline) {
+			return p, receivers, cleanup, fmt.Errorf("only %d of %d revocations confirmed after 10 minutes", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Indexed: every confirmation is in the audit trail.
+	dbPath := filepath.Join(dir, "data", "audit.db")
+	for {
+		f, err := readAudit(dbPath, false)
+		if err == nil && f.succeeded >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			return p, receivers, cleanup, fmt.Errorf("only %d of %d revocations indexed", f.succeeded, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	indexedAt := time.Now()
+	cpu1, rss := procStats(w.cmd.Process.Pid)
+
+	f, err := readAudit(dbPath, true)
+	if err != nil {
+		return p, receivers, cleanup, err
+	}
+	p.Deliveries = len(bodies)
+	p.DeliveriesPerS = float64(len(bodies)) / p.DeliverySeconds
+	p.HookMS = quantiles(lat)
+	p.Revocations = want
+	p.Seconds = lastConfirm.Sub(start).Seconds()
+	p.RevocationsPerS = float64(want) / p.Seconds
+	p.TimeToRevokeMS = quantiles(f.timeToRevoke)
+	p.IndexLagMaxMS = f.lagMaxMS
+	p.AuditRows = f.rows
+	p.AuditRowsPerS = float64(f.rows) / indexedAt.Sub(start).Seconds()
+	p.PeakRSSMB = rss
+	p.CPUSeconds = cpu1 - cpu0
+	p.CPUPer1000 = p.CPUSeconds / (float64(want) / 1000)
+	for _, r := range receivers {
+		p.Rejected += len(r.Rejected())
+	}
+	if f.succeeded != want {
+		return p, receivers, cleanup, fmt.Errorf("%d revocation.succeeded records for %d pairs", f.succeeded, want)
+	}
+	return p, receivers, cleanup, nil
+}
+
+// freePort asks the kernel for an unused loopback port.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
