@@ -42,6 +42,7 @@ func main() {
 	flag.IntVar(&s.Concurrency, "target-concurrency", 8, "jobs in flight per target (worker config and ceiling a)")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	keep := flag.Bool("keep", false, "keep the work dir")
+	flag.StringVar(&pprofAddr, "pprof", "", "start the worker with --pprof ADDR and save a 20 s CPU profile and a heap profile of the run into the work dir")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "lw-bench-")

@@ -123,7 +123,11 @@ targets:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, bin, "serve", "--config", cfgPath)
+	args := []string{"serve", "--config", cfgPath}
+	if pprofAddr != "" {
+		args = append(args, "--pprof", pprofAddr)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -320,6 +324,9 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	bodies := deliveries(s)
 	want := s.Users * s.Targets
 
+	if pprofAddr != "" {
+		go saveProfile("http://"+pprofAddr+"/debug/pprof/profile?seconds=20", filepath.Join(dir, "cpu.pprof"))
+	}
 	start := time.Now()
 	lat, err := sendHooks(ctx, w.url, bodies, s.Senders)
 	p.DeliverySeconds = time.Since(start).Seconds()
@@ -359,6 +366,9 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	}
 	indexedAt := time.Now()
 	cpu1, rss := procStats(w.cmd.Process.Pid)
+	if pprofAddr != "" {
+		saveProfile("http://"+pprofAddr+"/debug/pprof/heap", filepath.Join(dir, "heap.pprof"))
+	}
 
 	f, err := readAudit(dbPath, true)
 	if err != nil {
@@ -394,4 +404,23 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// pprofAddr, when set, is where the worker serves profiles.
+var pprofAddr string
+
+func saveProfile(url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+	fmt.Fprintln(os.Stderr, "saved", path)
 }

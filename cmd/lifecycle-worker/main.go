@@ -102,6 +102,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	var c common
 	c.register(fs)
 	listen := fs.String("listen", "", "listen address (overrides listen)")
+	pprofAddr := fs.String("pprof", "", "serve Go profiles on this loopback address (debugging)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -113,6 +114,11 @@ func cmdServe(args []string, stderr io.Writer) error {
 		cfg.SetListen(*listen)
 	}
 	log := newLogger(cfg.Log, stderr)
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, log); err != nil {
+			return err
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx, cfg, log, nil)

@@ -69,7 +69,7 @@ func TestRestartCompletesPendingJobs(t *testing.T) {
 		}
 	}
 	c := countTypes(recs)
-	if c[audit.TypeEventReceived] != len(users) || c[audit.TypeRevocationPlanned] != len(users)*2 || c[audit.TypeRevocationSucceeded] != len(users)*2 {
+	if c[audit.TypeEventReceived] != len(users) || c[audit.TypeRevocationPlanned] != len(users) || c[audit.TypeRevocationSucceeded] != len(users)*2 {
 		t.Errorf("record counts %v", c)
 	}
 	if rej := peer.Rejected(); len(rej) > 0 {

@@ -45,7 +45,7 @@ func (e *Executor) Execute(ctx context.Context, job Job, attempt int) error {
 	if attempt > t.MaxAttempts {
 		// The previous attempt died before it could record its end (a
 		// crash or a lost ack): the budget is spent, keep the job anyway.
-		return e.deadLetter(ctx, job, attempt-1, "attempts exhausted", 0)
+		return e.deadLetter(ctx, job, attempt-1, "attempts exhausted", nil)
 	}
 	callCtx, cancel := context.WithTimeout(ctx, t.Timeout)
 	start := time.Now()
@@ -56,60 +56,66 @@ func (e *Executor) Execute(ctx context.Context, job Job, attempt int) error {
 		res = Result{Class: Permanent, Err: errors.New("driver returned no classification")}
 	}
 
-	now := e.now().UTC()
-	att := jobRecord(job, audit.TypeRevocationAttempted, now)
-	att.ID = fmt.Sprintf("%s/attempt/%d", job.ID, attempt)
-	att.Driver, att.Attempt, att.Outcome = t.DriverName, attempt, res.Class.String()
-	att.HTTPStatus, att.LatencyMS = res.HTTPStatus, latency.Milliseconds()
+	// Every attempt is on record exactly once: as revocation.attempted
+	// when the job goes on, or as the record that ends it.
+	rec := jobRecord(job, audit.TypeRevocationAttempted, e.now().UTC())
+	rec.Driver, rec.Attempt, rec.Outcome = t.DriverName, attempt, res.Class.String()
+	rec.HTTPStatus, rec.LatencyMS = res.HTTPStatus, latency.Milliseconds()
 	if res.Err != nil {
-		att.Error = res.Err.Error()
+		rec.Error = res.Err.Error()
 	}
-	if len(res.Detail) > 0 {
-		att.Detail = audit.Detail(res.Detail)
+	detail := res.Detail
+	if detail == nil {
+		detail = map[string]any{}
 	}
-	recs := []audit.Record{att}
 
-	switch res.Class {
-	case Succeeded, NotApplicable:
-		typ, outcome := audit.TypeRevocationSucceeded, "succeeded"
+	switch {
+	case res.Class == Succeeded || res.Class == NotApplicable:
+		rec.Type, rec.Outcome = audit.TypeRevocationSucceeded, "succeeded"
 		if res.Class == NotApplicable {
-			typ, outcome = audit.TypeRevocationNotApplicable, "not_applicable"
+			rec.Type, rec.Outcome = audit.TypeRevocationNotApplicable, "not_applicable"
 		}
-		end := jobRecord(job, typ, now)
-		end.ID = job.ID + "/" + outcome
-		end.Driver, end.Attempt, end.Outcome, end.HTTPStatus = t.DriverName, attempt, outcome, res.HTTPStatus
-		end.Detail = audit.Detail(map[string]any{"confirmed_at": now, "time_to_revoke_ms": now.Sub(job.ReceivedAt).Milliseconds()})
-		recs = append(recs, end)
-		if err := e.recorder.Record(ctx, recs...); err != nil {
+		rec.ID = job.ID + "/" + rec.Outcome
+		detail["time_to_revoke_ms"] = rec.Time.Sub(job.ReceivedAt).Milliseconds()
+		rec.Detail = audit.Detail(detail)
+		if err := e.recorder.Record(ctx, rec); err != nil {
 			return fmt.Errorf("record %s: %w", job.ID, err)
 		}
-		e.log.InfoContext(ctx, "revocation "+outcome, "job", job.ID, "attempt", attempt, "status", res.HTTPStatus)
+		e.log.DebugContext(ctx, "revocation "+rec.Outcome, "job", job.ID, "attempt", attempt, "status", res.HTTPStatus)
 		return nil
-	case Retry:
-		if err := e.recorder.Record(ctx, recs...); err != nil {
+	case res.Class == Retry && attempt < t.MaxAttempts:
+		rec.ID = fmt.Sprintf("%s/attempt/%d", job.ID, attempt)
+		rec.Detail = audit.Detail(detail)
+		if err := e.recorder.Record(ctx, rec); err != nil {
 			return fmt.Errorf("record %s: %w", job.ID, err)
-		}
-		if attempt >= t.MaxAttempts {
-			return e.deadLetter(ctx, job, attempt, "out of attempts: "+errString(res.Err), res.HTTPStatus)
 		}
 		e.log.WarnContext(ctx, "revocation will be retried", "job", job.ID, "attempt", attempt, "status", res.HTTPStatus, "err", res.Err)
 		return ErrRetry
 	default:
-		if err := e.recorder.Record(ctx, recs...); err != nil {
-			return fmt.Errorf("record %s: %w", job.ID, err)
+		reason := "permanent: " + errString(res.Err)
+		if res.Class == Retry {
+			reason = "out of attempts: " + errString(res.Err)
 		}
-		return e.deadLetter(ctx, job, attempt, "permanent: "+errString(res.Err), res.HTTPStatus)
+		rec.Detail = audit.Detail(detail)
+		return e.deadLetter(ctx, job, attempt, reason, &rec)
 	}
 }
 
-func (e *Executor) deadLetter(ctx context.Context, job Job, attempts int, reason string, status int) error {
+// deadLetter moves the job to REVOKE_DLQ and records it. last is the record
+// of the attempt that ended the job (nil when no attempt ran now).
+func (e *Executor) deadLetter(ctx context.Context, job Job, attempts int, reason string, last *audit.Record) error {
 	now := e.now().UTC()
-	if err := e.queue.DeadLetter(ctx, DeadLetter{Job: job, Attempts: attempts, Reason: reason, HTTPStatus: status, At: now}); err != nil {
+	dl := DeadLetter{Job: job, Attempts: attempts, Reason: reason, At: now}
+	rec := jobRecord(job, audit.TypeRevocationDeadLettered, now)
+	rec.Driver, rec.Attempt = e.target.DriverName, attempts
+	if last != nil {
+		rec = *last
+		dl.HTTPStatus = last.HTTPStatus
+	}
+	rec.Type, rec.ID, rec.Outcome, rec.Error = audit.TypeRevocationDeadLettered, job.ID+"/dead_lettered", "dead_lettered", reason
+	if err := e.queue.DeadLetter(ctx, dl); err != nil {
 		return fmt.Errorf("dead-letter %s: %w", job.ID, err)
 	}
-	rec := jobRecord(job, audit.TypeRevocationDeadLettered, now)
-	rec.ID = job.ID + "/dead_lettered"
-	rec.Driver, rec.Attempt, rec.Outcome, rec.HTTPStatus, rec.Error = e.target.DriverName, attempts, "dead_lettered", status, reason
 	if err := e.recorder.Record(ctx, rec); err != nil {
 		return fmt.Errorf("record %s: %w", job.ID, err)
 	}
@@ -137,7 +143,7 @@ func (e *Executor) Handler(msg *message.Message) error {
 		// Keep the bytes: a job nobody can read still gets a dead letter
 		// and a record, never a silent drop.
 		job = Job{ID: "undecodable/" + msg.UUID, Target: e.target.Name, Cause: string(msg.Payload)}
-		return e.deadLetter(ctx, job, attempt, "undecodable job: "+err.Error(), 0)
+		return e.deadLetter(ctx, job, attempt, "undecodable job: "+err.Error(), nil)
 	}
 	return e.Execute(context.WithoutCancel(ctx), job, attempt)
 }

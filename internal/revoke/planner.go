@@ -46,12 +46,14 @@ func NewPlanner(targets []*Target, q Queue, rec audit.Recorder, now func() time.
 	return &Planner{targets: targets, queue: q, recorder: rec, now: now, log: log}, nil
 }
 
-// Plan enqueues one job per interested target and records the plan. It is
-// idempotent: job and record IDs derive from the event ID.
+// Plan enqueues one job per interested target and records the plan: one
+// revocation.planned record per event, naming the targets it went to and
+// why the others were skipped. It is idempotent: job and record IDs derive
+// from the event ID.
 func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 	now := p.now().UTC()
 	var jobs []Job
-	var recs []audit.Record
+	planned := []string{}
 	var skipped []map[string]string
 	for _, t := range p.targets {
 		if !ev.Kind.Revokes() {
@@ -62,39 +64,38 @@ func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 			skipped = append(skipped, map[string]string{"target": t.Name, "reason": why})
 			continue
 		}
-		job := Job{
+		jobs = append(jobs, Job{
 			ID: JobID(ev.ID, t.Name), EventID: ev.ID, Target: t.Name, Kind: ev.Kind, Source: ev.Source,
 			Cause: ev.Cause, Subject: ev.Subject, Scope: ev.Scope,
 			OccurredAt: ev.OccurredAt, ReceivedAt: ev.ReceivedAt, PlannedAt: now,
-		}
-		jobs = append(jobs, job)
-		rec := jobRecord(job, audit.TypeRevocationPlanned, now)
-		rec.ID = job.ID + "/planned"
-		rec.Driver = t.DriverName
-		rec.Outcome = "planned"
-		recs = append(recs, rec)
-	}
-	if len(jobs) == 0 {
-		// Still one record, so that every event's story ends somewhere.
-		reason := "no target acts on this event"
-		if !ev.Kind.Revokes() {
-			reason = "kind " + string(ev.Kind) + " is recorded only"
-		}
-		occurred := ev.OccurredAt
-		recs = append(recs, audit.Record{
-			ID: ev.ID + "/planned", Time: now, Type: audit.TypeRevocationPlanned, EventID: ev.ID,
-			Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
-			Outcome: "no_targets", OccurredAt: &occurred,
-			Detail: audit.Detail(map[string]any{"reason": reason, "skipped": skipped}),
 		})
+		planned = append(planned, t.Name)
+	}
+	detail := map[string]any{"targets": planned}
+	outcome := "planned"
+	if len(jobs) == 0 {
+		outcome = "no_targets"
+		detail["reason"] = "no target acts on this event"
+		if !ev.Kind.Revokes() {
+			detail["reason"] = "kind " + string(ev.Kind) + " is recorded only"
+		}
+	}
+	if len(skipped) > 0 {
+		detail["skipped"] = skipped
+	}
+	occurred := ev.OccurredAt
+	rec := audit.Record{
+		ID: ev.ID + "/planned", Time: now, Type: audit.TypeRevocationPlanned, EventID: ev.ID,
+		Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
+		Outcome: outcome, OccurredAt: &occurred, Detail: audit.Detail(detail),
 	}
 	if err := p.queue.Enqueue(ctx, jobs); err != nil {
 		return fmt.Errorf("enqueue jobs of %s: %w", ev.ID, err)
 	}
-	if err := p.recorder.Record(ctx, recs...); err != nil {
+	if err := p.recorder.Record(ctx, rec); err != nil {
 		return fmt.Errorf("record plan of %s: %w", ev.ID, err)
 	}
-	p.log.InfoContext(ctx, "planned", "event", ev.ID, "kind", ev.Kind, "jobs", len(jobs))
+	p.log.DebugContext(ctx, "planned", "event", ev.ID, "kind", ev.Kind, "jobs", len(jobs))
 	return nil
 }
 
