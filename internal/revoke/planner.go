@@ -84,15 +84,21 @@ func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 		detail["skipped"] = skipped
 	}
 	occurred := ev.OccurredAt
-	rec := audit.Record{
+	recs := []audit.Record{{
+		// The receipt, dated when intake received the event: the event
+		// is durable, so this record is written exactly once.
+		ID: ev.ID + "/received", Time: ev.ReceivedAt.UTC(), Type: audit.TypeEventReceived, EventID: ev.ID,
+		Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
+		Outcome: "accepted", OccurredAt: &occurred, Detail: audit.Detail(map[string]any{"event_type": ev.Cause}),
+	}, {
 		ID: ev.ID + "/planned", Time: now, Type: audit.TypeRevocationPlanned, EventID: ev.ID,
 		Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
 		Outcome: outcome, OccurredAt: &occurred, Detail: audit.Detail(detail),
-	}
+	}}
 	if err := p.queue.Enqueue(ctx, jobs); err != nil {
 		return fmt.Errorf("enqueue jobs of %s: %w", ev.ID, err)
 	}
-	if err := p.recorder.Record(ctx, rec); err != nil {
+	if err := p.recorder.Record(ctx, recs...); err != nil {
 		return fmt.Errorf("record plan of %s: %w", ev.ID, err)
 	}
 	p.log.DebugContext(ctx, "planned", "event", ev.ID, "kind", ev.Kind, "jobs", len(jobs))

@@ -167,24 +167,26 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	// The receipt of a new event is recorded by the planner, from the
+	// durable event itself (exactly once); here only what the stream
+	// refused as a copy, so that a repeated delivery is visible.
 	recs := ignored
 	for i, ev := range evs {
-		outcome := "accepted"
-		if pubs[i].Duplicate {
-			outcome = "duplicate"
+		if !pubs[i].Duplicate {
+			continue
 		}
 		recs = append(recs, audit.Record{Type: audit.TypeEventReceived, EventID: ev.ID, Source: string(ev.Source), Kind: string(ev.Kind),
-			Subject: audit.SubjectOf(ev.Subject), Outcome: outcome, OccurredAt: timePtr(ev.OccurredAt),
+			Subject: audit.SubjectOf(ev.Subject), Outcome: "duplicate", OccurredAt: timePtr(ev.OccurredAt),
 			Detail: audit.Detail(map[string]any{"event_type": ev.Cause, "delivery": delivery.EventID, "lifecycle_seq": pubs[i].Sequence})})
 	}
 	if err := h.recordAll(pubCtx, recs); err != nil {
-		// The events are durable, but their receipt is not on record; a
-		// 503 makes Okta retry, which records it (the events dedupe).
+		// The events are durable; only the note of a copy or an ignored
+		// event is missing. A 503 makes Okta retry, which records it.
 		h.cfg.Log.ErrorContext(ctx, "okta hook: audit not durable, answering 503", "delivery", delivery.EventID, "err", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	h.cfg.Log.InfoContext(ctx, "okta hook delivery", "delivery", delivery.EventID, "events", len(evs), "ignored", len(ignored))
+	h.cfg.Log.DebugContext(ctx, "okta hook delivery", "delivery", delivery.EventID, "events", len(evs), "ignored", len(ignored))
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -52,7 +52,7 @@ func (m *memory) Record(_ context.Context, recs ...audit.Record) error {
 
 const secret = "a-hook-secret-0123456789"
 
-func newHandler(t *testing.T, m *memory) *Handler {
+func newHandler(t testing.TB, m *memory) *Handler {
 	t.Helper()
 	h, err := New(Config{Header: "Authorization", Secrets: []string{"old-secret-0123456789", secret}, MaxBody: 1 << 20,
 		Mapping: events.DefaultOktaMapping(), Issuer: "https://acme.okta.com", PublishTimeout: time.Second,
@@ -190,8 +190,8 @@ func FuzzParseDelivery(f *testing.F) {
 		if rec.Code != 200 && rec.Code != 400 {
 			t.Fatalf("status %d", rec.Code)
 		}
-		if len(m.recs) == 0 {
-			t.Fatal("input left no audit record")
+		if len(m.recs) == 0 && len(m.evs) == 0 {
+			t.Fatal("input left neither an event nor an audit record")
 		}
 		for _, ev := range m.evs {
 			if err := ev.Validate(); err != nil {
