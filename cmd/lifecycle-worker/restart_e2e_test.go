@@ -105,10 +105,10 @@ func verifyChain(t *testing.T, path string) {
 			t.Fatal(err)
 		}
 		var rec audit.Record
-		if err := json.Unmarshal(body, &rec); err != nil || rec.Seq != seq {
-			t.Fatalf("record %d: body does not decode to its own seq (%v)", seq, err)
+		if err := json.Unmarshal(body, &rec); err != nil {
+			t.Fatalf("record %d: body does not decode (%v)", seq, err)
 		}
-		if fmt.Sprintf("%x", ph) != fmt.Sprintf("%x", prev) || fmt.Sprintf("%x", audit.ChainHash(prev, body)) != fmt.Sprintf("%x", h) {
+		if fmt.Sprintf("%x", ph) != fmt.Sprintf("%x", prev) || fmt.Sprintf("%x", audit.ChainHash(prev, seq, body)) != fmt.Sprintf("%x", h) {
 			t.Fatalf("chain broken at seq %d", seq)
 		}
 		prev = h

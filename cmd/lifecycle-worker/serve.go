@@ -73,7 +73,19 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		return err
 	}
 	defer b.Close()
-	sink := natsSink{bus: b}
+	// Intake and the pipeline publish on separate connections, so that an
+	// IdP's request does not queue behind revocation traffic.
+	intakePub, err := b.NewPublisher("intake")
+	if err != nil {
+		return err
+	}
+	defer intakePub.Close()
+	pipelinePub, err := b.NewPublisher("pipeline")
+	if err != nil {
+		return err
+	}
+	defer pipelinePub.Close()
+	sink, intakeSink := natsSink{pub: pipelinePub}, natsSink{pub: intakePub}
 	now := time.Now
 
 	targets, err := buildTargets(cfg, signer, now)
@@ -120,7 +132,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	hook, err := oktahook.New(oktahook.Config{
 		Header: cfg.Okta.Hook.Header, Secrets: cfg.Okta.Hook.Secrets, MaxBody: cfg.HTTP.MaxBodyBytes,
 		Mapping: mapping, Issuer: cfg.Okta.OrgURL, PublishTimeout: cfg.NATS.PublishTimeout,
-		Publisher: sink, Recorder: sink, Now: now, Log: log.With("component", "okta-hook"),
+		Publisher: intakeSink, Recorder: intakeSink, Now: now, Log: log.With("component", "okta-hook"),
 	})
 	if err != nil {
 		return err

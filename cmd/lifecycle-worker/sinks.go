@@ -13,7 +13,7 @@ import (
 
 // natsSink adapts the bus to the ports of the core packages: it is the
 // events.Publisher, the audit.Recorder and the revoke.Queue.
-type natsSink struct{ bus *bus.Bus }
+type natsSink struct{ pub *bus.Publisher }
 
 var (
 	_ events.Publisher = natsSink{}
@@ -33,7 +33,7 @@ func (s natsSink) PublishEvents(ctx context.Context, evs []events.Event) ([]even
 		}
 		msgs[i] = bus.Message{Subject: ev.Topic(), ID: ev.ID, Data: data}
 	}
-	acks, err := s.bus.Publish(ctx, msgs)
+	acks, err := s.pub.Publish(ctx, msgs)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func (s natsSink) Record(ctx context.Context, recs ...audit.Record) error {
 		}
 		msgs[i] = bus.Message{Subject: r.Topic(), ID: r.ID, Data: data}
 	}
-	_, err := s.bus.Publish(ctx, msgs)
+	_, err := s.pub.Publish(ctx, msgs)
 	return err
 }
 
@@ -70,7 +70,7 @@ func (s natsSink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 		}
 		msgs[i] = bus.Message{Subject: revoke.Topic(j.Target), ID: j.ID, Data: data}
 	}
-	_, err := s.bus.Publish(ctx, msgs)
+	_, err := s.pub.Publish(ctx, msgs)
 	return err
 }
 
@@ -79,7 +79,7 @@ func (s natsSink) DeadLetter(ctx context.Context, dl revoke.DeadLetter) error {
 	if err != nil {
 		return fmt.Errorf("encode dead letter %s: %w", dl.Job.ID, err)
 	}
-	_, err = s.bus.Publish(ctx, []bus.Message{{
+	_, err = s.pub.Publish(ctx, []bus.Message{{
 		Subject: revoke.DLQTopic(dl.Job.Target),
 		ID:      fmt.Sprintf("%s/dlq/%d", dl.Job.ID, dl.Attempts),
 		Data:    data,

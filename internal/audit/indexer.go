@@ -99,7 +99,7 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 	}
 	defer cc.Stop()
 
-	batch := make([]Record, 0, ix.batchSize)
+	batch := make([]Entry, 0, ix.batchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	lastCheckpoint := time.Now()
@@ -125,7 +125,7 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 		case <-ctx.Done():
 			return flush()
 		case m := <-msgs:
-			rec, err := decodeRecord(m)
+			rec, err := decodeEntry(m)
 			if err != nil {
 				return err
 			}
@@ -147,24 +147,19 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 	}
 }
 
-// decodeRecord reads one AUDIT message. A record that does not decode is
-// still indexed, as a record of type event.rejected carrying the raw bytes,
-// so that the chain has no hole and the damage is visible.
-func decodeRecord(m jetstream.Msg) (Record, error) {
+// decodeEntry reads one AUDIT message. One that does not decode is still
+// indexed, with its bytes as they are and columns that say so, so that the
+// chain has no hole and the damage is visible.
+func decodeEntry(m jetstream.Msg) (Entry, error) {
 	md, err := m.Metadata()
 	if err != nil {
-		return Record{}, fmt.Errorf("audit message metadata: %w", err)
+		return Entry{}, fmt.Errorf("audit message metadata: %w", err)
 	}
-	var rec Record
-	if err := json.Unmarshal(m.Data(), &rec); err != nil {
-		rec = Record{
-			ID:     fmt.Sprintf("undecodable/%d", md.Sequence.Stream),
-			Time:   md.Timestamp.UTC(),
-			Type:   TypeEventRejected,
-			Error:  "undecodable audit message: " + err.Error(),
-			Detail: Detail(map[string]string{"raw": string(m.Data())}),
-		}
+	e := Entry{Seq: md.Sequence.Stream, Body: m.Data()}
+	if err := json.Unmarshal(e.Body, &e.Record); err != nil {
+		e.Record = Record{ID: fmt.Sprintf("undecodable/%d", e.Seq), Time: md.Timestamp.UTC(), Type: TypeEventRejected,
+			Error: "undecodable audit message: " + err.Error()}
 	}
-	rec.Seq = md.Sequence.Stream
-	return rec, nil
+	e.Record.Seq = e.Seq
+	return e, nil
 }

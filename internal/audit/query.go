@@ -85,7 +85,7 @@ func (r *Reader) Query(ctx context.Context, f Filter) ([]Record, error) {
 		limit = 100
 	}
 	limit = min(limit, MaxLimit)
-	q := "SELECT seq, body FROM records"
+	q := "SELECT seq, id, type, body FROM records"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -99,13 +99,15 @@ func (r *Reader) Query(ctx context.Context, f Filter) ([]Record, error) {
 	var out []Record
 	for rows.Next() {
 		var seq uint64
+		var id, typ string
 		var body []byte
-		if err := rows.Scan(&seq, &body); err != nil {
+		if err := rows.Scan(&seq, &id, &typ, &body); err != nil {
 			return nil, fmt.Errorf("scan audit record: %w", err)
 		}
 		var rec Record
 		if err := json.Unmarshal(body, &rec); err != nil {
-			return nil, fmt.Errorf("decode audit record %d: %w", seq, err)
+			// A message that was undecodable when indexed stays visible.
+			rec = Record{ID: id, Type: Type(typ), Error: "record body is not JSON"}
 		}
 		rec.Seq = seq
 		out = append(out, rec)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,21 +133,44 @@ func (s *Store) loadHead(ctx context.Context) error {
 // Head returns the last indexed record.
 func (s *Store) Head() Head { return Head{Seq: s.headSeq, Hash: append([]byte(nil), s.headHash...)} }
 
-// ChainHash is SHA-256(prev ‖ body): the link of the hash chain.
-func ChainHash(prev, body []byte) []byte {
+// ChainHash is SHA-256(prev ‖ seq ‖ body), seq as 8 bytes big-endian and
+// body the record exactly as it was published: the link of the hash chain.
+func ChainHash(prev []byte, seq uint64, body []byte) []byte {
 	h := sha256.New()
 	h.Write(prev)
+	var s [8]byte
+	binary.BigEndian.PutUint64(s[:], seq)
+	h.Write(s[:])
 	h.Write(body)
 	return h.Sum(nil)
+}
+
+// Entry is one AUDIT message to index: its stream sequence, its bytes as
+// published (what the chain covers), and the record decoded from them.
+type Entry struct {
+	Seq    uint64
+	Body   []byte
+	Record Record
+}
+
+// NewEntry encodes rec as the body of an entry at seq.
+func NewEntry(seq uint64, rec Record) (Entry, error) {
+	rec.Seq = 0
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return Entry{}, fmt.Errorf("encode audit record: %w", err)
+	}
+	rec.Seq = seq
+	return Entry{Seq: seq, Body: body, Record: rec}, nil
 }
 
 // ErrGap means a batch does not continue the indexed sequence.
 var ErrGap = errors.New("audit: records out of sequence")
 
-// Append indexes records, which must continue the stream sequence exactly
+// Append indexes entries, which must continue the stream sequence exactly
 // (seq = head+1, head+2, …), in one transaction.
-func (s *Store) Append(ctx context.Context, recs []Record) error {
-	if len(recs) == 0 {
+func (s *Store) Append(ctx context.Context, entries []Entry) error {
+	if len(entries) == 0 {
 		return nil
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -163,24 +187,21 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 	defer stmt.Close()
 	seq, prev := s.headSeq, s.headHash
 	indexed := time.Now().UnixMilli()
-	for _, r := range recs {
-		if r.Seq != seq+1 {
-			return fmt.Errorf("%w: have %d, got %d", ErrGap, seq, r.Seq)
+	for _, e := range entries {
+		r := e.Record
+		if e.Seq != seq+1 {
+			return fmt.Errorf("%w: have %d, got %d", ErrGap, seq, e.Seq)
 		}
-		body, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode audit record %d: %w", r.Seq, err)
-		}
-		hash := ChainHash(prev, body)
+		hash := ChainHash(prev, e.Seq, e.Body)
 		var sub Subject
 		if r.Subject != nil {
 			sub = *r.Subject
 		}
-		if _, err := stmt.ExecContext(ctx, r.Seq, r.ID, r.Time.UnixMilli(), string(r.Type), r.EventID, r.Source, r.Kind,
-			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, indexed, body, prev, hash); err != nil {
-			return fmt.Errorf("insert audit record %d: %w", r.Seq, err)
+		if _, err := stmt.ExecContext(ctx, e.Seq, r.ID, r.Time.UnixMilli(), string(r.Type), r.EventID, r.Source, r.Kind,
+			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, indexed, e.Body, prev, hash); err != nil {
+			return fmt.Errorf("insert audit record %d: %w", e.Seq, err)
 		}
-		seq, prev = r.Seq, hash
+		seq, prev = e.Seq, hash
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit audit batch: %w", err)

@@ -9,9 +9,14 @@ import (
 	"time"
 )
 
-func rec(seq uint64, typ Type, email, target string) Record {
-	return Record{ID: fmt.Sprintf("r%d", seq), Seq: seq, Time: time.Unix(1700000000+int64(seq), 0).UTC(), Type: typ,
-		EventID: "okta:e" + fmt.Sprint(seq%3), Subject: &Subject{Email: email, Login: email}, Target: target}
+func rec(t *testing.T, seq uint64, typ Type, email, target string) Entry {
+	t.Helper()
+	e, err := NewEntry(seq, Record{ID: fmt.Sprintf("r%d", seq), Time: time.Unix(1700000000+int64(seq), 0).UTC(), Type: typ,
+		EventID: "okta:e" + fmt.Sprint(seq%3), Subject: &Subject{Email: email, Login: email}, Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 func TestStoreChainsAndQueries(t *testing.T) {
@@ -22,11 +27,11 @@ func TestStoreChainsAndQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	batch := []Record{
-		rec(1, TypeEventReceived, "Jane@Example.com", ""),
-		rec(2, TypeRevocationPlanned, "jane@example.com", "as1"),
-		rec(3, TypeRevocationSucceeded, "jane@example.com", "as1"),
-		rec(4, TypeEventReceived, "bob@example.com", ""),
+	batch := []Entry{
+		rec(t, 1, TypeEventReceived, "Jane@Example.com", ""),
+		rec(t, 2, TypeRevocationPlanned, "jane@example.com", "as1"),
+		rec(t, 3, TypeRevocationSucceeded, "jane@example.com", "as1"),
+		rec(t, 4, TypeEventReceived, "bob@example.com", ""),
 	}
 	if err := s.Append(ctx, batch[:2]); err != nil {
 		t.Fatal(err)
@@ -34,10 +39,10 @@ func TestStoreChainsAndQueries(t *testing.T) {
 	if err := s.Append(ctx, batch[2:]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Append(ctx, []Record{rec(6, TypeEventReceived, "x@example.com", "")}); !errors.Is(err, ErrGap) {
+	if err := s.Append(ctx, []Entry{rec(t, 6, TypeEventReceived, "x@example.com", "")}); !errors.Is(err, ErrGap) {
 		t.Fatalf("a gap was accepted: %v", err)
 	}
-	if err := s.Append(ctx, []Record{rec(4, TypeEventReceived, "x@example.com", "")}); !errors.Is(err, ErrGap) {
+	if err := s.Append(ctx, []Entry{rec(t, 4, TypeEventReceived, "x@example.com", "")}); !errors.Is(err, ErrGap) {
 		t.Fatalf("a repeated seq was accepted: %v", err)
 	}
 

@@ -23,18 +23,51 @@ type Ack struct {
 	Duplicate bool
 }
 
+// Publisher publishes on a connection of its own. The server reads each
+// connection in one goroutine, so giving intake its own publisher keeps an
+// IdP's request from queueing behind the pipeline's traffic.
+type Publisher struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+// NewPublisher opens a publishing connection.
+func (b *Bus) NewPublisher(name string) (*Publisher, error) {
+	nc, err := b.Connect(b.cfg.Name + "/" + name)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Publisher{nc: nc, js: js}, nil
+}
+
+// Close flushes and closes the connection.
+func (p *Publisher) Close() {
+	_ = p.nc.Flush()
+	p.nc.Close()
+}
+
+// Publish sends on the bus's main connection (see Publisher.Publish).
+func (b *Bus) Publish(ctx context.Context, msgs []Message) ([]Ack, error) {
+	return (&Publisher{nc: b.nc, js: b.js}).Publish(ctx, msgs)
+}
+
 // Publish sends all messages asynchronously and waits until every one is
 // stored or ctx ends. It returns the first error; the caller must treat the
 // whole batch as not durable and let its sender retry, which the message IDs
 // make harmless.
-func (b *Bus) Publish(ctx context.Context, msgs []Message) ([]Ack, error) {
+func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]Ack, error) {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		if m.ID == "" {
 			return nil, fmt.Errorf("publish %s: message without id", m.Subject)
 		}
 		nm := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: m.Header}
-		f, err := b.js.PublishMsgAsync(nm, jetstream.WithMsgID(m.ID))
+		f, err := p.js.PublishMsgAsync(nm, jetstream.WithMsgID(m.ID))
 		if err != nil {
 			return nil, fmt.Errorf("publish %s: %w", m.Subject, err)
 		}

@@ -85,11 +85,12 @@ func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 	}
 	occurred := ev.OccurredAt
 	recs := []audit.Record{{
-		// The receipt, dated when intake received the event: the event
-		// is durable, so this record is written exactly once.
-		ID: ev.ID + "/received", Time: ev.ReceivedAt.UTC(), Type: audit.TypeEventReceived, EventID: ev.ID,
+		// The receipt: the event is durable, so this record is written
+		// exactly once; received_at is when intake took it.
+		ID: ev.ID + "/received", Time: now, Type: audit.TypeEventReceived, EventID: ev.ID,
 		Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
-		Outcome: "accepted", OccurredAt: &occurred, Detail: audit.Detail(map[string]any{"event_type": ev.Cause}),
+		Outcome: "accepted", OccurredAt: &occurred,
+		Detail: audit.Detail(map[string]any{"event_type": ev.Cause, "received_at": ev.ReceivedAt.UTC()}),
 	}, {
 		ID: ev.ID + "/planned", Time: now, Type: audit.TypeRevocationPlanned, EventID: ev.ID,
 		Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
