@@ -120,7 +120,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 
 	// The pipeline: planner and one executor per target, on Watermill.
-	router, gate, err := buildRouter(ctx, cfg, b, sink, targets, now, log)
+	prio := newIntakeFirst()
+	router, gate, err := buildRouter(ctx, cfg, b, sink, targets, prio, now, log)
 	if err != nil {
 		return err
 	}
@@ -139,7 +140,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	srvCfg := server.Config{
 		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
-		OktaHook: hook, JWKS: signer.JWKS(), Register: []func(*http.ServeMux){api.Register},
+		OktaHook: prio.wrap(hook), JWKS: signer.JWKS(), Register: []func(*http.ServeMux){api.Register},
 		Ready: func(context.Context) error {
 			if !b.Conn().IsConnected() {
 				return errors.New("nats not connected")
@@ -209,6 +210,7 @@ func waitIndexed(b *bus.Bus, ix *audit.Indexer, bound time.Duration) {
 type gate struct {
 	draining atomic.Bool
 	inflight sync.WaitGroup
+	prio     *intakeFirst
 }
 
 // errDraining hands a message back to the broker during shutdown.
@@ -219,6 +221,7 @@ func (g *gate) middleware(h message.HandlerFunc) message.HandlerFunc {
 		if g.draining.Load() {
 			return nil, errDraining
 		}
+		g.prio.yield(20 * time.Millisecond)
 		g.inflight.Add(1)
 		defer g.inflight.Done()
 		return h(msg)
@@ -246,7 +249,7 @@ func (g *gate) delay(schedule func(uint64) time.Duration) bus.Delay {
 	}
 }
 
-func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsSink, targets []*revoke.Target, now func() time.Time, log *slog.Logger) (*message.Router, *gate, error) {
+func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsSink, targets []*revoke.Target, prio *intakeFirst, now func() time.Time, log *slog.Logger) (*message.Router, *gate, error) {
 	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{
 		slog.LevelInfo: slog.LevelDebug, // per-handler start/stop chatter
 	})
@@ -254,7 +257,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsS
 	if err != nil {
 		return nil, nil, fmt.Errorf("router: %w", err)
 	}
-	g := &gate{}
+	g := &gate{prio: prio}
 	router.AddMiddleware(g.middleware) // the router itself turns a panic into a Nack
 
 	planner, err := revoke.NewPlanner(targets, sink, sink, now, log.With("component", "planner"))

@@ -38,11 +38,11 @@ type Head struct {
 }
 
 func writerDSN(path string) string {
-	return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=on&_cache_size=-65536"
+	return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=on&_cache_size=-16384"
 }
 
 func readerDSN(path string) string {
-	return "file:" + url.PathEscape(path) + "?mode=ro&_busy_timeout=5000&_cache_size=-32768"
+	return "file:" + url.PathEscape(path) + "?mode=ro&_busy_timeout=5000&_cache_size=-8192"
 }
 
 // OpenStore opens (creating if needed) the index at path and migrates it.
