@@ -40,6 +40,7 @@ func main() {
 	flag.IntVar(&s.Batch, "batch", 50, "B: events per hook delivery")
 	flag.IntVar(&s.Senders, "senders", 8, "C: hook deliveries in flight")
 	flag.IntVar(&s.Concurrency, "target-concurrency", 8, "jobs in flight per target (worker config and ceiling a)")
+	flag.Float64Var(&s.Rate, "rate", 0, "pace hook deliveries at this many per second (0: as fast as the senders go)")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	keep := flag.Bool("keep", false, "keep the work dir")
 	flag.StringVar(&pprofAddr, "pprof", "", "start the worker with --pprof ADDR and save a 20 s CPU profile and a heap profile of the run into the work dir")
@@ -113,8 +114,12 @@ func run(ctx context.Context, s Scenario, dir string, progress io.Writer) (*Repo
 
 func printReport(w io.Writer, r *Report) {
 	s, p := r.Scenario, r.Pipeline
-	fmt.Fprintf(w, "lifecycle-worker benchmark — N=%d users, K=%d targets, B=%d events/delivery, C=%d senders, %d per target; %s, %d CPUs\n\n",
-		s.Users, s.Targets, s.Batch, s.Senders, s.Concurrency, r.GoVersion, r.CPUs)
+	pace := "unpaced"
+	if s.Rate > 0 {
+		pace = fmt.Sprintf("paced at %.1f deliveries/s", s.Rate)
+	}
+	fmt.Fprintf(w, "lifecycle-worker benchmark — N=%d users, K=%d targets, B=%d events/delivery, C=%d senders (%s), %d per target; %s, %d CPUs\n\n",
+		s.Users, s.Targets, s.Batch, s.Senders, pace, s.Concurrency, r.GoVersion, r.CPUs)
 	fmt.Fprintln(w, "pipeline (worker process, embedded NATS, fresh data dir)")
 	fmt.Fprintf(w, "  hook deliveries          %d in %.2fs = %.1f/s; response p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 		p.Deliveries, p.DeliverySeconds, p.DeliveriesPerS, p.HookMS.P50, p.HookMS.P99, p.HookMS.Max)

@@ -26,11 +26,12 @@ import (
 
 // Scenario is one benchmark run's shape.
 type Scenario struct {
-	Users       int // N: users deactivated
-	Targets     int // K: authorization servers
-	Batch       int // B: events per hook delivery
-	Senders     int // C: hook deliveries in flight
-	Concurrency int // per-target concurrency of the worker
+	Users       int     // N: users deactivated
+	Targets     int     // K: authorization servers
+	Batch       int     // B: events per hook delivery
+	Senders     int     // C: hook deliveries in flight
+	Concurrency int     // per-target concurrency of the worker
+	Rate        float64 // hook deliveries per second; 0 = unpaced
 }
 
 const (
@@ -217,7 +218,7 @@ func deliveries(s Scenario) [][]byte {
 
 // sendHooks posts every delivery, Senders at a time, and returns the
 // response times in ms; any answer but 200 is an error.
-func sendHooks(ctx context.Context, url string, bodies [][]byte, senders int) ([]float64, error) {
+func sendHooks(ctx context.Context, url string, bodies [][]byte, senders int, rate float64) ([]float64, error) {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
 	next := make(chan []byte)
 	var mu sync.Mutex
@@ -251,7 +252,16 @@ func sendHooks(ctx context.Context, url string, bodies [][]byte, senders int) ([
 			}
 		}()
 	}
-	for _, b := range bodies {
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	for i, b := range bodies {
+		if tick != nil && i > 0 {
+			<-tick
+		}
 		next <- b
 	}
 	close(next)
@@ -328,7 +338,7 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 		go saveProfile("http://"+pprofAddr+"/debug/pprof/profile?seconds=20", filepath.Join(dir, "cpu.pprof"))
 	}
 	start := time.Now()
-	lat, err := sendHooks(ctx, w.url, bodies, s.Senders)
+	lat, err := sendHooks(ctx, w.url, bodies, s.Senders, s.Rate)
 	p.DeliverySeconds = time.Since(start).Seconds()
 	if err != nil {
 		return p, receivers, cleanup, err

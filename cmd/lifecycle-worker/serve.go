@@ -190,6 +190,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 
 // waitIndexed waits (bounded) until the indexer has caught up with AUDIT.
 func waitIndexed(b *bus.Bus, ix *audit.Indexer, bound time.Duration) {
+	if !b.Conn().IsConnected() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	s, err := b.JetStream().Stream(ctx, bus.StreamAudit)

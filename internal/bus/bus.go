@@ -120,6 +120,9 @@ func (b *Bus) Connect(name string) (*nats.Conn, error) {
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// Closing a subscriber drains its connection; with the server gone
+		// that must not hold a shutdown for the default 30 s.
+		nats.DrainTimeout(5 * time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				b.log.Warn("nats disconnected", "conn", name, "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,9 +46,11 @@ func (b *Bus) NewPublisher(name string) (*Publisher, error) {
 	return &Publisher{nc: nc, js: js}, nil
 }
 
-// Close flushes and closes the connection.
+// Close flushes (briefly, if connected) and closes the connection.
 func (p *Publisher) Close() {
-	_ = p.nc.Flush()
+	if p.nc.IsConnected() {
+		_ = p.nc.FlushTimeout(2 * time.Second)
+	}
 	p.nc.Close()
 }
 
