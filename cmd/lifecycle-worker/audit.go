@@ -3,14 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
 )
 
 func cmdAuditQuery(args []string, stdout, stderr io.Writer) error {
@@ -107,4 +113,113 @@ func oneLine(s string) string {
 		s = s[:80] + "…"
 	}
 	return s
+}
+
+// cmdAuditVerify recomputes the hash chain of the index; exit status 3
+// names the first bad record.
+func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	r, err := audit.OpenReader(cfg.Audit.DB)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	res, err := r.Verify(context.Background())
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_ = json.NewEncoder(stdout).Encode(res)
+	} else if res.Problem == nil {
+		fmt.Fprintf(stdout, "ok: %d records, chain whole, head %d %s\n", res.Records, res.HeadSeq, res.Head)
+	}
+	if res.Problem != nil {
+		return res.Problem
+	}
+	return nil
+}
+
+// cmdAuditRebuild replays the AUDIT stream into a new index file and prints
+// its head, which must equal the live index's.
+func cmdAuditRebuild(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit rebuild", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	out := fs.String("out", "", "the new index file (must not exist)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("--out is required")
+	}
+	if _, err := os.Stat(*out); err == nil {
+		return fmt.Errorf("%s exists; rebuild writes a new file", *out)
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(config.LogConfig{Level: "warn"}, stderr)
+	ctx := context.Background()
+	head, err := rebuildIndex(ctx, cfg, *out, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "rebuilt %s: head %d %x\n", *out, head.Seq, head.Hash)
+	return nil
+}
+
+// rebuildIndex indexes the whole AUDIT stream into a fresh file. With the
+// embedded server the store must not be in use by a running serve.
+func rebuildIndex(ctx context.Context, cfg *config.Config, out string, log *slog.Logger) (audit.Head, error) {
+	bc := busConfig(cfg, "lifecycle-worker-rebuild")
+	bc.Listen = "" // no client listener for a one-off replay
+	b, err := bus.Open(ctx, bc, log)
+	if err != nil {
+		return audit.Head{}, err
+	}
+	defer b.Close()
+	s, err := b.JetStream().Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		return audit.Head{}, fmt.Errorf("audit stream: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return audit.Head{}, fmt.Errorf("audit stream: %w", err)
+	}
+	store, err := audit.OpenStore(ctx, out)
+	if err != nil {
+		return audit.Head{}, err
+	}
+	defer store.Close()
+	ix, err := audit.NewIndexer(b.JetStream(), store, audit.IndexerConfig{Stream: bus.StreamAudit, BatchSize: 1000}, log)
+	if err != nil {
+		return audit.Head{}, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = ix.Run(rctx); close(done) }()
+	for ix.Indexed() < info.State.LastSeq {
+		select {
+		case <-done:
+			cancel()
+			return audit.Head{}, errors.New("indexer stopped early")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+	return store.Head(), nil
 }

@@ -245,3 +245,5 @@ func countTypes(recs []audit.Record) map[audit.Type]int {
 	}
 	return m
 }
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

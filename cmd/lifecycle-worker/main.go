@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
 )
 
@@ -27,6 +28,8 @@ Usage:
   lifecycle-worker serve [--config FILE] [--data-dir DIR] [--listen ADDR]
   lifecycle-worker audit query [--config FILE] [--data-dir DIR] [--subject S] [--event ID]
                                [--target T] [--type TYPE] [--since 24h|RFC3339] [--limit N] [--json]
+  lifecycle-worker audit verify [--config FILE] [--data-dir DIR] [--json]
+  lifecycle-worker audit rebuild --out FILE [--config FILE] [--data-dir DIR]
   lifecycle-worker version
 
 Every command reads the same config file; with none, built-in defaults apply
@@ -48,11 +51,14 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = cmdServe(args[1:], stderr)
 	case "audit":
-		if len(args) < 2 || args[1] != "query" {
+		verbs := map[string]func([]string, io.Writer, io.Writer) error{
+			"query": cmdAuditQuery, "verify": cmdAuditVerify, "rebuild": cmdAuditRebuild,
+		}
+		if len(args) < 2 || verbs[args[1]] == nil {
 			fmt.Fprint(stderr, usage)
 			return 2
 		}
-		err = cmdAuditQuery(args[2:], stdout, stderr)
+		err = verbs[args[1]](args[2:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "lifecycle-worker", version)
 	case "help", "-h", "--help":
@@ -63,6 +69,11 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	var broken *audit.Problem
+	if errors.As(err, &broken) {
+		fmt.Fprintln(stderr, "audit trail broken:", err)
+		return 3
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "error:", err)

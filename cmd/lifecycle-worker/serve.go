@@ -63,12 +63,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	log.Info("signing key loaded", "kid", signer.KeyID(), "alg", signer.Algorithm())
 
-	b, err := bus.Open(ctx, bus.Config{
-		Embedded: cfg.NATS.EmbeddedServer(), StoreDir: filepath.Join(cfg.DataDir, "nats"),
-		Listen: cfg.NATS.Listen, SyncAlways: cfg.NATS.SyncAlways,
-		URLs: cfg.NATS.URLs, CredsFile: cfg.NATS.CredsFile, Replicas: cfg.NATS.Replicas,
-		Name: "lifecycle-worker",
-	}, log)
+	b, err := bus.Open(ctx, busConfig(cfg, "lifecycle-worker"), log)
 	if err != nil {
 		return err
 	}
@@ -351,4 +346,14 @@ func outboundTransport() *http.Transport {
 	t.MaxIdleConnsPerHost = 64
 	t.ResponseHeaderTimeout = 0 // the per-target context deadline bounds the call
 	return t
+}
+
+// busConfig is the bus part of the configuration.
+func busConfig(cfg *config.Config, name string) bus.Config {
+	return bus.Config{
+		Embedded: cfg.NATS.EmbeddedServer(), StoreDir: filepath.Join(cfg.DataDir, "nats"),
+		Listen: cfg.NATS.Listen, SyncAlways: cfg.NATS.SyncAlways,
+		URLs: cfg.NATS.URLs, CredsFile: cfg.NATS.CredsFile, Replicas: cfg.NATS.Replicas,
+		Name: name,
+	}
 }

@@ -1,0 +1,85 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// tamperable builds an index of n records and returns its path.
+func tamperable(t *testing.T, n int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := OpenStore(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []Entry
+	for i := 1; i <= n; i++ {
+		entries = append(entries, rec(t, uint64(i), TypeRevocationSucceeded, "jane@example.com", "as1"))
+	}
+	if err := s.Append(context.Background(), entries); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	return path
+}
+
+func verify(t *testing.T, path string) VerifyResult {
+	t.Helper()
+	r, err := OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	res, err := r.Verify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func exec(t *testing.T, path string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+func TestVerifyNamesTheFirstBadRecord(t *testing.T) {
+	if res := verify(t, tamperable(t, 10)); res.Problem != nil || res.Records != 10 || res.HeadSeq != 10 {
+		t.Fatalf("untouched index: %+v", res)
+	}
+	for _, c := range []struct {
+		name    string
+		tamper  []string
+		wantSeq uint64
+		reason  string
+	}{
+		{"record changed", []string{`UPDATE records SET body = replace(body, 'as1', 'as9') WHERE seq = 4`}, 4, "hash does not match"},
+		{"column changed", []string{`UPDATE records SET outcome = 'succeeded!' WHERE seq = 6`}, 6, "columns differ"},
+		{"record deleted", []string{`DELETE FROM records WHERE seq = 5`}, 5, "missing"},
+		{"two swapped", []string{
+			`UPDATE records SET seq = 100 WHERE seq = 3`, `UPDATE records SET seq = 3 WHERE seq = 7`, `UPDATE records SET seq = 7 WHERE seq = 100`,
+		}, 3, "does not link"},
+		{"first record deleted", []string{`DELETE FROM records WHERE seq = 1`}, 1, "missing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := tamperable(t, 10)
+			exec(t, path, c.tamper...)
+			res := verify(t, path)
+			if res.Problem == nil || res.Problem.Seq != c.wantSeq || !strings.Contains(res.Problem.Reason, c.reason) {
+				t.Errorf("problem %+v, want record %d: %s", res.Problem, c.wantSeq, c.reason)
+			}
+		})
+	}
+}
