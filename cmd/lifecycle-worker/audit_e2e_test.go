@@ -63,7 +63,7 @@ func TestAuditVerifyAndRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`UPDATE records SET body = replace(body, 'b@example.com', 'z@example.com') WHERE seq = 5`); err != nil {
+	if _, err := db.Exec(`UPDATE records SET body = CAST(body || ' ' AS BLOB) WHERE seq = 5`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

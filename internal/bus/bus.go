@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -36,6 +38,7 @@ type Bus struct {
 	cfg    Config
 	log    *slog.Logger
 	server *server.Server // nil when external
+	lock   *os.File       // the store's lock, when embedded
 	nc     *nats.Conn
 	js     jetstream.JetStream
 }
@@ -55,8 +58,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 			// clear: never let that happen to the system of record.
 			return nil, errors.New("bus: embedded server needs a store dir")
 		}
+		// nats-server does not lock its store; two servers on one store
+		// would corrupt it. One process per data dir.
+		lock, err := lockDir(cfg.StoreDir)
+		if err != nil {
+			return nil, err
+		}
+		b.lock = lock
 		srv, err := startEmbedded(cfg, log)
 		if err != nil {
+			b.Close()
 			return nil, err
 		}
 		b.server = srv
@@ -173,6 +184,25 @@ func (b *Bus) Close() {
 		b.server.Shutdown()
 		b.server.WaitForShutdown()
 	}
+	if b.lock != nil {
+		b.lock.Close() // releases the flock
+	}
+}
+
+// lockDir takes an exclusive, non-blocking lock on dir/lifecycle-worker.lock.
+func lockDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("nats store dir: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lifecycle-worker.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("nats store lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("nats store %s is in use by another process (is serve running on this data dir?)", dir)
+	}
+	return f, nil
 }
 
 type natsLogger struct{ log *slog.Logger }

@@ -133,3 +133,15 @@ func TestEmbeddedStoreIsDurableAndDedups(t *testing.T) {
 		t.Errorf("dedup window lost across restart: %+v %v", acks, err)
 	}
 }
+
+// One process per embedded store: a second Open on the same dir is refused
+// until the first closes.
+func TestEmbeddedStoreIsExclusive(t *testing.T) {
+	dir := t.TempDir()
+	b := openBus(t, dir)
+	if _, err := Open(context.Background(), Config{Embedded: true, StoreDir: dir, Name: "second"}, slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("a second embedded server opened the same store")
+	}
+	b.Close()
+	openBus(t, dir).Close()
+}
