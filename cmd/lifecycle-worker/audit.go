@@ -17,6 +17,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 )
 
 func cmdAuditQuery(args []string, stdout, stderr io.Writer) error {
@@ -123,6 +124,11 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 	var c common
 	c.register(fs)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	var files []string
+	fs.Func("checkpoints", "also check the checkpoints in this JSONL file (repeatable), e.g. a copy kept elsewhere", func(v string) error {
+		files = append(files, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -135,14 +141,24 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer r.Close()
-	res, err := r.Verify(context.Background())
+	opts := audit.VerifyOptions{CheckpointFiles: append([]string{cfg.Audit.CheckpointFile}, files...)}
+	if _, err := os.Stat(cfg.Keys.CheckpointKeyFile); err == nil {
+		k, err := keys.LoadOrCreateCheckpointKey(cfg.Keys.CheckpointKeyFile)
+		if err != nil {
+			return err
+		}
+		opts.Key = k.Public()
+	} else {
+		fmt.Fprintln(stderr, "warning: no checkpoint key at", cfg.Keys.CheckpointKeyFile, "- checkpoints not checked")
+	}
+	res, err := r.Verify(context.Background(), opts)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		_ = json.NewEncoder(stdout).Encode(res)
 	} else if res.Problem == nil {
-		fmt.Fprintf(stdout, "ok: %d records, chain whole, head %d %s\n", res.Records, res.HeadSeq, res.Head)
+		fmt.Fprintf(stdout, "ok: %d records, chain whole, head %d %s, %d signed checkpoints hold\n", res.Records, res.HeadSeq, res.Head, res.Checkpoints)
 	}
 	if res.Problem != nil {
 		return res.Problem

@@ -40,7 +40,8 @@ func TestAuditVerifyAndRebuild(t *testing.T) {
 	writeConfig(t, cfgFile, cfg.DataDir)
 
 	var out, errb bytes.Buffer
-	if code := cli([]string{"audit", "verify", "--config", cfgFile}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "ok: ") {
+	if code := cli([]string{"audit", "verify", "--config", cfgFile}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "ok: ") ||
+		strings.Contains(out.String(), " 0 signed checkpoints") {
 		t.Fatalf("verify of an untouched trail: exit %d, %q %q", code, out.String(), errb.String())
 	}
 
@@ -71,6 +72,25 @@ func TestAuditVerifyAndRebuild(t *testing.T) {
 	errb.Reset()
 	if code := cli([]string{"audit", "verify", "--config", cfgFile}, &out, &errb); code != 3 || !strings.Contains(errb.String(), "record 5") {
 		t.Errorf("verify of a tampered trail: exit %d, %q", code, errb.String())
+	}
+
+	// The rebuilt index is whole; cutting off its tail is caught by the
+	// worker's checkpoint file, which lives outside the database.
+	rebuiltCfg := filepath.Join(dir, "rebuilt.yaml")
+	if err := writeFile(rebuiltCfg, fmt.Sprintf("data_dir: %s\naudit: { db: %s }\n", cfg.DataDir, rebuilt)); err != nil {
+		t.Fatal(err)
+	}
+	db, err = sql.Open("sqlite3", "file:"+rebuilt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(fmt.Sprintf(`DELETE FROM records WHERE seq > %d`, live.Seq-2)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	errb.Reset()
+	if code := cli([]string{"audit", "verify", "--config", rebuiltCfg}, &out, &errb); code != 3 || !strings.Contains(errb.String(), fmt.Sprintf("record %d: missing", live.Seq-1)) {
+		t.Errorf("verify of a cut-off trail: exit %d, %q", code, errb.String())
 	}
 }
 

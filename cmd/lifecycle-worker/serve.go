@@ -53,15 +53,19 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	keyPath := cfg.Keys.SigningKeyFile
-	if keyPath == "" {
-		keyPath = filepath.Join(cfg.DataDir, "keys", "signing-key.pem")
-	}
-	signer, err := keys.LoadOrCreate(keyPath)
+	signer, err := keys.LoadOrCreate(cfg.Keys.SigningKeyFile)
 	if err != nil {
 		return err
 	}
-	log.Info("signing key loaded", "kid", signer.KeyID(), "alg", signer.Algorithm())
+	ckptKey, err := keys.LoadOrCreateCheckpointKey(cfg.Keys.CheckpointKeyFile)
+	if err != nil {
+		return err
+	}
+	jwks, err := keys.JWKS(signer.JWK(), ckptKey.JWK())
+	if err != nil {
+		return err
+	}
+	log.Info("keys loaded", "jwt_kid", signer.KeyID(), "alg", signer.Algorithm(), "checkpoint_kid", ckptKey.KeyID())
 
 	b, err := bus.Open(ctx, busConfig(cfg, "lifecycle-worker"), log)
 	if err != nil {
@@ -96,6 +100,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	defer store.Close()
 	indexer, err := audit.NewIndexer(b.JetStream(), store, audit.IndexerConfig{
 		Stream: bus.StreamAudit, BatchSize: cfg.Audit.BatchSize, BatchWait: cfg.Audit.BatchWait,
+		Checkpointer: ckptKey, CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
+		CheckpointFile: cfg.Audit.CheckpointFile,
 	}, log.With("component", "indexer"))
 	if err != nil {
 		return err
@@ -135,7 +141,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	srvCfg := server.Config{
 		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
-		OktaHook: prio.wrap(hook), JWKS: signer.JWKS(), Register: []func(*http.ServeMux){api.Register},
+		OktaHook: prio.wrap(hook), JWKS: jwks, Register: []func(*http.ServeMux){api.Register},
 		Ready: func(context.Context) error {
 			if !b.Conn().IsConnected() {
 				return errors.New("nats not connected")

@@ -24,7 +24,13 @@ type Indexer struct {
 	batchSize int
 	batchWait time.Duration
 
-	indexed atomic.Uint64 // last indexed seq, for waiters and metrics
+	ckpt        IndexerConfig
+	lastCkSeq   uint64
+	lastCkAt    time.Time
+	indexed     atomic.Uint64 // last indexed seq, for waiters and metrics
+	lagMS       atomic.Int64  // record time -> indexed, of the last batch's oldest record
+	batches     atomic.Uint64
+	checkpoints atomic.Uint64
 }
 
 // IndexerConfig configures an Indexer.
@@ -32,6 +38,14 @@ type IndexerConfig struct {
 	Stream    string
 	BatchSize int
 	BatchWait time.Duration
+	// Checkpointer signs a checkpoint of the head every CheckpointEvery
+	// records or CheckpointInterval, whichever comes first, and at stop;
+	// nil: no checkpoints.
+	Checkpointer       CheckpointSigner
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
+	// CheckpointFile also receives each checkpoint, outside the database.
+	CheckpointFile string
 }
 
 // NewIndexer returns an indexer writing to store.
@@ -52,20 +66,70 @@ func NewIndexer(js jetstream.JetStream, store *Store, cfg IndexerConfig, log *sl
 	if cfg.BatchWait <= 0 {
 		cfg.BatchWait = 20 * time.Millisecond
 	}
-	ix := &Indexer{js: js, stream: cfg.Stream, store: store, log: log, batchSize: cfg.BatchSize, batchWait: cfg.BatchWait}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = 10000
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = time.Minute
+	}
+	ix := &Indexer{js: js, stream: cfg.Stream, store: store, log: log, batchSize: cfg.BatchSize, batchWait: cfg.BatchWait, ckpt: cfg}
 	ix.indexed.Store(store.Head().Seq)
+	last, err := store.lastCheckpointSeq(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	ix.lastCkSeq, ix.lastCkAt = last, time.Now()
 	return ix, nil
 }
 
 // Indexed returns the last indexed sequence.
 func (ix *Indexer) Indexed() uint64 { return ix.indexed.Load() }
 
+// Stats are the indexer's figures for /metrics.
+type Stats struct {
+	Indexed     uint64
+	LagMS       int64 // of the last batch: now - the oldest record's time
+	Batches     uint64
+	Checkpoints uint64
+}
+
+// Stats returns the indexer's figures.
+func (ix *Indexer) Stats() Stats {
+	return Stats{Indexed: ix.indexed.Load(), LagMS: ix.lagMS.Load(), Batches: ix.batches.Load(), Checkpoints: ix.checkpoints.Load()}
+}
+
+// checkpoint signs the head when enough records or time have passed (or
+// always, when final) and there is something new to sign.
+func (ix *Indexer) checkpoint(ctx context.Context, final bool) error {
+	if ix.ckpt.Checkpointer == nil {
+		return nil
+	}
+	head := ix.store.Head()
+	if head.Seq == ix.lastCkSeq {
+		return nil
+	}
+	due := head.Seq-ix.lastCkSeq >= uint64(ix.ckpt.CheckpointEvery) || time.Since(ix.lastCkAt) >= ix.ckpt.CheckpointInterval
+	if !due && !final {
+		return nil
+	}
+	c := NewCheckpoint(head, time.Now(), ix.ckpt.Checkpointer)
+	if err := ix.store.AddCheckpoint(ctx, c, ix.ckpt.CheckpointFile); err != nil {
+		return err
+	}
+	ix.lastCkSeq, ix.lastCkAt = head.Seq, time.Now()
+	ix.checkpoints.Add(1)
+	return nil
+}
+
 // Run indexes until ctx ends, restarting its consumer after errors.
 func (ix *Indexer) Run(ctx context.Context) error {
 	for {
 		err := ix.runOnce(ctx)
 		if ctx.Err() != nil {
-			return nil
+			if err != nil {
+				ix.log.Error("audit indexer: final flush", "err", err)
+			}
+			return err
 		}
 		ix.log.Error("audit indexer stopped; restarting from the index head", "err", err)
 		select {
@@ -102,18 +166,28 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 	batch := make([]Entry, 0, ix.batchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	lastCheckpoint := time.Now()
-	flush := func() error {
+	lastWALCheckpoint := time.Now()
+	ckTicker := time.NewTicker(ix.ckpt.CheckpointInterval)
+	defer ckTicker.Stop()
+	flush := func(ctx context.Context) error {
 		if len(batch) == 0 {
 			return nil
 		}
 		if err := ix.store.Append(ctx, batch); err != nil {
 			return err
 		}
+		oldest := batch[0].Record.Time
+		for _, e := range batch[1:] {
+			if e.Record.Time.Before(oldest) {
+				oldest = e.Record.Time
+			}
+		}
+		ix.lagMS.Store(time.Since(oldest).Milliseconds())
+		ix.batches.Add(1)
 		ix.indexed.Store(batch[len(batch)-1].Seq)
 		batch = batch[:0]
-		if time.Since(lastCheckpoint) > 10*time.Second {
-			lastCheckpoint = time.Now()
+		if time.Since(lastWALCheckpoint) > 10*time.Second {
+			lastWALCheckpoint = time.Now()
 			if err := ix.store.Checkpoint(ctx); err != nil {
 				ix.log.Warn("audit wal checkpoint", "err", err)
 			}
@@ -123,7 +197,16 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return flush()
+			// Index what has arrived and sign the final head.
+			stopCtx := context.WithoutCancel(ctx)
+			if err := flush(stopCtx); err != nil {
+				return err
+			}
+			return ix.checkpoint(stopCtx, true)
+		case <-ckTicker.C:
+			if err := ix.checkpoint(ctx, false); err != nil {
+				return err
+			}
 		case m := <-msgs:
 			rec, err := decodeEntry(m)
 			if err != nil {
@@ -135,12 +218,18 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 			batch = append(batch, rec)
 			if len(batch) >= ix.batchSize {
 				timer.Stop()
-				if err := flush(); err != nil {
+				if err := flush(ctx); err != nil {
+					return err
+				}
+				if err := ix.checkpoint(ctx, false); err != nil {
 					return err
 				}
 			}
 		case <-timer.C:
-			if err := flush(); err != nil {
+			if err := flush(ctx); err != nil {
+				return err
+			}
+			if err := ix.checkpoint(ctx, false); err != nil {
 				return err
 			}
 		}

@@ -3,9 +3,12 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -17,11 +20,21 @@ type Problem struct {
 
 func (p *Problem) Error() string { return fmt.Sprintf("record %d: %s", p.Seq, p.Reason) }
 
+// VerifyOptions adds the checks that need something from outside the index.
+type VerifyOptions struct {
+	// Key checks the signatures of checkpoints; nil skips checkpoints.
+	Key ed25519.PublicKey
+	// CheckpointFiles are copies of checkpoints kept outside the index (the
+	// worker's checkpoint file, or one exported to a SIEM).
+	CheckpointFiles []string
+}
+
 // VerifyResult is what Verify found.
 type VerifyResult struct {
-	Records uint64 `json:"records"`
-	HeadSeq uint64 `json:"head_seq"`
-	Head    string `json:"head_hash"` // hex
+	Records     uint64 `json:"records"`
+	HeadSeq     uint64 `json:"head_seq"`
+	Head        string `json:"head_hash"` // hex
+	Checkpoints int    `json:"checkpoints_checked"`
 	// Problem is nil when the chain is whole.
 	Problem *Problem `json:"problem,omitempty"`
 }
@@ -33,8 +46,9 @@ const verifyChunk = 50000
 // Verify recomputes the hash chain over the whole index, in chunks, and
 // checks that sequences are contiguous from 1, that each row links to the one
 // before, that each hash covers its bytes, and that the query columns say
-// what the bytes say. It stops at the first problem.
-func (r *Reader) Verify(ctx context.Context) (VerifyResult, error) {
+// what the bytes say; then it holds every signed checkpoint, in the index and
+// in the given files, against the chain. It stops at the first problem.
+func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, error) {
 	var res VerifyResult
 	prev := make([]byte, sha256.Size)
 	var last uint64
@@ -49,6 +63,30 @@ func (r *Reader) Verify(ctx context.Context) (VerifyResult, error) {
 		last = res.HeadSeq
 	}
 	res.Head = fmt.Sprintf("%x", prev)
+	if opts.Key == nil {
+		return res, nil
+	}
+	cs, err := r.Checkpoints(ctx)
+	if err != nil {
+		return res, err
+	}
+	if res.Problem, err = r.checkCheckpoints(ctx, cs, opts.Key, res.HeadSeq, "index"); err != nil || res.Problem != nil {
+		return res, err
+	}
+	res.Checkpoints += len(cs)
+	for _, f := range opts.CheckpointFiles {
+		cs, err := ReadCheckpointFile(f)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return res, err
+		}
+		if res.Problem, err = r.checkCheckpoints(ctx, cs, opts.Key, res.HeadSeq, f); err != nil || res.Problem != nil {
+			return res, err
+		}
+		res.Checkpoints += len(cs)
+	}
 	return res, nil
 }
 

@@ -2,10 +2,13 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // tamperable builds an index of n records and returns its path.
@@ -23,9 +26,23 @@ func tamperable(t *testing.T, n int) string {
 	if err := s.Append(context.Background(), entries); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.AddCheckpoint(context.Background(), NewCheckpoint(s.Head(), time.Now(), testKey), path+".checkpoints"); err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
 	return path
 }
+
+var testKey = func() *edKey {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	return &edKey{priv}
+}()
+
+type edKey struct{ priv ed25519.PrivateKey }
+
+func (k *edKey) Sign(msg []byte) []byte    { return ed25519.Sign(k.priv, msg) }
+func (k *edKey) KeyID() string             { return "test" }
+func (k *edKey) Public() ed25519.PublicKey { return k.priv.Public().(ed25519.PublicKey) }
 
 func verify(t *testing.T, path string) VerifyResult {
 	t.Helper()
@@ -34,7 +51,7 @@ func verify(t *testing.T, path string) VerifyResult {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	res, err := r.Verify(context.Background())
+	res, err := r.Verify(context.Background(), VerifyOptions{Key: testKey.Public(), CheckpointFiles: []string{path + ".checkpoints"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +89,12 @@ func TestVerifyNamesTheFirstBadRecord(t *testing.T) {
 			`UPDATE records SET seq = 100 WHERE seq = 3`, `UPDATE records SET seq = 3 WHERE seq = 7`, `UPDATE records SET seq = 7 WHERE seq = 100`,
 		}, 3, "does not link"},
 		{"first record deleted", []string{`DELETE FROM records WHERE seq = 1`}, 1, "missing"},
+		// Cutting off the tail leaves a whole chain; the checkpoint that
+		// signed record 10 shows it (from the index, or from the file when
+		// the index's checkpoints were cut too).
+		{"tail cut", []string{`DELETE FROM records WHERE seq > 7`}, 8, "missing: a checkpoint"},
+		{"tail and checkpoints cut", []string{`DELETE FROM records WHERE seq > 7`, `DELETE FROM checkpoints`}, 8, "missing: a checkpoint"},
+		{"checkpoint forged", []string{`UPDATE checkpoints SET signature = zeroblob(64)`}, 10, "signature does not verify"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := tamperable(t, 10)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -74,6 +75,9 @@ type KeysConfig struct {
 	// SigningKeyFile is a PEM private key (EC P-256 or RSA). Empty: a P-256
 	// key is generated into <data_dir>/keys on first start.
 	SigningKeyFile string `yaml:"signing_key_file"`
+	// CheckpointKeyFile is the Ed25519 key that signs audit checkpoints.
+	// Empty: generated into <data_dir>/keys on first start.
+	CheckpointKeyFile string `yaml:"checkpoint_key_file"`
 }
 
 // OktaConfig configures Okta as a signal source.
@@ -100,6 +104,12 @@ type AuditConfig struct {
 	// BatchSize and BatchWait bound one indexer transaction.
 	BatchSize int           `yaml:"batch_size"`
 	BatchWait time.Duration `yaml:"batch_wait"`
+	// A signed checkpoint of the chain head every CheckpointEvery records
+	// or CheckpointInterval, also appended to CheckpointFile (default
+	// <data_dir>/audit-checkpoints.jsonl); keep a copy of that file elsewhere.
+	CheckpointEvery    int           `yaml:"checkpoint_every"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	CheckpointFile     string        `yaml:"checkpoint_file"`
 }
 
 // TokenConfig is one API bearer token and its role.
@@ -291,13 +301,28 @@ func (c *Config) setDefaults() {
 		c.Okta.Hook.Header = "Authorization"
 	}
 	if c.Audit.DB == "" {
-		c.Audit.DB = c.DataDir + "/audit.db"
+		c.Audit.DB = filepath.Join(c.DataDir, "audit.db")
 	}
 	if c.Audit.BatchSize == 0 {
 		c.Audit.BatchSize = 500
 	}
 	if c.Audit.BatchWait == 0 {
 		c.Audit.BatchWait = 20 * time.Millisecond
+	}
+	if c.Audit.CheckpointEvery == 0 {
+		c.Audit.CheckpointEvery = 10000
+	}
+	if c.Audit.CheckpointInterval == 0 {
+		c.Audit.CheckpointInterval = time.Minute
+	}
+	if c.Audit.CheckpointFile == "" {
+		c.Audit.CheckpointFile = filepath.Join(c.DataDir, "audit-checkpoints.jsonl")
+	}
+	if c.Keys.SigningKeyFile == "" {
+		c.Keys.SigningKeyFile = filepath.Join(c.DataDir, "keys", "signing-key.pem")
+	}
+	if c.Keys.CheckpointKeyFile == "" {
+		c.Keys.CheckpointKeyFile = filepath.Join(c.DataDir, "keys", "checkpoint-key.pem")
 	}
 	for i := range c.Audit.Tokens {
 		if c.Audit.Tokens[i].Role == "" {
@@ -409,6 +434,9 @@ func (c *Config) Validate() error {
 		if t.Role != RoleAuditor && t.Role != RoleOperator {
 			bad("audit.tokens[%d].role: %q is not auditor or operator", i, t.Role)
 		}
+	}
+	if c.Audit.CheckpointEvery < 1 || c.Audit.CheckpointInterval < time.Second {
+		bad("audit: checkpoint_every must be >= 1 and checkpoint_interval >= 1s")
 	}
 	if c.Audit.BatchSize < 1 || c.Audit.BatchSize > 10000 {
 		bad("audit.batch_size: %d is not in 1..10000", c.Audit.BatchSize)
@@ -529,8 +557,10 @@ func IsLoopback(host string) bool {
 // SetDataDir overrides data_dir after loading, moving the paths derived from
 // it that the file did not set explicitly.
 func (c *Config) SetDataDir(dir string) {
-	if c.Audit.DB == c.DataDir+"/audit.db" {
-		c.Audit.DB = dir + "/audit.db"
+	for _, p := range []*string{&c.Audit.DB, &c.Audit.CheckpointFile, &c.Keys.SigningKeyFile, &c.Keys.CheckpointKeyFile} {
+		if rel, err := filepath.Rel(c.DataDir, *p); err == nil && !strings.HasPrefix(rel, "..") {
+			*p = filepath.Join(dir, rel)
+		}
 	}
 	c.DataDir = dir
 }

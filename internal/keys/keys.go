@@ -24,6 +24,7 @@ type Signer struct {
 	key  crypto.Signer
 	alg  jose.SignatureAlgorithm
 	kid  string
+	jwk  jose.JSONWebKey
 	jwks []byte
 
 	mu      sync.Mutex
@@ -33,23 +34,32 @@ type Signer struct {
 // LoadOrCreate loads the PEM private key at path, creating a P-256 key there
 // (mode 0600, directory 0700) when the file does not exist.
 func LoadOrCreate(path string) (*Signer, error) {
+	raw, err := loadOrGenerate(path, func() (any, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) })
+	if err != nil {
+		return nil, err
+	}
+	return Parse(raw)
+}
+
+// loadOrGenerate reads the PEM key at path, generating it first if absent.
+func loadOrGenerate(path string, gen func() (any, error)) ([]byte, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		if err := generate(path); err != nil {
+		if err := generate(path, gen); err != nil {
 			return nil, err
 		}
 		raw, err = os.ReadFile(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read signing key: %w", err)
+		return nil, fmt.Errorf("read key: %w", err)
 	}
-	return Parse(raw)
+	return raw, nil
 }
 
-func generate(path string) error {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+func generate(path string, gen func() (any, error)) error {
+	k, err := gen()
 	if err != nil {
-		return fmt.Errorf("generate signing key: %w", err)
+		return fmt.Errorf("generate key: %w", err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
@@ -112,19 +122,40 @@ func Parse(pemBytes []byte) (*Signer, error) {
 	default:
 		return nil, fmt.Errorf("signing key: unsupported key type %T", key)
 	}
-	pub := jose.JSONWebKey{Key: s.key.Public(), Algorithm: string(s.alg), Use: "sig"}
-	tp, err := pub.Thumbprint(crypto.SHA256)
+	s.jwk, err = publicJWK(s.key.Public(), string(s.alg))
 	if err != nil {
-		return nil, fmt.Errorf("signing key thumbprint: %w", err)
+		return nil, err
 	}
-	s.kid = base64.RawURLEncoding.EncodeToString(tp)
-	pub.KeyID = s.kid
-	s.jwks, err = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
+	s.kid = s.jwk.KeyID
+	s.jwks, err = JWKS(s.jwk)
 	if err != nil {
-		return nil, fmt.Errorf("encode jwks: %w", err)
+		return nil, err
 	}
 	return s, nil
 }
+
+// publicJWK describes a public key, its kid the RFC 7638 thumbprint.
+func publicJWK(pub crypto.PublicKey, alg string) (jose.JSONWebKey, error) {
+	k := jose.JSONWebKey{Key: pub, Algorithm: alg, Use: "sig"}
+	tp, err := k.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return k, fmt.Errorf("key thumbprint: %w", err)
+	}
+	k.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	return k, nil
+}
+
+// JWKS encodes public keys as a JWK Set.
+func JWKS(keys ...jose.JSONWebKey) ([]byte, error) {
+	b, err := json.Marshal(jose.JSONWebKeySet{Keys: keys})
+	if err != nil {
+		return nil, fmt.Errorf("encode jwks: %w", err)
+	}
+	return b, nil
+}
+
+// JWK is the public key as a JWK.
+func (s *Signer) JWK() jose.JSONWebKey { return s.jwk }
 
 // KeyID is the RFC 7638 thumbprint of the public key, used as `kid`.
 func (s *Signer) KeyID() string { return s.kid }
