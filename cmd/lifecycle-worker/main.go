@@ -30,6 +30,7 @@ Usage:
                                [--target T] [--type TYPE] [--since 24h|RFC3339] [--limit N] [--json]
   lifecycle-worker audit verify [--config FILE] [--data-dir DIR] [--json]
   lifecycle-worker audit rebuild --out FILE [--config FILE] [--data-dir DIR]
+  lifecycle-worker dlq list|replay [--target T] [--event E] [--url URL] [--token TOKEN] [--json]
   lifecycle-worker version
 
 Every command reads the same config file; with none, built-in defaults apply
@@ -59,6 +60,8 @@ func cli(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = verbs[args[1]](args[2:], stdout, stderr)
+	case "dlq":
+		err = cmdDLQ(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "lifecycle-worker", version)
 	case "help", "-h", "--help":

@@ -115,7 +115,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	for i, t := range cfg.Audit.Tokens {
 		tokens[i] = audit.Token{Token: t.Token, Role: t.Role}
 	}
-	api, err := audit.NewAPI(reader, tokens, log.With("component", "audit-api"))
+	dead, err := revoke.NewDeadLetters(dlqStore{bus: b}, sink, sink, now)
+	if err != nil {
+		return err
+	}
+	api, err := audit.NewAPI(reader, tokens, dlqOps{dead}, log.With("component", "audit-api"))
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,11 @@ func (s natsSink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 		if err != nil {
 			return fmt.Errorf("encode job %s: %w", j.ID, err)
 		}
-		msgs[i] = bus.Message{Subject: revoke.Topic(j.Target), ID: j.ID, Data: data}
+		id := j.ID
+		if j.Replay > 0 {
+			id = fmt.Sprintf("%s/replay/%d", j.ID, j.ReplayOf)
+		}
+		msgs[i] = bus.Message{Subject: revoke.Topic(j.Target), ID: id, Data: data}
 	}
 	_, err := s.pub.Publish(ctx, msgs)
 	return err
@@ -81,8 +85,38 @@ func (s natsSink) DeadLetter(ctx context.Context, dl revoke.DeadLetter) error {
 	}
 	_, err = s.pub.Publish(ctx, []bus.Message{{
 		Subject: revoke.DLQTopic(dl.Job.Target),
-		ID:      fmt.Sprintf("%s/dlq/%d", dl.Job.ID, dl.Attempts),
+		ID:      fmt.Sprintf("%s/r%d/dlq/%d", dl.Job.ID, dl.Job.Replay, dl.Attempts),
 		Data:    data,
 	}})
 	return err
+}
+
+// dlqStore adapts the bus to revoke.DLQStore.
+type dlqStore struct{ bus *bus.Bus }
+
+func (d dlqStore) Scan(ctx context.Context, filter string, fn func(uint64, []byte) (bool, error)) error {
+	return d.bus.Scan(ctx, bus.StreamDLQ, filter, fn)
+}
+
+func (d dlqStore) Delete(ctx context.Context, seq uint64) error {
+	return d.bus.DeleteMsg(ctx, bus.StreamDLQ, seq)
+}
+
+// dlqOps offers the dead letters to the API.
+type dlqOps struct{ d *revoke.DeadLetters }
+
+func (o dlqOps) List(ctx context.Context, target, eventID string) (any, error) {
+	l, err := o.d.List(ctx, revoke.DLQFilter{Target: target, EventID: eventID})
+	if l == nil {
+		l = []revoke.Listed{}
+	}
+	return l, err
+}
+
+func (o dlqOps) Replay(ctx context.Context, target, eventID, actor string) (any, error) {
+	l, err := o.d.Replay(ctx, revoke.DLQFilter{Target: target, EventID: eventID}, actor)
+	if l == nil {
+		l = []revoke.Listed{}
+	}
+	return l, err
 }

@@ -1,11 +1,15 @@
 package audit
 
 import (
+	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,36 +21,62 @@ type Token struct {
 	Role  string // auditor | operator
 }
 
-// API serves the audit trail over HTTP.
+// DeadLetterOps is the dead-letter queue as the API offers it.
+type DeadLetterOps interface {
+	List(ctx context.Context, target, eventID string) (any, error)
+	Replay(ctx context.Context, target, eventID, actor string) (any, error)
+}
+
+// API serves the audit trail (and the operations on it) over HTTP.
 type API struct {
 	reader *Reader
 	tokens []Token
+	dlq    DeadLetterOps
 	log    *slog.Logger
 }
 
-// NewAPI returns the audit API. With no tokens every request is refused.
-func NewAPI(r *Reader, tokens []Token, log *slog.Logger) (*API, error) {
+// NewAPI returns the API. With no tokens every request is refused; dlq may
+// be nil (no dead-letter routes).
+func NewAPI(r *Reader, tokens []Token, dlq DeadLetterOps, log *slog.Logger) (*API, error) {
 	if r == nil || log == nil {
 		return nil, errors.New("audit api: reader and logger are required")
 	}
 	if len(tokens) == 0 {
 		log.Warn("audit API has no token configured: every request will be refused (set audit.tokens)")
 	}
-	return &API{reader: r, tokens: tokens, log: log}, nil
+	return &API{reader: r, tokens: tokens, dlq: dlq, log: log}, nil
 }
 
-// Register mounts the API's routes.
+// Register mounts the API's routes. Auditors read; operators also act.
 func (a *API) Register(mux *http.ServeMux) {
-	mux.Handle("GET /v1/audit/records", a.authorize(http.HandlerFunc(a.records)))
+	read := func(h http.HandlerFunc) http.Handler { return a.authorize(h, RoleAuditor, RoleOperator) }
+	mux.Handle("GET /v1/audit/records", read(a.records))
+	mux.Handle("GET /v1/audit/checkpoints/latest", read(a.latestCheckpoint))
+	if a.dlq != nil {
+		mux.Handle("GET /v1/dlq", read(a.dlqList))
+		mux.Handle("POST /v1/dlq/replay", a.authorize(a.dlqReplay, RoleOperator))
+	}
 }
+
+// Roles of API tokens.
+const (
+	RoleAuditor  = "auditor"
+	RoleOperator = "operator"
+)
+
+type ctxKey struct{}
+
+// actor names the caller for the audit trail: the role and a fingerprint of
+// the token, never the token.
+func actor(r *http.Request) string { s, _ := r.Context().Value(ctxKey{}).(string); return s }
 
 // role returns the role of the request's bearer token, comparing against
-// every token in constant time.
-func (a *API) role(r *http.Request) string {
+// every token in constant time, and the token's fingerprint.
+func (a *API) role(r *http.Request) (string, string) {
 	h := r.Header.Get("Authorization")
 	got, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || got == "" {
-		return ""
+		return "", ""
 	}
 	role := ""
 	for _, t := range a.tokens {
@@ -54,18 +84,60 @@ func (a *API) role(r *http.Request) string {
 			role = t.Role
 		}
 	}
-	return role
+	sum := sha256.Sum256([]byte(got))
+	return role, hex.EncodeToString(sum[:4])
 }
 
-func (a *API) authorize(next http.Handler) http.Handler {
+func (a *API) authorize(next http.HandlerFunc, roles ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.role(r) == "" {
+		role, fp := a.role(r)
+		if role == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lifecycle-worker"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 			return
 		}
-		next.ServeHTTP(w, r)
+		if !slices.Contains(roles, role) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "role " + role + " may not do this"})
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, role+":"+fp)))
 	})
+}
+
+func (a *API) latestCheckpoint(w http.ResponseWriter, r *http.Request) {
+	c, err := a.reader.LatestCheckpoint(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if c == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no checkpoint yet"})
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (a *API) dlqList(w http.ResponseWriter, r *http.Request) {
+	out, err := a.dlq.List(r.Context(), r.URL.Query().Get("target"), r.URL.Query().Get("event"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": out})
+}
+
+func (a *API) dlqReplay(w http.ResponseWriter, r *http.Request) {
+	out, err := a.dlq.Replay(r.Context(), r.URL.Query().Get("target"), r.URL.Query().Get("event"), actor(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"replayed": out})
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	a.log.ErrorContext(r.Context(), "api", "path", r.URL.Path, "err", err)
+	writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 }
 
 // ParseFilter reads a Filter from query parameters (the API's and the
@@ -127,8 +199,7 @@ func (a *API) records(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := a.reader.Query(r.Context(), f)
 	if err != nil {
-		a.log.ErrorContext(r.Context(), "audit query", "err", err)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "query failed"})
+		a.fail(w, r, err)
 		return
 	}
 	resp := struct {

@@ -109,3 +109,61 @@ func (b *Bus) EnsureConsumer(ctx context.Context, spec ConsumerSpec) error {
 	}
 	return nil
 }
+
+// Scan reads every message of stream on filter, oldest first, with an
+// ordered consumer (no server state is left behind), until fn returns false
+// or the messages present at the start are read.
+func (b *Bus) Scan(ctx context.Context, stream, filter string, fn func(seq uint64, data []byte) (bool, error)) error {
+	s, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", stream, err)
+	}
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := b.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		return fmt.Errorf("scan %s: %w", stream, err)
+	}
+	for {
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", stream, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("scan %s: %w", stream, err)
+			}
+			more, err := fn(md.Sequence.Stream, m.Data())
+			if err != nil || !more {
+				return err
+			}
+			if md.Sequence.Stream >= last || md.NumPending == 0 {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("scan %s: %w", stream, err)
+		}
+		if n == 0 {
+			return nil // nothing (more) matches the filter
+		}
+	}
+}
+
+// DeleteMsg removes one message from a stream.
+func (b *Bus) DeleteMsg(ctx context.Context, stream string, seq uint64) error {
+	s, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	return s.DeleteMsg(ctx, seq)
+}

@@ -75,7 +75,7 @@ func (e *Executor) Execute(ctx context.Context, job Job, attempt int) error {
 		if res.Class == NotApplicable {
 			rec.Type, rec.Outcome = audit.TypeRevocationNotApplicable, "not_applicable"
 		}
-		rec.ID = job.ID + "/" + rec.Outcome
+		rec.ID = job.recordID() + "/" + rec.Outcome
 		detail["time_to_revoke_ms"] = rec.Time.Sub(job.ReceivedAt).Milliseconds()
 		rec.Detail = audit.Detail(detail)
 		if err := e.recorder.Record(ctx, rec); err != nil {
@@ -84,7 +84,7 @@ func (e *Executor) Execute(ctx context.Context, job Job, attempt int) error {
 		e.log.DebugContext(ctx, "revocation "+rec.Outcome, "job", job.ID, "attempt", attempt, "status", res.HTTPStatus)
 		return nil
 	case res.Class == Retry && attempt < t.MaxAttempts:
-		rec.ID = fmt.Sprintf("%s/attempt/%d", job.ID, attempt)
+		rec.ID = fmt.Sprintf("%s/attempt/%d", job.recordID(), attempt)
 		rec.Detail = audit.Detail(detail)
 		if err := e.recorder.Record(ctx, rec); err != nil {
 			return fmt.Errorf("record %s: %w", job.ID, err)
@@ -112,7 +112,7 @@ func (e *Executor) deadLetter(ctx context.Context, job Job, attempts int, reason
 		rec = *last
 		dl.HTTPStatus = last.HTTPStatus
 	}
-	rec.Type, rec.ID, rec.Outcome, rec.Error = audit.TypeRevocationDeadLettered, job.ID+"/dead_lettered", "dead_lettered", reason
+	rec.Type, rec.ID, rec.Outcome, rec.Error = audit.TypeRevocationDeadLettered, job.recordID()+"/dead_lettered", "dead_lettered", reason
 	if err := e.queue.DeadLetter(ctx, dl); err != nil {
 		return fmt.Errorf("dead-letter %s: %w", job.ID, err)
 	}

@@ -26,6 +26,19 @@ type Job struct {
 	OccurredAt time.Time      `json:"occurred_at"`
 	ReceivedAt time.Time      `json:"received_at"`
 	PlannedAt  time.Time      `json:"planned_at"`
+	// Replay counts how often the job came back from the dead-letter
+	// stream; ReplayOf is the dead letter it came from.
+	Replay   int    `json:"replay,omitempty"`
+	ReplayOf uint64 `json:"replay_of,omitempty"`
+}
+
+// recordID is the prefix of the job's audit record IDs: a replayed job is a
+// new generation with records of its own.
+func (j Job) recordID() string {
+	if j.Replay == 0 {
+		return j.ID
+	}
+	return fmt.Sprintf("%s/r%d", j.ID, j.Replay)
 }
 
 // JobID derives a job's ID from its event and target, so that re-planning
