@@ -239,3 +239,44 @@ func rebuildIndex(ctx context.Context, cfg *config.Config, out string, log *slog
 	<-done
 	return store.Head(), nil
 }
+
+// cmdAuditReport prints the offboarding report.
+func cmdAuditReport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	since := fs.String("since", "30d", "deprovisionings planned since (30d, 24h or RFC 3339)")
+	slaFlag := fs.Duration("sla", 0, "policy window, e.g. 1h: judge each offboarding against it")
+	status := fs.String("status", "", "only complete or incomplete")
+	format := fs.String("format", "md", "md | csv | json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	from, err := audit.ParseTime(*since, now)
+	if err != nil {
+		return fmt.Errorf("--since: %w", err)
+	}
+	r, err := audit.OpenReader(cfg.Audit.DB)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	list, totals, err := r.Offboardings(context.Background(), audit.OffboardingFilter{Since: from, Status: *status, SLA: *slaFlag})
+	if err != nil {
+		return err
+	}
+	rep := audit.Report{GeneratedAt: now.UTC(), Since: from.UTC(), Totals: totals, Offboardings: list}
+	if rep.Offboardings == nil {
+		rep.Offboardings = []audit.Offboarding{}
+	}
+	if *slaFlag > 0 {
+		rep.SLA = slaFlag.String()
+	}
+	return rep.Write(stdout, *format)
+}

@@ -346,6 +346,7 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time)
 			Name: tc.Name, DriverName: tc.Driver, Driver: drv, Kinds: kinds,
 			ScopeApps: tc.Scope.Apps, ScopeGroups: tc.Scope.Groups,
 			Concurrency: tc.Concurrency, Timeout: tc.Timeout, MaxAttempts: tc.MaxAttempts, Backoff: tc.Backoff,
+			MaxTokenLifetime: tc.MaxTokenLifetime, RevokesAccessTokens: tc.RevokesAccessTokens,
 		})
 	}
 	return targets, errors.Join(errs...)

@@ -52,6 +52,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	read := func(h http.HandlerFunc) http.Handler { return a.authorize(h, RoleAuditor, RoleOperator) }
 	mux.Handle("GET /v1/audit/records", read(a.records))
 	mux.Handle("GET /v1/audit/checkpoints/latest", read(a.latestCheckpoint))
+	mux.Handle("GET /v1/offboardings", read(a.offboardings))
+	mux.Handle("GET /v1/offboardings/{event_id}", read(a.offboarding))
 	if a.dlq != nil {
 		mux.Handle("GET /v1/dlq", read(a.dlqList))
 		mux.Handle("POST /v1/dlq/replay", a.authorize(a.dlqReplay, RoleOperator))
@@ -226,4 +228,66 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+func parseSLA(q map[string][]string) (time.Duration, error) {
+	v := ""
+	if s := q["sla"]; len(s) > 0 {
+		v = s[0]
+	}
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, errors.New("sla: want a duration like 1h")
+	}
+	return d, nil
+}
+
+func (a *API) offboardings(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := OffboardingFilter{Status: q.Get("status")}
+	var err error
+	if f.Status != "" && f.Status != "complete" && f.Status != "incomplete" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "status: complete or incomplete"})
+		return
+	}
+	if v := q.Get("since"); v != "" {
+		if f.Since, err = ParseTime(v, time.Now()); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "since: " + err.Error()})
+			return
+		}
+	}
+	if f.SLA, err = parseSLA(q); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	list, totals, err := a.reader.Offboardings(r.Context(), f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []Offboarding{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"totals": totals, "offboardings": list})
+}
+
+func (a *API) offboarding(w http.ResponseWriter, r *http.Request) {
+	d, err := parseSLA(r.URL.Query())
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	o, err := a.reader.Offboarding(r.Context(), r.PathValue("event_id"), d)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if o == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no deprovisioning with that event id"})
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
 }

@@ -139,6 +139,11 @@ type TargetConfig struct {
 	Timeout     time.Duration   `yaml:"timeout"`
 	MaxAttempts int             `yaml:"max_attempts"`
 	Backoff     []time.Duration `yaml:"backoff"`
+	// MaxTokenLifetime is the longest access-token lifetime at the target;
+	// RevokesAccessTokens says whether its revocation kills live access
+	// tokens too (GTR: SHOULD). Together they give the residual exposure.
+	MaxTokenLifetime    time.Duration `yaml:"max_token_lifetime"`
+	RevokesAccessTokens bool          `yaml:"revokes_access_tokens"`
 	// AllowInsecureHTTP permits http:// to a loopback address, for tests.
 	AllowInsecureHTTP bool           `yaml:"allow_insecure_http"`
 	HTTP              HTTPCallConfig `yaml:"http"`
@@ -506,6 +511,9 @@ func (t TargetConfig) validate() []error {
 	}
 	if t.MaxAttempts < 1 || t.MaxAttempts > 1000 {
 		bad("max_attempts: %d is not in 1..1000", t.MaxAttempts)
+	}
+	if t.MaxTokenLifetime < 0 {
+		bad("max_token_lifetime: %s is negative", t.MaxTokenLifetime)
 	}
 	for _, d := range t.Backoff {
 		if d <= 0 {

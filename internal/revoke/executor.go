@@ -77,6 +77,13 @@ func (e *Executor) Execute(ctx context.Context, job Job, attempt int) error {
 		}
 		rec.ID = job.recordID() + "/" + rec.Outcome
 		detail["time_to_revoke_ms"] = rec.Time.Sub(job.ReceivedAt).Milliseconds()
+		if res.Class == Succeeded {
+			if until := t.exposure(rec.Time); until != nil {
+				detail["exposed_until"] = *until
+			} else {
+				detail["exposure"] = "unknown: the target declares no max_token_lifetime"
+			}
+		}
 		rec.Detail = audit.Detail(detail)
 		if err := e.recorder.Record(ctx, rec); err != nil {
 			return fmt.Errorf("record %s: %w", job.ID, err)

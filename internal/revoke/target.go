@@ -21,6 +21,24 @@ type Target struct {
 	Timeout     time.Duration
 	MaxAttempts int
 	Backoff     []time.Duration
+	// MaxTokenLifetime and RevokesAccessTokens give the residual exposure
+	// after a revocation: none if access tokens die with it, else until
+	// the longest-lived token issued before it expires (unknown if 0).
+	MaxTokenLifetime    time.Duration
+	RevokesAccessTokens bool
+}
+
+// exposure says until when a token issued before a revocation confirmed at
+// t could still be used here; nil means unknown.
+func (t *Target) exposure(confirmed time.Time) *time.Time {
+	switch {
+	case t.RevokesAccessTokens:
+		return &confirmed
+	case t.MaxTokenLifetime > 0:
+		until := confirmed.Add(t.MaxTokenLifetime)
+		return &until
+	}
+	return nil
 }
 
 // Validate checks what the executor relies on.
