@@ -280,3 +280,33 @@ func cmdAuditReport(args []string, stdout, stderr io.Writer) error {
 	}
 	return rep.Write(stdout, *format)
 }
+
+// cmdAuditExport streams the trail to stdout.
+func cmdAuditExport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	format := fs.String("format", "jsonl", "jsonl | csv | ocsf")
+	q := url.Values{}
+	for _, name := range []string{"subject", "event", "target", "type", "outcome", "since", "until", "after"} {
+		fs.Func(name, "filter by "+name, func(v string) error { q.Set(name, v); return nil })
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	f, err := audit.ParseFilter(q)
+	if err != nil {
+		return err
+	}
+	r, err := audit.OpenReader(cfg.Audit.DB)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return r.Export(context.Background(), stdout, *format, f)
+}

@@ -30,6 +30,7 @@ Usage:
                                [--target T] [--type TYPE] [--since 24h|RFC3339] [--limit N] [--json]
   lifecycle-worker audit verify [--config FILE] [--data-dir DIR] [--json]
   lifecycle-worker audit rebuild --out FILE [--config FILE] [--data-dir DIR]
+  lifecycle-worker audit export [--format jsonl|csv|ocsf] [--subject S] [--since 30d] [...]
   lifecycle-worker audit report [--since 30d] [--sla 1h] [--status complete|incomplete] [--format md|csv|json]
   lifecycle-worker dlq list|replay [--target T] [--event E] [--url URL] [--token TOKEN] [--json]
   lifecycle-worker version
@@ -55,6 +56,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	case "audit":
 		verbs := map[string]func([]string, io.Writer, io.Writer) error{
 			"query": cmdAuditQuery, "verify": cmdAuditVerify, "rebuild": cmdAuditRebuild, "report": cmdAuditReport,
+			"export": cmdAuditExport,
 		}
 		if len(args) < 2 || verbs[args[1]] == nil {
 			fmt.Fprint(stderr, usage)

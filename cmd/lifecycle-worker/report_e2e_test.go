@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -99,4 +100,24 @@ func TestOffboardingReport(t *testing.T) {
 		t.Fatalf("GET one offboarding: %v %v", err, resp2.StatusCode)
 	}
 	resp2.Body.Close()
+
+	// The export streams every record; OCSF carries the 2 receipts and the
+	// 6 revocation outcomes (403 is permanent: one attempt each).
+	exp, _ := http.NewRequest("GET", w.url+"/v1/audit/export?format=ocsf", nil)
+	exp.Header.Set("Authorization", "Bearer "+testAuditToken)
+	resp3, err := http.DefaultClient.Do(exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp3.Body)
+	resp3.Body.Close()
+	if resp3.Header.Get("Content-Type") != "application/x-ndjson" || strings.Count(string(body), `"class_uid":3001`) != 2 ||
+		strings.Count(string(body), `"class_uid":3005`) != 6 {
+		t.Errorf("ocsf export (%s):\n%s", resp3.Header.Get("Content-Type"), body)
+	}
+	out.Reset()
+	if code := cli([]string{"audit", "export", "--config", cfgFile, "--format", "jsonl", "--subject", "ann@example.com"}, &out, &errb); code != 0 ||
+		strings.Count(out.String(), "\n") != 5 { // received, planned, 3 outcomes
+		t.Errorf("jsonl export of ann:\n%s", out.String())
+	}
 }

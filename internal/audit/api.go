@@ -52,6 +52,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	read := func(h http.HandlerFunc) http.Handler { return a.authorize(h, RoleAuditor, RoleOperator) }
 	mux.Handle("GET /v1/audit/records", read(a.records))
 	mux.Handle("GET /v1/audit/checkpoints/latest", read(a.latestCheckpoint))
+	mux.Handle("GET /v1/audit/export", read(a.export))
 	mux.Handle("GET /v1/offboardings", read(a.offboardings))
 	mux.Handle("GET /v1/offboardings/{event_id}", read(a.offboarding))
 	if a.dlq != nil {
@@ -290,4 +291,35 @@ func (a *API) offboarding(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, o)
+}
+
+// export streams the trail: no page limit, constant memory.
+func (a *API) export(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	format := q.Get("format")
+	if format == "" {
+		format = "jsonl"
+	}
+	types := map[string]string{"jsonl": "application/x-ndjson", "ocsf": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+	ctype, ok := types[format]
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "format: jsonl, csv or ocsf"})
+		return
+	}
+	q.Del("limit")
+	f, err := ParseFilter(q)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Disposition", `attachment; filename="audit.`+map[string]string{"jsonl": "jsonl", "ocsf": "ocsf.jsonl", "csv": "csv"}[format]+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	// A long export outlives the server's write timeout; this response
+	// alone may take as long as it needs.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	if err := a.reader.Export(r.Context(), w, format, f); err != nil {
+		// Headers are gone; the truncated body and the log say it.
+		a.log.ErrorContext(r.Context(), "export", "err", err)
+	}
 }
