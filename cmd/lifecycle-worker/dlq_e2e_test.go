@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -52,6 +53,11 @@ func TestDeadLetterReplayAndRoles(t *testing.T) {
 		{"GET", "/v1/dlq", testAuditToken, 200},
 		{"POST", "/v1/dlq/replay", testAuditToken, 403},
 		{"POST", "/v1/dlq/replay", "", 401},
+		{"GET", "/metrics", "", 401},
+		{"GET", "/metrics", testAuditToken, 200},
+		{"GET", "/v1/audit/export", "", 401},
+		{"GET", "/v1/offboardings", "", 401},
+		{"GET", "/v1/audit/checkpoints/latest", "", 401},
 	} {
 		if got := call(c.method, c.path, c.token); got != c.want {
 			t.Errorf("%s %s with %q: %d, want %d", c.method, c.path, c.token, got, c.want)
@@ -59,6 +65,17 @@ func TestDeadLetterReplayAndRoles(t *testing.T) {
 	}
 	if n := w.streamMsgs(bus.StreamDLQ); n != 2 {
 		t.Fatalf("refused replays changed the DLQ: %d", n)
+	}
+	mreq, _ := http.NewRequest("GET", w.url+"/metrics", nil)
+	mreq.Header.Set("Authorization", "Bearer "+testAuditToken)
+	mresp, err := http.DefaultClient.Do(mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbody, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if !strings.Contains(string(mbody), "lw_audit_index_lag_seconds ") || !strings.Contains(string(mbody), "lw_audit_indexed_seq ") {
+		t.Errorf("metrics:\n%s", mbody)
 	}
 
 	var out, errb bytes.Buffer

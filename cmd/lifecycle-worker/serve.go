@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,7 +154,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 			}
 			return nil
 		},
-		Log: log.With("component", "http"),
+		Metrics:   metrics(b, indexer),
+		Authorize: api.Reader,
+		Log:       log.With("component", "http"),
 	}
 	handler, err := server.New(srvCfg)
 	if err != nil {
@@ -366,5 +370,35 @@ func busConfig(cfg *config.Config, name string) bus.Config {
 		Listen: cfg.NATS.Listen, SyncAlways: cfg.NATS.SyncAlways,
 		URLs: cfg.NATS.URLs, CredsFile: cfg.NATS.CredsFile, Replicas: cfg.NATS.Replicas,
 		Name: name,
+	}
+}
+
+// metrics writes the process's figures in Prometheus text format.
+func metrics(b *bus.Bus, ix *audit.Indexer) func(context.Context, io.Writer) {
+	return func(ctx context.Context, w io.Writer) {
+		st := ix.Stats()
+		var last uint64
+		if s, err := b.JetStream().Stream(ctx, bus.StreamAudit); err == nil {
+			if info, err := s.Info(ctx); err == nil {
+				last = info.State.LastSeq
+			}
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		for _, m := range []struct {
+			name, help, typ string
+			v               float64
+		}{
+			{"lw_audit_stream_last_seq", "Last sequence of the AUDIT stream.", "gauge", float64(last)},
+			{"lw_audit_indexed_seq", "Last AUDIT sequence in this node's index.", "gauge", float64(st.Indexed)},
+			{"lw_audit_index_backlog_records", "AUDIT records not yet in this node's index.", "gauge", float64(last - min(last, st.Indexed))},
+			{"lw_audit_index_lag_seconds", "Record time to indexed, for the oldest record of the last batch.", "gauge", float64(st.LagMS) / 1000},
+			{"lw_audit_index_batches_total", "Indexer transactions committed.", "counter", float64(st.Batches)},
+			{"lw_audit_checkpoints_total", "Signed checkpoints written.", "counter", float64(st.Checkpoints)},
+			{"lw_go_goroutines", "Goroutines.", "gauge", float64(runtime.NumGoroutine())},
+			{"lw_go_heap_inuse_bytes", "Go heap in use.", "gauge", float64(ms.HeapInuse)},
+		} {
+			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", m.name, m.help, m.name, m.typ, m.name, m.v)
+		}
 	}
 }

@@ -61,6 +61,11 @@ func (a *API) Register(mux *http.ServeMux) {
 	}
 }
 
+// Reader authorizes h for any API role (auditor or operator).
+func (a *API) Reader(h http.HandlerFunc) http.Handler {
+	return a.authorize(h, RoleAuditor, RoleOperator)
+}
+
 // Roles of API tokens.
 const (
 	RoleAuditor  = "auditor"

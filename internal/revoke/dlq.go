@@ -89,9 +89,9 @@ func (d *DeadLetters) Replay(ctx context.Context, f DLQFilter, actor string) ([]
 		}
 		job.Replay++
 		job.ReplayOf = l.Seq
-		if err := d.queue.Enqueue(ctx, []Job{job}); err != nil {
-			return done, fmt.Errorf("replay %s: %w", job.ID, err)
-		}
+		// The record first, so that the trail has the replay before the
+		// outcome of the new attempt; both IDs derive from the dead letter,
+		// so a repeated replay after a failure here is harmless.
 		now := d.now().UTC()
 		rec := jobRecord(job, audit.TypeRevocationReplayed, now)
 		rec.ID = fmt.Sprintf("%s/replayed/%d", job.ID, l.Seq)
@@ -99,6 +99,9 @@ func (d *DeadLetters) Replay(ctx context.Context, f DLQFilter, actor string) ([]
 		rec.Detail = audit.Detail(map[string]any{"by": actor, "dlq_seq": l.Seq, "reason_was": l.Reason, "generation": job.Replay})
 		if err := d.recorder.Record(ctx, rec); err != nil {
 			return done, fmt.Errorf("record replay of %s: %w", job.ID, err)
+		}
+		if err := d.queue.Enqueue(ctx, []Job{job}); err != nil {
+			return done, fmt.Errorf("replay %s: %w", job.ID, err)
 		}
 		if err := d.store.Delete(ctx, l.Seq); err != nil {
 			return done, fmt.Errorf("remove dead letter %d: %w", l.Seq, err)

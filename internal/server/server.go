@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,7 +23,11 @@ type Config struct {
 	Register []func(*http.ServeMux)
 	// Ready reports whether the process can take traffic.
 	Ready func(context.Context) error
-	Log   *slog.Logger
+	// Metrics writes Prometheus text exposition; Authorize guards it (the
+	// API's tokens: every endpoint authenticates).
+	Metrics   func(ctx context.Context, w io.Writer)
+	Authorize func(http.HandlerFunc) http.Handler
+	Log       *slog.Logger
 }
 
 // New returns the handler tree.
@@ -49,6 +54,12 @@ func New(cfg Config) (http.Handler, error) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if cfg.Metrics != nil && cfg.Authorize != nil {
+		mux.Handle("GET /metrics", cfg.Authorize(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+			cfg.Metrics(r.Context(), w)
+		}))
+	}
 	for _, reg := range cfg.Register {
 		reg(mux)
 	}
