@@ -27,3 +27,20 @@ func TestSmoke(t *testing.T) {
 	}
 	printReport(io.Discard, rep)
 }
+
+// The export measurement runs end to end on a small trail.
+func TestExportSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the worker")
+	}
+	rep, err := runExport(context.Background(), 2400, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"jsonl", "csv", "ocsf"} {
+		if rep.Exports[f].OutBytes == 0 {
+			t.Errorf("%s export wrote nothing", f)
+		}
+	}
+	printExport(io.Discard, rep)
+}

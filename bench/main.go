@@ -43,6 +43,7 @@ func main() {
 	flag.Float64Var(&s.Rate, "rate", 0, "pace hook deliveries at this many per second (0: as fast as the senders go)")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	keep := flag.Bool("keep", false, "keep the work dir")
+	exportN := flag.Int("audit-export", 0, "instead: fill an audit index with this many records and time exporting it (jsonl, csv, ocsf) and subject queries")
 	flag.StringVar(&pprofAddr, "pprof", "", "start the worker with --pprof ADDR and save a 20 s CPU profile and a heap profile of the run into the work dir")
 	flag.Parse()
 
@@ -54,6 +55,18 @@ func main() {
 		defer os.RemoveAll(dir)
 	}
 	progress := io.Writer(os.Stderr)
+	if *exportN > 0 {
+		rep, err := runExport(context.Background(), *exportN, dir, progress)
+		if err != nil {
+			fatal(err)
+		}
+		if *asJSON {
+			_ = json.NewEncoder(os.Stdout).Encode(rep)
+		} else {
+			printExport(os.Stdout, rep)
+		}
+		return
+	}
 	rep, err := run(context.Background(), s, dir, progress)
 	if err != nil {
 		fatal(err)
