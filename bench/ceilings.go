@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
+	"github.com/lifecycle-worker/lifecycle-worker/schema"
 )
 
 // Ceiling is what one part underneath can do alone, on this machine, now.
@@ -160,7 +162,7 @@ func ceilingJetStream(ctx context.Context, n int, dir string) (Ceiling, error) {
 	return ceiling(n, time.Since(start)), nil
 }
 
-// ceilingSQLite inserts rows like the audit index's (same schema and
+// ceilingSQLite inserts rows like the audit index's (its own schema and
 // indexes, a body of typical size) in batched transactions of 500 on a
 // fresh WAL database: the write path without hashing or JSON.
 func ceilingSQLite(ctx context.Context, rows int, dir string) (Ceiling, error) {
@@ -171,22 +173,14 @@ func ceilingSQLite(ctx context.Context, rows int, dir string) (Ceiling, error) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	schema := []string{
-		`CREATE TABLE records (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, time_ms INTEGER NOT NULL, type TEXT NOT NULL,
-			event_id TEXT NOT NULL, source TEXT NOT NULL, kind TEXT NOT NULL, subject_id TEXT NOT NULL, subject_login TEXT NOT NULL,
-			subject_email TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL, indexed_ms INTEGER NOT NULL,
-			body BLOB NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL)`,
-		`CREATE INDEX records_subject_email ON records (subject_email) WHERE subject_email <> ''`,
-		`CREATE INDEX records_subject_login ON records (subject_login) WHERE subject_login <> ''`,
-		`CREATE INDEX records_subject_id ON records (subject_id) WHERE subject_id <> ''`,
-		`CREATE INDEX records_event ON records (event_id) WHERE event_id <> ''`,
-		`CREATE INDEX records_target ON records (target, outcome, time_ms) WHERE target <> ''`,
-		`CREATE INDEX records_time ON records (time_ms)`,
+	// The index's own schema (its first migration), so the ceiling pays for
+	// the same indexes as the pipeline's writer.
+	ddl, err := fs.ReadFile(schema.Migrations, "0001_records.sql")
+	if err != nil {
+		return Ceiling{}, err
 	}
-	for _, q := range schema {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return Ceiling{}, err
-		}
+	if _, err := db.ExecContext(ctx, string(ddl)); err != nil {
+		return Ceiling{}, err
 	}
 	body := []byte(strings.Repeat("b", 520))
 	hash := make([]byte, 32)
