@@ -26,15 +26,19 @@ func cmdAuditQuery(args []string, stdout, stderr io.Writer) error {
 	var c common
 	c.register(fs)
 	q := url.Values{}
-	for _, name := range []string{"subject", "event", "target", "type", "outcome", "since", "until", "after", "limit"} {
+	for _, name := range []string{"subject", "event", "target", "type", "outcome", "since", "until", "after"} {
 		fs.Func(name, "filter by "+name, func(v string) error { q.Set(name, v); return nil })
 	}
-	asJSON := fs.Bool("json", false, "print one JSON record per line")
+	format := fs.String("format", "table", "table | json (one record per line) | csv")
+	asJSON := fs.Bool("json", false, "same as --format json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	if *asJSON {
+		*format = "json"
 	}
 	cfg, err := c.load()
 	if err != nil {
@@ -44,32 +48,30 @@ func cmdAuditQuery(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if f.Limit == 0 {
-		f.Limit = audit.MaxLimit
-	}
 	r, err := audit.OpenReader(cfg.Audit.DB)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	enc := json.NewEncoder(stdout)
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	if !*asJSON {
-		fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tEVENT\tSUBJECT\tTARGET\tATTEMPT\tOUTCOME\tHTTP\tERROR")
+	switch *format {
+	case "json":
+		return r.Export(context.Background(), stdout, "jsonl", f)
+	case "csv":
+		return r.Export(context.Background(), stdout, "csv", f)
+	case "table":
+	default:
+		return fmt.Errorf("--format: table, json or csv")
 	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tEVENT\tSUBJECT\tTARGET\tATTEMPT\tOUTCOME\tHTTP\tERROR")
 	// Page through everything that matches, oldest first.
+	f.Limit = audit.MaxLimit
 	for {
 		recs, err := r.Query(context.Background(), f)
 		if err != nil {
 			return err
 		}
 		for _, rec := range recs {
-			if *asJSON {
-				if err := enc.Encode(rec); err != nil {
-					return err
-				}
-				continue
-			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rec.Seq, rec.Time.Format("2006-01-02T15:04:05.000Z07:00"), rec.Type,
 				dash(rec.EventID), dash(subjectLabel(rec.Subject)), dash(rec.Target), dashInt(rec.Attempt), dash(rec.Outcome),
 				dashInt(rec.HTTPStatus), dash(oneLine(rec.Error)))

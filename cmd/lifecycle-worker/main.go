@@ -27,7 +27,7 @@ const usage = `lifecycle-worker — revoke MCP authorization-server tokens when 
 Usage:
   lifecycle-worker serve [--config FILE] [--data-dir DIR] [--listen ADDR]
   lifecycle-worker audit query [--config FILE] [--data-dir DIR] [--subject S] [--event ID]
-                               [--target T] [--type TYPE] [--since 24h|RFC3339] [--limit N] [--json]
+                               [--target T] [--type TYPE] [--since 24h|RFC3339] [--format table|json|csv]
   lifecycle-worker audit verify [--config FILE] [--data-dir DIR] [--json]
   lifecycle-worker audit rebuild --out FILE [--config FILE] [--data-dir DIR]
   lifecycle-worker audit export [--format jsonl|csv|ocsf] [--subject S] [--since 30d] [...]
