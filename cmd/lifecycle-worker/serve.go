@@ -17,6 +17,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"golang.org/x/time/rate"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
@@ -263,7 +264,8 @@ func (g *gate) delay(schedule func(uint64) time.Duration) bus.Delay {
 
 func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsSink, targets []*revoke.Target, prio *intakeFirst, now func() time.Time, log *slog.Logger) (*message.Router, *gate, error) {
 	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{
-		slog.LevelInfo: slog.LevelDebug, // per-handler start/stop chatter
+		slog.LevelInfo:  slog.LevelDebug, // per-handler start/stop chatter
+		slog.LevelError: slog.LevelDebug, // "handler returned error" is every retry and every wait; the executor logs what matters
 	})
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wlog)
 	if err != nil {
@@ -286,8 +288,12 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsS
 	}
 	router.AddConsumerHandler("planner", plannerSpec.Filter, sub, planner.Handler)
 
+	kv, err := b.KV(ctx, bus.KVAttempts)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, t := range targets {
-		exec, err := revoke.NewExecutor(t, sink, sink, now, log.With("component", "executor"))
+		exec, err := revoke.NewExecutor(t, sink, sink, kvAttempts{kv}, now, log.With("component", "executor"))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -351,9 +357,18 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time)
 			ScopeApps: tc.Scope.Apps, ScopeGroups: tc.Scope.Groups,
 			Concurrency: tc.Concurrency, Timeout: tc.Timeout, MaxAttempts: tc.MaxAttempts, Backoff: tc.Backoff,
 			MaxTokenLifetime: tc.MaxTokenLifetime, RevokesAccessTokens: tc.RevokesAccessTokens,
+			Breaker: &revoke.Breaker{Failures: tc.Breaker.Failures, Cooldown: tc.Breaker.Cooldown, MaxCooldown: tc.Breaker.MaxCooldown, Now: now},
+			Limiter: limiter(tc.Rate, tc.Concurrency), MaxRetryAfter: tc.MaxRetryAfter,
 		})
 	}
 	return targets, errors.Join(errs...)
+}
+
+func limiter(perSecond float64, burst int) *rate.Limiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(perSecond), burst)
 }
 
 func outboundTransport() *http.Transport {

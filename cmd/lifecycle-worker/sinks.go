@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
@@ -119,4 +122,39 @@ func (o dlqOps) Replay(ctx context.Context, target, eventID, actor string) (any,
 		l = []revoke.Listed{}
 	}
 	return l, err
+}
+
+// kvAttempts adapts a KV bucket to revoke.AttemptLog.
+type kvAttempts struct{ kv jetstream.KeyValue }
+
+func (k kvAttempts) Load(ctx context.Context, key string) ([]revoke.Attempt, error) {
+	e, err := k.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []revoke.Attempt
+	if err := json.Unmarshal(e.Value(), &out); err != nil {
+		return nil, fmt.Errorf("attempt log %s: %w", key, err)
+	}
+	return out, nil
+}
+
+func (k kvAttempts) Save(ctx context.Context, key string, attempts []revoke.Attempt) error {
+	b, err := json.Marshal(attempts)
+	if err != nil {
+		return err
+	}
+	_, err = k.kv.Put(ctx, key, b)
+	return err
+}
+
+func (k kvAttempts) Delete(ctx context.Context, key string) error {
+	err := k.kv.Delete(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
 }

@@ -64,13 +64,29 @@ func (b *Bus) streamConfigs() []jetstream.StreamConfig {
 	}
 }
 
+// KVAttempts holds the attempts of unfinished revocation jobs.
+const KVAttempts = "lw_attempts"
+
 func (b *Bus) provisionStreams(ctx context.Context) error {
 	for _, sc := range b.streamConfigs() {
 		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
 		}
 	}
+	// Entries expire: a job that ended without clearing its entry (a crash
+	// at the wrong moment) must not keep it forever.
+	if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: KVAttempts, Description: "attempts of unfinished revocation jobs", History: 1,
+		TTL: 90 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("provision kv %s: %w", KVAttempts, err)
+	}
 	return nil
+}
+
+// KV returns a provisioned key-value bucket.
+func (b *Bus) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	return b.js.KeyValue(ctx, bucket)
 }
 
 // ConsumerSpec describes one durable push consumer that Watermill binds to.

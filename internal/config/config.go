@@ -139,6 +139,12 @@ type TargetConfig struct {
 	Timeout     time.Duration   `yaml:"timeout"`
 	MaxAttempts int             `yaml:"max_attempts"`
 	Backoff     []time.Duration `yaml:"backoff"`
+	// Rate caps requests per second to this target (0: no cap).
+	Rate float64 `yaml:"rate"`
+	// Breaker holds jobs, without spending attempts, while the target is down.
+	Breaker BreakerConfig `yaml:"breaker"`
+	// MaxRetryAfter caps how long a Retry-After may hold the target.
+	MaxRetryAfter time.Duration `yaml:"max_retry_after"`
 	// MaxTokenLifetime is the longest access-token lifetime at the target;
 	// RevokesAccessTokens says whether its revocation kills live access
 	// tokens too (GTR: SHOULD). Together they give the residual exposure.
@@ -147,6 +153,14 @@ type TargetConfig struct {
 	// AllowInsecureHTTP permits http:// to a loopback address, for tests.
 	AllowInsecureHTTP bool           `yaml:"allow_insecure_http"`
 	HTTP              HTTPCallConfig `yaml:"http"`
+}
+
+// BreakerConfig opens a target's breaker after Failures consecutive
+// transient failures, for Cooldown, doubling up to MaxCooldown.
+type BreakerConfig struct {
+	Failures    int           `yaml:"failures"`
+	Cooldown    time.Duration `yaml:"cooldown"`
+	MaxCooldown time.Duration `yaml:"max_cooldown"`
 }
 
 // ScopeConfig restricts access_removed events to some apps or groups (by
@@ -371,6 +385,18 @@ func (t *TargetConfig) setDefaults() {
 	if len(t.Backoff) == 0 {
 		t.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute}
 	}
+	if t.Breaker.Failures == 0 {
+		t.Breaker.Failures = 5
+	}
+	if t.Breaker.Cooldown == 0 {
+		t.Breaker.Cooldown = 30 * time.Second
+	}
+	if t.Breaker.MaxCooldown == 0 {
+		t.Breaker.MaxCooldown = 10 * time.Minute
+	}
+	if t.MaxRetryAfter == 0 {
+		t.MaxRetryAfter = time.Hour
+	}
 	if t.Driver == "httpcall" {
 		if t.HTTP.Method == "" {
 			t.HTTP.Method = "POST"
@@ -511,6 +537,15 @@ func (t TargetConfig) validate() []error {
 	}
 	if t.MaxAttempts < 1 || t.MaxAttempts > 1000 {
 		bad("max_attempts: %d is not in 1..1000", t.MaxAttempts)
+	}
+	if t.Rate < 0 {
+		bad("rate: %g is negative", t.Rate)
+	}
+	if t.Breaker.Failures < 1 || t.Breaker.Cooldown <= 0 || t.Breaker.MaxCooldown < t.Breaker.Cooldown {
+		bad("breaker: failures >= 1 and 0 < cooldown <= max_cooldown")
+	}
+	if t.MaxRetryAfter <= 0 {
+		bad("max_retry_after: %s is not positive", t.MaxRetryAfter)
 	}
 	if t.MaxTokenLifetime < 0 {
 		bad("max_token_lifetime: %s is negative", t.MaxTokenLifetime)

@@ -19,33 +19,65 @@ type Executor struct {
 	target   *Target
 	queue    Queue
 	recorder audit.Recorder
+	attempts AttemptLog
 	now      func() time.Time
 	log      *slog.Logger
 }
 
 // NewExecutor returns the executor of target.
-func NewExecutor(t *Target, q Queue, rec audit.Recorder, now func() time.Time, log *slog.Logger) (*Executor, error) {
-	if t == nil || q == nil || rec == nil || now == nil || log == nil {
-		return nil, errors.New("executor: target, queue, recorder, clock and logger are required")
+func NewExecutor(t *Target, q Queue, rec audit.Recorder, attempts AttemptLog, now func() time.Time, log *slog.Logger) (*Executor, error) {
+	if t == nil || q == nil || rec == nil || attempts == nil || now == nil || log == nil {
+		return nil, errors.New("executor: target, queue, recorder, attempt log, clock and logger are required")
 	}
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
-	return &Executor{target: t, queue: q, recorder: rec, now: now, log: log.With("target", t.Name)}, nil
+	return &Executor{target: t, queue: q, recorder: rec, attempts: attempts, now: now, log: log.With("target", t.Name)}, nil
 }
 
 // ErrRetry is returned to Watermill to have a job redelivered later.
 var ErrRetry = errors.New("revocation will be retried")
 
-// Execute runs attempt n of job. A nil error means the job is finished
-// (succeeded, not applicable or dead-lettered) and may be acked; ErrRetry or
-// any other error means it must be redelivered.
-func (e *Executor) Execute(ctx context.Context, job Job, attempt int) error {
+// ErrWait is returned while the target's breaker holds jobs: the job comes
+// back when it closes, and the wait is not an attempt.
+var ErrWait = errors.New("target unavailable; job waits")
+
+// Execute runs the next attempt of job; delivered is the JetStream delivery
+// count. A nil error means the job is finished (succeeded, not applicable or
+// dead-lettered) and may be acked; any error means it must be redelivered.
+func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 	t := e.target
+	if t.Breaker != nil {
+		if wait := t.Breaker.Wait(); wait > 0 {
+			return ErrWait
+		}
+	}
+	release := func() {
+		if t.Breaker != nil {
+			t.Breaker.Release()
+		}
+	}
+	// The attempts so far: none on a first delivery, else from the log
+	// (deliveries also count waits and crashes, attempts do not).
+	var history []Attempt
+	if delivered > 1 {
+		h, err := e.attempts.Load(ctx, job.attemptKey())
+		if err != nil {
+			release()
+			return fmt.Errorf("load attempts of %s: %w", job.ID, err)
+		}
+		history = h
+	}
+	attempt := len(history) + 1
 	if attempt > t.MaxAttempts {
-		// The previous attempt died before it could record its end (a
-		// crash or a lost ack): the budget is spent, keep the job anyway.
-		return e.deadLetter(ctx, job, attempt-1, "attempts exhausted", nil)
+		release()
+		return e.deadLetter(ctx, job, history, "attempts exhausted", nil)
+	}
+	if t.Limiter != nil {
+		if err := t.Limiter.Wait(ctx); err != nil {
+			release()
+			return fmt.Errorf("rate limit: %w", err)
+		}
 	}
 	callCtx, cancel := context.WithTimeout(ctx, t.Timeout)
 	start := time.Now()
@@ -54,6 +86,14 @@ func (e *Executor) Execute(ctx context.Context, job Job, attempt int) error {
 	latency := time.Since(start)
 	if res.Class == 0 {
 		res = Result{Class: Permanent, Err: errors.New("driver returned no classification")}
+	}
+	if t.Breaker != nil {
+		switch res.Class {
+		case Retry:
+			t.Breaker.Failure(min(res.RetryAfter, t.MaxRetryAfter))
+		default:
+			t.Breaker.Success()
+		}
 	}
 
 	// Every attempt is on record exactly once: as revocation.attempted
@@ -68,6 +108,9 @@ func (e *Executor) Execute(ctx context.Context, job Job, attempt int) error {
 	if detail == nil {
 		detail = map[string]any{}
 	}
+
+	this := Attempt{N: attempt, At: rec.Time, HTTPStatus: res.HTTPStatus, LatencyMS: rec.LatencyMS, Outcome: res.Class.String(), Error: rec.Error}
+	history = append(history, this)
 
 	switch {
 	case res.Class == Succeeded || res.Class == NotApplicable:
@@ -88,13 +131,23 @@ func (e *Executor) Execute(ctx context.Context, job Job, attempt int) error {
 		if err := e.recorder.Record(ctx, rec); err != nil {
 			return fmt.Errorf("record %s: %w", job.ID, err)
 		}
+		if delivered > 1 {
+			if err := e.attempts.Delete(ctx, job.attemptKey()); err != nil {
+				e.log.WarnContext(ctx, "attempt log not cleared (it expires)", "job", job.ID, "err", err)
+			}
+		}
 		e.log.DebugContext(ctx, "revocation "+rec.Outcome, "job", job.ID, "attempt", attempt, "status", res.HTTPStatus)
 		return nil
 	case res.Class == Retry && attempt < t.MaxAttempts:
 		rec.ID = fmt.Sprintf("%s/attempt/%d", job.recordID(), attempt)
 		rec.Detail = audit.Detail(detail)
+		// On record first, then counted: a crash between repeats the
+		// attempt under the same record ID, which the stream drops.
 		if err := e.recorder.Record(ctx, rec); err != nil {
 			return fmt.Errorf("record %s: %w", job.ID, err)
+		}
+		if err := e.attempts.Save(ctx, job.attemptKey(), history); err != nil {
+			return fmt.Errorf("save attempts of %s: %w", job.ID, err)
 		}
 		e.log.WarnContext(ctx, "revocation will be retried", "job", job.ID, "attempt", attempt, "status", res.HTTPStatus, "err", res.Err)
 		return ErrRetry
@@ -104,15 +157,17 @@ func (e *Executor) Execute(ctx context.Context, job Job, attempt int) error {
 			reason = "out of attempts: " + errString(res.Err)
 		}
 		rec.Detail = audit.Detail(detail)
-		return e.deadLetter(ctx, job, attempt, reason, &rec)
+		return e.deadLetter(ctx, job, history, reason, &rec)
 	}
 }
 
-// deadLetter moves the job to REVOKE_DLQ and records it. last is the record
-// of the attempt that ended the job (nil when no attempt ran now).
-func (e *Executor) deadLetter(ctx context.Context, job Job, attempts int, reason string, last *audit.Record) error {
+// deadLetter moves the job, with its attempt history, to REVOKE_DLQ and
+// records it. last is the record of the attempt that ended the job (nil when
+// no attempt ran now).
+func (e *Executor) deadLetter(ctx context.Context, job Job, history []Attempt, reason string, last *audit.Record) error {
 	now := e.now().UTC()
-	dl := DeadLetter{Job: job, Attempts: attempts, Reason: reason, At: now}
+	attempts := len(history)
+	dl := DeadLetter{Job: job, Attempts: attempts, History: history, Reason: reason, At: now}
 	rec := jobRecord(job, audit.TypeRevocationDeadLettered, now)
 	rec.Driver, rec.Attempt = e.target.DriverName, attempts
 	if last != nil {
@@ -125,6 +180,9 @@ func (e *Executor) deadLetter(ctx context.Context, job Job, attempts int, reason
 	}
 	if err := e.recorder.Record(ctx, rec); err != nil {
 		return fmt.Errorf("record %s: %w", job.ID, err)
+	}
+	if err := e.attempts.Delete(ctx, job.attemptKey()); err != nil {
+		e.log.WarnContext(ctx, "attempt log not cleared (it expires)", "job", job.ID, "err", err)
 	}
 	e.log.ErrorContext(ctx, "revocation dead-lettered", "job", job.ID, "attempts", attempts, "reason", reason)
 	return nil
@@ -150,7 +208,7 @@ func (e *Executor) Handler(msg *message.Message) error {
 		// Keep the bytes: a job nobody can read still gets a dead letter
 		// and a record, never a silent drop.
 		job = Job{ID: "undecodable/" + msg.UUID, Target: e.target.Name, Cause: string(msg.Payload)}
-		return e.deadLetter(ctx, job, attempt, "undecodable job: "+err.Error(), nil)
+		return e.deadLetter(ctx, job, nil, "undecodable job: "+err.Error(), nil)
 	}
 	return e.Execute(context.WithoutCancel(ctx), job, attempt)
 }

@@ -24,6 +24,7 @@ type Queue interface {
 type DeadLetter struct {
 	Job        Job       `json:"job"`
 	Attempts   int       `json:"attempts"`
+	History    []Attempt `json:"history,omitempty"`
 	Reason     string    `json:"reason"`
 	HTTPStatus int       `json:"http_status,omitempty"`
 	At         time.Time `json:"at"`

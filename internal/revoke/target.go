@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 )
 
@@ -26,6 +28,12 @@ type Target struct {
 	// the longest-lived token issued before it expires (unknown if 0).
 	MaxTokenLifetime    time.Duration
 	RevokesAccessTokens bool
+	// Breaker holds jobs while the target is down (nil: never).
+	Breaker *Breaker
+	// Limiter caps the request rate (nil: no cap).
+	Limiter *rate.Limiter
+	// MaxRetryAfter caps how long a Retry-After may hold the target.
+	MaxRetryAfter time.Duration
 }
 
 // exposure says until when a token issued before a revocation confirmed at
@@ -79,12 +87,20 @@ func (t *Target) Wants(ev events.Event) (bool, string) {
 	return false, "removed apps/groups not in target scope"
 }
 
-// RetryDelay is the wait before the attempt after attempt n (1-based): the
-// backoff schedule's entry (its last entry repeats), with ±10% jitter so
+// RetryDelay is the wait before a job's next delivery after delivery n
+// (1-based): while the breaker is open, until it closes; otherwise the
+// backoff schedule's entry (its last entry repeats). Both get ±10% jitter so
 // that a burst of failures does not come back as a burst.
 func (t *Target) RetryDelay(n uint64) time.Duration {
+	if t.Breaker != nil {
+		if d := t.Breaker.Remaining(); d > 0 {
+			return jitter(d)
+		}
+	}
 	i := min(int(n)-1, len(t.Backoff)-1)
-	d := t.Backoff[max(i, 0)]
-	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
-	return d + jitter
+	return jitter(t.Backoff[max(i, 0)])
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
 }

@@ -6,6 +6,7 @@
 package gtrtest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,6 +87,10 @@ func New(opts Options) *Receiver {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/global-token-revocation", func(w http.ResponseWriter, req *http.Request) {
 		if opts.Delay > 0 {
+			// Read the body first: only then does net/http watch the
+			// connection and cancel the context when the caller gives up.
+			body, _ := io.ReadAll(io.LimitReader(req.Body, 64<<10))
+			req.Body = io.NopCloser(bytes.NewReader(body))
 			select {
 			case <-time.After(opts.Delay):
 			case <-req.Context().Done():
