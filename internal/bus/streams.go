@@ -89,7 +89,8 @@ func (b *Bus) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error)
 	return b.js.KeyValue(ctx, bucket)
 }
 
-// ConsumerSpec describes one durable push consumer that Watermill binds to.
+// ConsumerSpec describes one durable pull consumer that a Watermill
+// subscriber binds to.
 type ConsumerSpec struct {
 	Stream  string
 	Durable string
@@ -101,24 +102,21 @@ type ConsumerSpec struct {
 	AckWait time.Duration
 }
 
-func (c ConsumerSpec) deliverSubject() string { return "_lw.deliver." + c.Stream + "." + c.Durable }
-
-// EnsureConsumer creates or updates the durable push consumer. Deliveries
+// EnsureConsumer creates or updates the durable pull consumer. Deliveries
 // are never limited (MaxDeliver -1): the handler decides when a message has
 // had enough attempts and moves it to the dead-letter stream, so the server
-// never drops one silently.
+// never drops one silently. MaxAckPending bounds the messages in flight
+// across all replicas.
 func (b *Bus) EnsureConsumer(ctx context.Context, spec ConsumerSpec) error {
-	_, err := b.js.CreateOrUpdatePushConsumer(ctx, spec.Stream, jetstream.ConsumerConfig{
-		Durable:        spec.Durable,
-		DeliverSubject: spec.deliverSubject(),
-		DeliverGroup:   spec.Durable,
-		FilterSubject:  spec.Filter,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        spec.AckWait,
-		MaxDeliver:     -1,
-		MaxAckPending:  spec.MaxAckPending,
-		Replicas:       b.cfg.Replicas,
+	_, err := b.js.CreateOrUpdateConsumer(ctx, spec.Stream, jetstream.ConsumerConfig{
+		Durable:       spec.Durable,
+		FilterSubject: spec.Filter,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       spec.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: spec.MaxAckPending,
+		Replicas:      b.cfg.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("provision consumer %s/%s: %w", spec.Stream, spec.Durable, err)

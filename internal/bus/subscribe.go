@@ -1,26 +1,29 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Metadata keys the bus adds to every consumed Watermill message.
+// Metadata keys of consumed Watermill messages.
 const (
 	// MetaDelivered is the JetStream delivery count: 1 on the first attempt.
 	MetaDelivered = "lw_delivered"
 	// MetaStreamSeq is the message's sequence in its stream.
 	MetaStreamSeq = "lw_stream_seq"
-	// MetaUnreadable holds why a message could not be unmarshalled; the
-	// handler must dead-letter it rather than let it loop.
-	MetaUnreadable = "lw_unreadable"
+	// MetaRetryIn, set by a handler before it fails, is how long the
+	// message waits before its redelivery (a Go duration); it overrides the
+	// subscriber's schedule (Retry-After, an open breaker).
+	MetaRetryIn = "lw_retry_in"
 )
 
 // Delivered returns the delivery count of a consumed message (1 if unknown).
@@ -32,75 +35,173 @@ func Delivered(m *message.Message) int {
 	return n
 }
 
-// Delay computes the redelivery delay after a failed attempt; delivered is
-// the attempt that just failed (1-based).
+// RetryIn asks for the message's redelivery after d when the handler fails.
+func RetryIn(m *message.Message, d time.Duration) { m.Metadata.Set(MetaRetryIn, d.String()) }
+
+// Delay computes the redelivery delay after a failed delivery (1-based).
 type Delay func(delivered uint64) time.Duration
 
-// WaitTime implements watermill-nats' Delay.
-func (d Delay) WaitTime(delivered uint64) time.Duration { return d(delivered) }
-
 // Subscriber returns a Watermill subscriber bound to the pre-created durable
-// consumer spec, on a connection of its own. It never creates or deletes a
-// consumer (nats.Bind) and acks only when the handler acks (nats.ManualAck):
-// without ManualAck nats.go acks every message the handler gave up on, and
-// without Bind the library deletes the consumer on Close (docs/decisions/0002).
-// handlers is the number of messages processed at once by this process.
-// Subscribe to spec.Filter.
+// pull consumer spec (it never creates or deletes one), processing up to
+// handlers messages at once. Every message is acked only when the handler
+// acks it; a nacked one is redelivered after the handler's RetryIn or, by
+// default, delay(delivered). See docs/decisions/0002 for why this is ours
+// and not watermill-nats'.
 func (b *Bus) Subscriber(spec ConsumerSpec, handlers int, delay Delay, log watermill.LoggerAdapter) (message.Subscriber, error) {
-	if spec.AckWait < 2*time.Second {
-		return nil, errors.New("subscriber: ack wait below 2s")
+	if handlers < 1 || delay == nil || log == nil {
+		return nil, errors.New("subscriber: handlers, delay and logger are required")
 	}
-	nc, err := b.Connect(b.cfg.Name + "/" + spec.Durable)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := b.js.Consumer(ctx, spec.Stream, spec.Durable)
 	if err != nil {
-		return nil, err
-	}
-	cfg := wmnats.SubscriberSubscriptionConfig{
-		Unmarshaler:      unmarshaler{},
-		QueueGroupPrefix: spec.Durable,
-		SubscribersCount: handlers,
-		// Watermill's own wait for the handler must end before the server
-		// redelivers, or two handlers run the same message at once.
-		AckWaitTimeout: spec.AckWait - time.Second,
-		CloseTimeout:   30 * time.Second,
-		SubjectCalculator: func(queueGroup, topic string) *wmnats.SubjectDetail {
-			return &wmnats.SubjectDetail{Primary: topic, QueueGroup: queueGroup}
-		},
-		JetStream: wmnats.JetStreamConfig{
-			// A lost async ack costs one redelivery, which every handler
-			// tolerates; a synchronous ack costs ~3x throughput.
-			AckAsync:          true,
-			DurableCalculator: func(string, string) string { return spec.Durable },
-			SubscribeOptions:  []nats.SubOpt{nats.Bind(spec.Stream, spec.Durable), nats.ManualAck()},
-		},
-	}
-	if delay != nil {
-		cfg.NakDelay = delay
-	}
-	sub, err := wmnats.NewSubscriberWithNatsConn(nc, cfg, log)
-	if err != nil {
-		nc.Close()
 		return nil, fmt.Errorf("subscriber %s: %w", spec.Durable, err)
 	}
-	return sub, nil
+	return &subscriber{spec: spec, cons: cons, handlers: handlers, delay: delay, log: log, closing: make(chan struct{})}, nil
 }
 
-// unmarshaler wraps NATSMarshaler, adds JetStream delivery metadata and
-// never fails: watermill-nats neither acks nor naks a message it cannot
-// unmarshal, so a failure here would redeliver it forever.
-type unmarshaler struct{}
+type subscriber struct {
+	spec     ConsumerSpec
+	cons     jetstream.Consumer
+	handlers int
+	delay    Delay
+	log      watermill.LoggerAdapter
 
-func (unmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
-	msg, err := (&wmnats.NATSMarshaler{}).Unmarshal(m)
-	if err != nil {
-		msg = message.NewMessage(watermill.NewUUID(), m.Data)
-		msg.Metadata.Set(MetaUnreadable, err.Error())
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{}
+	wg      sync.WaitGroup // one per subscription, until its channel closes
+}
+
+// Subscribe starts consuming; topic must be the consumer's filter. The
+// channel closes once consuming has stopped (Close or ctx) and every message
+// handed out is settled, which is what Watermill's router waits for.
+func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if topic != s.spec.Filter {
+		return nil, fmt.Errorf("subscriber %s consumes %s, not %s", s.spec.Durable, s.spec.Filter, topic)
 	}
-	if msg.UUID == "" {
-		msg.UUID = m.Header.Get(nats.MsgIdHdr)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("subscriber closed")
+	}
+	out := make(chan *message.Message)
+	slots := make(chan struct{}, s.handlers)
+	var mu sync.Mutex // guards stopped and inflight.Add against the final Wait
+	stopped := false
+	var inflight sync.WaitGroup
+	// The callback runs on one goroutine; taking a slot before handing the
+	// message on is the back-pressure that keeps at most handlers in flight.
+	cc, err := s.cons.Consume(func(m jetstream.Msg) {
+		select {
+		case slots <- struct{}{}:
+		case <-s.closing:
+			return // not acked: redelivered after AckWait
+		case <-ctx.Done():
+			return
+		}
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			<-slots
+			return
+		}
+		inflight.Add(1)
+		mu.Unlock()
+		go func() {
+			defer inflight.Done()
+			defer func() { <-slots }()
+			s.process(ctx, m, out)
+		}()
+	}, jetstream.PullMaxMessages(s.handlers), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		s.log.Debug("consume", watermill.LogFields{"consumer": s.spec.Durable, "err": err.Error()})
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("consume %s: %w", s.spec.Durable, err)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-s.closing:
+		}
+		cc.Stop()
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		inflight.Wait()
+		close(out)
+	}()
+	return out, nil
+}
+
+// process hands one message to the router and settles it as the handler
+// says: ack, or nak with a delay. Nothing is acked that was not handled.
+func (s *subscriber) process(ctx context.Context, m jetstream.Msg, out chan<- *message.Message) {
+	msg := toWatermill(m)
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msg.SetContext(mctx)
+	select {
+	case out <- msg:
+	case <-s.closing:
+		return
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-msg.Acked():
+		if err := m.Ack(); err != nil {
+			s.log.Error("ack", err, watermill.LogFields{"consumer": s.spec.Durable, "uuid": msg.UUID})
+		}
+	case <-msg.Nacked():
+		d, err := time.ParseDuration(msg.Metadata.Get(MetaRetryIn))
+		if err != nil {
+			d = s.delay(uint64(Delivered(msg)))
+		}
+		if err := m.NakWithDelay(d); err != nil {
+			s.log.Error("nak", err, watermill.LogFields{"consumer": s.spec.Durable, "uuid": msg.UUID})
+		}
+	case <-s.closing:
+		// Handed back: redelivered after AckWait. Shutdown lets handlers
+		// finish before it closes subscribers, so this is the exception.
+	}
+}
+
+// toWatermill converts a JetStream message: the payload, its headers as
+// metadata, its Nats-Msg-Id as UUID, and its delivery count and sequence.
+func toWatermill(m jetstream.Msg) *message.Message {
+	h := m.Headers()
+	msg := message.NewMessage(h.Get(nats.MsgIdHdr), m.Data())
+	for k, v := range h {
+		if len(v) > 0 && k != nats.MsgIdHdr {
+			msg.Metadata.Set(k, v[0])
+		}
 	}
 	if md, err := m.Metadata(); err == nil {
 		msg.Metadata.Set(MetaDelivered, strconv.FormatUint(md.NumDelivered, 10))
 		msg.Metadata.Set(MetaStreamSeq, strconv.FormatUint(md.Sequence.Stream, 10))
 	}
-	return msg, nil
+	return msg
+}
+
+// Close stops consuming and waits (bounded) for messages being handed over.
+func (s *subscriber) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("subscriber close: handlers still running after 30s")
+	}
 }

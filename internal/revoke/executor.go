@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -35,12 +36,15 @@ func NewExecutor(t *Target, q Queue, rec audit.Recorder, attempts AttemptLog, no
 	return &Executor{target: t, queue: q, recorder: rec, attempts: attempts, now: now, log: log.With("target", t.Name)}, nil
 }
 
-// ErrRetry is returned to Watermill to have a job redelivered later.
-var ErrRetry = errors.New("revocation will be retried")
+// RetryError asks for the job's redelivery after In: a failed attempt (the
+// target's backoff for that attempt) or a wait while the target's breaker
+// is open or its Retry-After runs (not an attempt).
+type RetryError struct {
+	In     time.Duration
+	Reason string
+}
 
-// ErrWait is returned while the target's breaker holds jobs: the job comes
-// back when it closes, and the wait is not an attempt.
-var ErrWait = errors.New("target unavailable; job waits")
+func (e *RetryError) Error() string { return e.Reason + "; again in " + e.In.String() }
 
 // Execute runs the next attempt of job; delivered is the JetStream delivery
 // count. A nil error means the job is finished (succeeded, not applicable or
@@ -49,7 +53,7 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 	t := e.target
 	if t.Breaker != nil {
 		if wait := t.Breaker.Wait(); wait > 0 {
-			return ErrWait
+			return &RetryError{In: jitter(wait), Reason: "target unavailable, job waits"}
 		}
 	}
 	release := func() {
@@ -149,8 +153,12 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 		if err := e.attempts.Save(ctx, job.attemptKey(), history); err != nil {
 			return fmt.Errorf("save attempts of %s: %w", job.ID, err)
 		}
-		e.log.WarnContext(ctx, "revocation will be retried", "job", job.ID, "attempt", attempt, "status", res.HTTPStatus, "err", res.Err)
-		return ErrRetry
+		in := t.backoff(attempt)
+		if t.Breaker != nil {
+			in = max(in, t.Breaker.Remaining()) // a Retry-After, an opened breaker
+		}
+		e.log.WarnContext(ctx, "revocation will be retried", "job", job.ID, "attempt", attempt, "status", res.HTTPStatus, "err", res.Err, "in", in)
+		return &RetryError{In: in, Reason: "attempt " + strconv.Itoa(attempt) + " failed"}
 	default:
 		reason := "permanent: " + errString(res.Err)
 		if res.Class == Retry {
@@ -198,17 +206,18 @@ func errString(err error) string {
 // Handler is the Watermill handler over the target's REVOKE messages.
 func (e *Executor) Handler(msg *message.Message) error {
 	ctx := msg.Context()
-	attempt := bus.Delivered(msg)
+	delivered := bus.Delivered(msg)
 	var job Job
-	err := json.Unmarshal(msg.Payload, &job)
-	if why := msg.Metadata.Get(bus.MetaUnreadable); why != "" && err == nil {
-		err = errors.New(why)
-	}
-	if err != nil {
+	if err := json.Unmarshal(msg.Payload, &job); err != nil {
 		// Keep the bytes: a job nobody can read still gets a dead letter
 		// and a record, never a silent drop.
 		job = Job{ID: "undecodable/" + msg.UUID, Target: e.target.Name, Cause: string(msg.Payload)}
 		return e.deadLetter(ctx, job, nil, "undecodable job: "+err.Error(), nil)
 	}
-	return e.Execute(context.WithoutCancel(ctx), job, attempt)
+	err := e.Execute(context.WithoutCancel(ctx), job, delivered)
+	var retry *RetryError
+	if errors.As(err, &retry) {
+		bus.RetryIn(msg, retry.In)
+	}
+	return err
 }

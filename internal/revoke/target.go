@@ -87,18 +87,23 @@ func (t *Target) Wants(ev events.Event) (bool, string) {
 	return false, "removed apps/groups not in target scope"
 }
 
-// RetryDelay is the wait before a job's next delivery after delivery n
-// (1-based): while the breaker is open, until it closes; otherwise the
-// backoff schedule's entry (its last entry repeats). Both get ±10% jitter so
-// that a burst of failures does not come back as a burst.
-func (t *Target) RetryDelay(n uint64) time.Duration {
-	if t.Breaker != nil {
-		if d := t.Breaker.Remaining(); d > 0 {
-			return jitter(d)
-		}
-	}
-	i := min(int(n)-1, len(t.Backoff)-1)
+// backoff is the wait after failed attempt n (1-based): the schedule's
+// entry (its last entry repeats), with ±10% jitter so that a burst of
+// failures does not come back as a burst.
+func (t *Target) backoff(n int) time.Duration {
+	i := min(n-1, len(t.Backoff)-1)
 	return jitter(t.Backoff[max(i, 0)])
+}
+
+// RetryDelay is the redelivery delay when a handler failed without saying
+// when (an error before the attempt, e.g. the broker): the backoff by
+// delivery count, at least until an open breaker closes.
+func (t *Target) RetryDelay(delivered uint64) time.Duration {
+	d := t.backoff(int(delivered))
+	if t.Breaker != nil {
+		d = max(d, t.Breaker.Remaining())
+	}
+	return d
 }
 
 func jitter(d time.Duration) time.Duration {
