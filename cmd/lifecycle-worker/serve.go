@@ -24,6 +24,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktahook"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktalog"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr"
@@ -163,9 +164,32 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err != nil {
 		return err
 	}
+	var poller *oktalog.Poller
+	if cfg.Okta.SystemLog.Enabled {
+		state, err := b.KV(ctx, bus.KVState)
+		if err != nil {
+			return err
+		}
+		host, _ := os.Hostname()
+		poller, err = oktalog.New(oktalog.Config{
+			OrgURL: cfg.Okta.OrgURL, Token: cfg.Okta.APIToken, Interval: cfg.Okta.SystemLog.Interval, Lookback: cfg.Okta.SystemLog.Lookback,
+			Mapping: mapping, Owner: fmt.Sprintf("%s/%d/%d", host, os.Getpid(), time.Now().UnixNano()),
+			Publisher: intakeSink, Recorder: intakeSink, State: kvState{state}, Now: now, Log: log.With("component", "oktalog"),
+		})
+		if err != nil {
+			return err
+		}
+	}
+
 	// Start everything; stop in reverse: input first, then the pipeline
 	// (in-flight work finishes), then the indexer drains what was recorded.
 	var wg sync.WaitGroup
+	pollCtx, stopPoller := context.WithCancel(ctx)
+	defer stopPoller()
+	if poller != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = poller.Run(pollCtx) }()
+	}
 	ixCtx, stopIndexer := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = indexer.Run(ixCtx) }()

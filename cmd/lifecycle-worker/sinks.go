@@ -158,3 +158,30 @@ func (k kvAttempts) Delete(ctx context.Context, key string) error {
 	}
 	return err
 }
+
+// kvState adapts a KV bucket to oktalog.State.
+type kvState struct{ kv jetstream.KeyValue }
+
+func (k kvState) Get(ctx context.Context, key string) ([]byte, uint64, bool, error) {
+	e, err := k.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return e.Value(), e.Revision(), true, nil
+}
+
+func (k kvState) Create(ctx context.Context, key string, val []byte) (uint64, error) {
+	return k.kv.Create(ctx, key, val)
+}
+
+func (k kvState) Update(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+	return k.kv.Update(ctx, key, val, rev)
+}
+
+func (k kvState) Put(ctx context.Context, key string, val []byte) error {
+	_, err := k.kv.Put(ctx, key, val)
+	return err
+}

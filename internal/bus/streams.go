@@ -64,8 +64,14 @@ func (b *Bus) streamConfigs() []jetstream.StreamConfig {
 	}
 }
 
-// KVAttempts holds the attempts of unfinished revocation jobs.
-const KVAttempts = "lw_attempts"
+// KV buckets.
+const (
+	// KVAttempts holds the attempts of unfinished revocation jobs.
+	KVAttempts = "lw_attempts"
+	// KVState holds small singleton state: the System Log cursor and
+	// lease, the ID-JAG inventory.
+	KVState = "lw_state"
+)
 
 func (b *Bus) provisionStreams(ctx context.Context) error {
 	for _, sc := range b.streamConfigs() {
@@ -80,6 +86,12 @@ func (b *Bus) provisionStreams(ctx context.Context) error {
 		TTL: 90 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas,
 	}); err != nil {
 		return fmt.Errorf("provision kv %s: %w", KVAttempts, err)
+	}
+	if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: KVState, Description: "system log cursor and lease, ID-JAG inventory", History: 1,
+		Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("provision kv %s: %w", KVState, err)
 	}
 	return nil
 }

@@ -83,11 +83,21 @@ type KeysConfig struct {
 // OktaConfig configures Okta as a signal source.
 type OktaConfig struct {
 	// OrgURL is the Okta org; it is the issuer of iss_sub subjects from Okta.
-	OrgURL string     `yaml:"org_url"`
-	Hook   HookConfig `yaml:"hook"`
+	OrgURL string `yaml:"org_url"`
+	// APIToken (SSWS) reads the System Log (scope okta.logs.read).
+	APIToken  string          `yaml:"api_token"`
+	Hook      HookConfig      `yaml:"hook"`
+	SystemLog SystemLogConfig `yaml:"system_log"`
 	// EventTypes overrides the event-type → kind table; a kind of "ignore"
 	// drops a type from it.
 	EventTypes map[string]string `yaml:"event_types"`
+}
+
+// SystemLogConfig is the backstop poller of the Okta System Log.
+type SystemLogConfig struct {
+	Enabled  bool          `yaml:"enabled"`
+	Interval time.Duration `yaml:"interval"`
+	Lookback time.Duration `yaml:"lookback"` // where the very first poll starts
 }
 
 // HookConfig authenticates Okta Event Hook deliveries.
@@ -316,6 +326,12 @@ func (c *Config) setDefaults() {
 	if c.NATS.PublishTimeout == 0 {
 		c.NATS.PublishTimeout = 2 * time.Second
 	}
+	if c.Okta.SystemLog.Interval == 0 {
+		c.Okta.SystemLog.Interval = time.Minute
+	}
+	if c.Okta.SystemLog.Lookback == 0 {
+		c.Okta.SystemLog.Lookback = 24 * time.Hour
+	}
 	if c.Okta.Hook.Header == "" {
 		c.Okta.Hook.Header = "Authorization"
 	}
@@ -442,8 +458,16 @@ func (c *Config) Validate() error {
 		bad("nats.replicas: the embedded server holds one replica")
 	}
 	if c.Okta.OrgURL != "" {
-		if u, err := url.Parse(c.Okta.OrgURL); err != nil || u.Scheme != "https" || u.Host == "" {
+		if u, err := url.Parse(c.Okta.OrgURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname()))) {
 			bad("okta.org_url: %q is not an https URL", c.Okta.OrgURL)
+		}
+	}
+	if c.Okta.SystemLog.Enabled {
+		if c.Okta.OrgURL == "" || c.Okta.APIToken == "" {
+			bad("okta.system_log: needs okta.org_url and okta.api_token")
+		}
+		if c.Okta.SystemLog.Interval < 100*time.Millisecond || c.Okta.SystemLog.Lookback <= 0 {
+			bad("okta.system_log: interval must be >= 100ms and lookback positive")
 		}
 	}
 	for i, s := range c.Okta.Hook.Secrets {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/mail"
 	"net/url"
 	"strings"
 	"time"
@@ -144,7 +143,7 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request) {
 			Detail: audit.Detail(map[string]any{"reason": "delivery has no events", "delivery": delivery.EventID})})
 	}
 	for i, raw := range raws {
-		ev, reason, err := h.toEvent(raw, issuer, now)
+		ev, reason, err := events.MapOktaLogEvent(raw, events.SourceOktaHook, issuer, now, h.cfg.Mapping)
 		if err != nil {
 			ignored = append(ignored, audit.Record{Type: audit.TypeEventRejected, Source: string(events.SourceOktaHook), Outcome: "rejected",
 				Error: fmt.Sprintf("data.events[%d]: %v", i, err), Detail: audit.Detail(map[string]any{"delivery": delivery.EventID})})
@@ -190,6 +189,16 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
+// envelope is an Event Hook delivery.
+type envelope struct {
+	EventType string `json:"eventType"`
+	Source    string `json:"source"`
+	EventID   string `json:"eventId"`
+	Data      struct {
+		Events []json.RawMessage `json:"events"`
+	} `json:"data"`
+}
+
 // parseDelivery accepts an Event Hook envelope, and — liberal in what we
 // accept — a bare LogEvent or an array of them, as tools replaying System
 // Log exports send.
@@ -220,51 +229,6 @@ func parseDelivery(body []byte) (envelope, []json.RawMessage, error) {
 		return envelope{}, []json.RawMessage{body}, nil
 	}
 	return envelope{}, nil, errors.New("body has no data.events")
-}
-
-// toEvent maps one LogEvent. A non-empty reason means "ignore, and say why".
-func (h *Handler) toEvent(raw json.RawMessage, issuer string, now time.Time) (events.Event, string, error) {
-	var le logEvent
-	if err := json.Unmarshal(raw, &le); err != nil {
-		return events.Event{}, "", fmt.Errorf("not a LogEvent: %w", err)
-	}
-	if le.UUID == "" || le.EventType == "" {
-		return events.Event{}, "", errors.New("LogEvent without uuid or eventType")
-	}
-	ev := events.Event{
-		ID: "okta:" + le.UUID, Source: events.SourceOktaHook, OccurredAt: le.Published.UTC(), ReceivedAt: now,
-		Cause: le.EventType, Raw: raw,
-	}
-	if u := le.user(); u != nil {
-		ev.Subject = events.Subject{Issuer: issuer, ID: u.ID, Login: u.AlternateID}
-		if a, err := mail.ParseAddress(u.AlternateID); err == nil && a.Address == u.AlternateID {
-			ev.Subject.Email = u.AlternateID
-		}
-	}
-	kind, mapped := h.cfg.Mapping[le.EventType]
-	switch {
-	case !mapped:
-		return ev, "event type " + le.EventType + " is not mapped", nil
-	case le.Outcome != nil && le.Outcome.Result != "" && le.Outcome.Result != "SUCCESS" && le.Outcome.Result != "ALLOW":
-		return ev, "outcome " + le.Outcome.Result + ": the change did not happen", nil
-	case ev.Subject.Empty():
-		return ev, "no user in event", nil
-	case le.EventType == "user.risk.change" && !le.riskHigh():
-		return ev, "risk did not rise to HIGH", nil
-	}
-	ev.Kind = kind
-	if kind == events.KindAccessRemoved {
-		for _, a := range le.targetsOfType("AppInstance") {
-			ev.Scope.Apps = append(ev.Scope.Apps, events.ScopeRef{ID: a.ID, Name: a.DisplayName})
-		}
-		for _, g := range le.targetsOfType("UserGroup") {
-			ev.Scope.Groups = append(ev.Scope.Groups, events.ScopeRef{ID: g.ID, Name: g.DisplayName})
-		}
-		if ev.Scope.All() {
-			return ev, "access removal names no app or group", nil
-		}
-	}
-	return ev, "", ev.Validate()
 }
 
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, status int, reason string) {
