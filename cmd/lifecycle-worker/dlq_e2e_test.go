@@ -85,6 +85,10 @@ func TestDeadLetterReplayAndRoles(t *testing.T) {
 		t.Fatalf("dlq list: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 
+	eventually(t, 10*time.Second, "dlq list on record with who looked", func() bool {
+		recs := w.audit(audit.Filter{Type: string(audit.TypeDLQListed)})
+		return len(recs) > 0 && strings.Contains(string(recs[len(recs)-1].Detail), `"by":"auditor:`)
+	})
 	peer.SetScript(func(int, map[string]string) int { return 204 })
 	out.Reset()
 	if code := cli([]string{"dlq", "replay", "--url", w.url, "--token", testOperatorToken, "--target", "as1"}, &out, &errb); code != 0 ||

@@ -108,8 +108,8 @@ func (d dlqStore) Delete(ctx context.Context, seq uint64) error {
 // dlqOps offers the dead letters to the API.
 type dlqOps struct{ d *revoke.DeadLetters }
 
-func (o dlqOps) List(ctx context.Context, target, eventID string) (any, error) {
-	l, err := o.d.List(ctx, revoke.DLQFilter{Target: target, EventID: eventID})
+func (o dlqOps) List(ctx context.Context, target, eventID, actor string) (any, error) {
+	l, err := o.d.ListFor(ctx, revoke.DLQFilter{Target: target, EventID: eventID}, actor)
 	if l == nil {
 		l = []revoke.Listed{}
 	}

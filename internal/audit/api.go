@@ -23,7 +23,7 @@ type Token struct {
 
 // DeadLetterOps is the dead-letter queue as the API offers it.
 type DeadLetterOps interface {
-	List(ctx context.Context, target, eventID string) (any, error)
+	List(ctx context.Context, target, eventID, actor string) (any, error)
 	Replay(ctx context.Context, target, eventID, actor string) (any, error)
 }
 
@@ -126,7 +126,7 @@ func (a *API) latestCheckpoint(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) dlqList(w http.ResponseWriter, r *http.Request) {
-	out, err := a.dlq.List(r.Context(), r.URL.Query().Get("target"), r.URL.Query().Get("event"))
+	out, err := a.dlq.List(r.Context(), r.URL.Query().Get("target"), r.URL.Query().Get("event"), actor(r))
 	if err != nil {
 		a.fail(w, r, err)
 		return

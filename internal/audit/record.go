@@ -25,6 +25,7 @@ const (
 	TypeRevocationDeadLettered  Type = "revocation.dead_lettered"
 	TypeRevocationReplayed      Type = "revocation.replayed"
 	TypeCheckpoint              Type = "checkpoint"
+	TypeDLQListed               Type = "dlq.listed" // who looked at the dead letters
 )
 
 // Subject is who a record is about. Only identifiers, never credentials.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 )
 
@@ -52,6 +54,22 @@ func (f DLQFilter) subject() string {
 		return DLQTopic(f.Target)
 	}
 	return "revoke_dlq.>"
+}
+
+// ListFor lists for someone: the look is on record (who, which filter, how
+// many), as every operation on dead letters is.
+func (d *DeadLetters) ListFor(ctx context.Context, f DLQFilter, actor string) ([]Listed, error) {
+	out, err := d.List(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	now := d.now().UTC()
+	rec := audit.Record{ID: "dlq.listed/" + uuid.NewString(), Time: now, Type: audit.TypeDLQListed, Target: f.Target, EventID: f.EventID,
+		Outcome: "listed", Detail: audit.Detail(map[string]any{"by": actor, "count": len(out)})}
+	if err := d.recorder.Record(ctx, rec); err != nil {
+		return nil, fmt.Errorf("record dlq list: %w", err)
+	}
+	return out, nil
 }
 
 // List returns matching dead letters, oldest first.
