@@ -27,8 +27,10 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktalog"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/backchannel"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/httpcall"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/ssfpush"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/server"
 )
 
@@ -149,7 +151,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	srvCfg := server.Config{
 		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
-		OktaHook: prio.wrap(hook), JWKS: jwks, Register: []func(*http.ServeMux){api.Register},
+		OktaHook: prio.wrap(hook), JWKS: jwks, Issuer: cfg.PublicURL, Register: []func(*http.ServeMux){api.Register},
 		Ready: func(context.Context) error {
 			if !b.Conn().IsConnected() {
 				return errors.New("nats not connected")
@@ -358,6 +360,19 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time)
 				Endpoint: tc.Endpoint, SubjectFormat: tc.SubjectFormat, Auth: tc.Auth.Type, Token: tc.Auth.Token,
 				Signer: signer, Issuer: cfg.PublicURL, ClientID: tc.ClientID, Client: client, Now: now,
 			})
+		case "backchannel":
+			drv, err = backchannel.New(backchannel.Config{Endpoint: tc.Endpoint, Audience: tc.Audience, SubjectFormat: tc.SubjectFormat,
+				Issuer: cfg.PublicURL, Signer: signer, Client: client, Now: now})
+		case "ssfpush":
+			evs := ssfpush.DefaultEvents()
+			for k, v := range tc.SETEvents {
+				if uri, ok := ssfpush.ShortNames[v]; ok {
+					v = uri
+				}
+				evs[events.Kind(k)] = v
+			}
+			drv, err = ssfpush.New(ssfpush.Config{Endpoint: tc.Endpoint, Audience: tc.Audience, SubjectFormat: tc.SubjectFormat, Events: evs,
+				Token: tc.Auth.Token, Issuer: cfg.PublicURL, Signer: signer, Client: client, Now: now})
 		case "httpcall":
 			drv, err = httpcall.New(httpcall.Config{
 				Method: tc.HTTP.Method, URL: tc.Endpoint, Headers: tc.HTTP.Headers, Body: tc.HTTP.Body,

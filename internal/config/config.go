@@ -144,11 +144,17 @@ type TargetConfig struct {
 	Scope         ScopeConfig `yaml:"scope"`
 	Auth          AuthConfig  `yaml:"auth"`
 	// ClientID is who we are at the target: the `sub` of our signed JWTs.
-	ClientID    string          `yaml:"client_id"`
-	Concurrency int             `yaml:"concurrency"`
-	Timeout     time.Duration   `yaml:"timeout"`
-	MaxAttempts int             `yaml:"max_attempts"`
-	Backoff     []time.Duration `yaml:"backoff"`
+	ClientID string `yaml:"client_id"`
+	// Audience is the aud of logout tokens and SETs (default: the endpoint).
+	Audience string `yaml:"audience"`
+	// SETEvents maps kinds to the SET event a ssfpush target receives
+	// (session-revoked, account-disabled, account-purged,
+	// account-credential-change-required, or a full event URI).
+	SETEvents   map[string]string `yaml:"set_events"`
+	Concurrency int               `yaml:"concurrency"`
+	Timeout     time.Duration     `yaml:"timeout"`
+	MaxAttempts int               `yaml:"max_attempts"`
+	Backoff     []time.Duration   `yaml:"backoff"`
 	// Rate caps requests per second to this target (0: no cap).
 	Rate float64 `yaml:"rate"`
 	// Breaker holds jobs, without spending attempts, while the target is down.
@@ -196,7 +202,7 @@ type HTTPCallConfig struct {
 }
 
 // Drivers known to this build.
-var Drivers = []string{"gtr", "httpcall"}
+var Drivers = []string{"gtr", "backchannel", "ssfpush", "httpcall"}
 
 // SubjectFormats are the RFC 9493 formats a target can ask for.
 var SubjectFormats = []string{"email", "iss_sub", "opaque"}
@@ -389,6 +395,9 @@ func (t *TargetConfig) setDefaults() {
 	if t.ClientID == "" {
 		t.ClientID = "lifecycle-worker"
 	}
+	if t.Audience == "" {
+		t.Audience = t.Endpoint
+	}
 	if t.Concurrency == 0 {
 		t.Concurrency = 8
 	}
@@ -552,6 +561,17 @@ func (t TargetConfig) validate() []error {
 	}
 	if t.Driver == "gtr" && t.Auth.Type == "none" {
 		bad("auth.type: Global Token Revocation requires authentication")
+	}
+	if (t.Driver == "backchannel" || t.Driver == "ssfpush") && t.Auth.Type == "signed_jwt" {
+		bad("auth.type: the %s driver's message is itself our signed JWT; use none or bearer", t.Driver)
+	}
+	for k := range t.SETEvents {
+		if !validKind(k) {
+			bad("set_events: %q is not a kind", k)
+		}
+	}
+	if len(t.SETEvents) > 0 && t.Driver != "ssfpush" {
+		bad("set_events: only the ssfpush driver sends SETs")
 	}
 	if t.Concurrency < 1 || t.Concurrency > 1024 {
 		bad("concurrency: %d is not in 1..1024", t.Concurrency)

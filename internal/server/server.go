@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,8 +18,9 @@ type Config struct {
 	IdleTimeout  time.Duration
 	// OktaHook serves /hooks/okta (nil: not mounted).
 	OktaHook http.Handler
-	// JWKS is our public key set.
-	JWKS []byte
+	// JWKS is our public key set; Issuer our issuer (SSF metadata).
+	JWKS   []byte
+	Issuer string
 	// Register mounts further routes (the audit API).
 	Register []func(*http.ServeMux)
 	// Ready reports whether the process can take traffic.
@@ -43,6 +45,14 @@ func New(cfg Config) (http.Handler, error) {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		_, _ = w.Write(cfg.JWKS)
+	})
+	// SSF transmitter metadata: receivers of our SETs find our keys here.
+	mux.HandleFunc("GET /.well-known/ssf-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"spec_version": "1_0", "issuer": cfg.Issuer, "jwks_uri": cfg.Issuer + "/.well-known/jwks.json",
+			"delivery_methods_supported": []string{"urn:ietf:rfc:8935"},
+		})
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Every kind of JWT we emit — the GTR bearer, the back-channel logout token
+// and the SET — verifies with an independent implementation, npm jose
+// (jwtVerify with the expected typ, iss and aud), against our JWKS fetched
+// over HTTP. CI installs the package (npm ci in test/jose).
+func TestJWTsVerifyWithJose(t *testing.T) {
+	joseDir, _ := filepath.Abs("../../test/jose")
+	if _, err := os.Stat(filepath.Join(joseDir, "node_modules", "jose")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("npm jose is not installed in %s (run npm ci there): %v", joseDir, err)
+		}
+		t.Skip("npm jose not installed: run `npm ci --prefix test/jose`")
+	}
+	var mu sync.Mutex
+	captured := map[string]string{}
+	capture := func(name string, status int, extract func(*http.Request, []byte) string) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			captured[name] = extract(r, body)
+			mu.Unlock()
+			w.WriteHeader(status)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	gtrSrv := capture("gtr", 204, func(r *http.Request, _ []byte) string { return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") })
+	bclSrv := capture("backchannel", 200, func(_ *http.Request, b []byte) string { v, _ := url.ParseQuery(string(b)); return v.Get("logout_token") })
+	ssfSrv := capture("ssf", 202, func(_ *http.Request, b []byte) string { return string(b) })
+
+	targets := gtrTarget("gtr", gtrSrv.URL+"/global-token-revocation", "email") +
+		"  - { name: bcl, driver: backchannel, endpoint: " + bclSrv.URL + "/logout, audience: mcp-as-client, subject_format: iss_sub, allow_insecure_http: true }\n" +
+		"  - { name: ssf, driver: ssfpush, endpoint: " + ssfSrv.URL + "/events, audience: https://receiver.example, allow_insecure_http: true }\n"
+	w := startWorker(t, testConfig(t, t.TempDir(), targets))
+	w.postHook(deactivation("jose", "jane@example.com"), testHookSecret)
+	eventually(t, 30*time.Second, "three tokens captured", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(captured) == 3
+	})
+
+	mu.Lock()
+	input := map[string]any{"jwks": w.jwksURL(), "tokens": []map[string]string{
+		{"name": "gtr bearer", "token": captured["gtr"], "typ": "global-token-revocation+jwt", "iss": testPublicURL, "aud": gtrSrv.URL + "/global-token-revocation"},
+		{"name": "logout token", "token": captured["backchannel"], "typ": "logout+jwt", "iss": testPublicURL, "aud": "mcp-as-client"},
+		{"name": "SET", "token": captured["ssf"], "typ": "secevent+jwt", "iss": testPublicURL, "aud": "https://receiver.example"},
+	}}
+	mu.Unlock()
+	in, _ := json.Marshal(input)
+	cmd := exec.Command("node", filepath.Join(joseDir, "verify.mjs"))
+	cmd.Dir = joseDir
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.CombinedOutput()
+	t.Logf("jose:\n%s", out)
+	if err != nil {
+		t.Fatalf("jose rejected a token: %v", err)
+	}
+	if strings.Count(string(out), "ok ") != 3 {
+		t.Errorf("want three verified tokens")
+	}
+}
