@@ -41,8 +41,13 @@ func TestJWTsVerifyWithJose(t *testing.T) {
 		t.Cleanup(srv.Close)
 		return srv
 	}
-	gtrSrv := capture("gtr", 204, func(r *http.Request, _ []byte) string { return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") })
-	bclSrv := capture("backchannel", 200, func(_ *http.Request, b []byte) string { v, _ := url.ParseQuery(string(b)); return v.Get("logout_token") })
+	gtrSrv := capture("gtr", 204, func(r *http.Request, _ []byte) string {
+		return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	})
+	bclSrv := capture("backchannel", 200, func(_ *http.Request, b []byte) string {
+		v, _ := url.ParseQuery(string(b))
+		return v.Get("logout_token")
+	})
 	ssfSrv := capture("ssf", 202, func(_ *http.Request, b []byte) string { return string(b) })
 
 	targets := gtrTarget("gtr", gtrSrv.URL+"/global-token-revocation", "email") +
