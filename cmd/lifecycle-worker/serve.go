@@ -30,6 +30,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/backchannel"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/httpcall"
+	oktadriver "github.com/lifecycle-worker/lifecycle-worker/internal/revoke/okta"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/ssfpush"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/server"
 )
@@ -373,6 +374,8 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time)
 			}
 			drv, err = ssfpush.New(ssfpush.Config{Endpoint: tc.Endpoint, Audience: tc.Audience, SubjectFormat: tc.SubjectFormat, Events: evs,
 				Token: tc.Auth.Token, Issuer: cfg.PublicURL, Signer: signer, Client: client, Now: now})
+		case "okta":
+			drv, err = oktadriver.New(oktadriver.Config{OrgURL: tc.Endpoint, Token: tc.Auth.Token, Client: client})
 		case "httpcall":
 			drv, err = httpcall.New(httpcall.Config{
 				Method: tc.HTTP.Method, URL: tc.Endpoint, Headers: tc.HTTP.Headers, Body: tc.HTTP.Body,

@@ -202,7 +202,7 @@ type HTTPCallConfig struct {
 }
 
 // Drivers known to this build.
-var Drivers = []string{"gtr", "backchannel", "ssfpush", "httpcall"}
+var Drivers = []string{"gtr", "backchannel", "ssfpush", "okta", "httpcall"}
 
 // SubjectFormats are the RFC 9493 formats a target can ask for.
 var SubjectFormats = []string{"email", "iss_sub", "opaque"}
@@ -371,7 +371,18 @@ func (c *Config) setDefaults() {
 		}
 	}
 	for i := range c.Targets {
-		c.Targets[i].setDefaults()
+		t := &c.Targets[i]
+		if t.Driver == "okta" {
+			// Okta itself: the org and its API token, unless the target
+			// names others.
+			if t.Endpoint == "" {
+				t.Endpoint = c.Okta.OrgURL
+			}
+			if t.Auth.Type == "" && t.Auth.Token == "" && c.Okta.APIToken != "" {
+				t.Auth = AuthConfig{Type: "bearer", Token: c.Okta.APIToken}
+			}
+		}
+		t.setDefaults()
 	}
 }
 
@@ -561,6 +572,9 @@ func (t TargetConfig) validate() []error {
 	}
 	if t.Driver == "gtr" && t.Auth.Type == "none" {
 		bad("auth.type: Global Token Revocation requires authentication")
+	}
+	if t.Driver == "okta" && (t.Auth.Type != "bearer" || t.Auth.Token == "") {
+		bad("auth: the okta driver needs an API token (okta.api_token, or auth.token here)")
 	}
 	if (t.Driver == "backchannel" || t.Driver == "ssfpush") && t.Auth.Type == "signed_jwt" {
 		bad("auth.type: the %s driver's message is itself our signed JWT; use none or bearer", t.Driver)

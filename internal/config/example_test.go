@@ -12,6 +12,7 @@ func TestExampleConfigIsCompleteAndValid(t *testing.T) {
 	t.Setenv("OKTA_HOOK_SECRET", "example-secret-0123456789")
 	t.Setenv("AUDIT_TOKEN", "example-token-0123456789")
 	t.Setenv("HYDRA_ADMIN_TOKEN", "hydra-admin-token")
+	t.Setenv("OKTA_API_TOKEN", "okta-api-token")
 	raw, err := os.ReadFile("../../examples/config.yaml")
 	if err != nil {
 		t.Fatal(err)
