@@ -33,6 +33,8 @@ Usage:
   lifecycle-worker audit export [--format jsonl|csv|ocsf] [--subject S] [--since 30d] [...]
   lifecycle-worker audit report [--since 30d] [--sla 1h] [--status complete|incomplete] [--format md|csv|json]
   lifecycle-worker dlq list|replay [--target T] [--event E] [--url URL] [--token TOKEN] [--json]
+  lifecycle-worker targets list|check [--config FILE]
+  lifecycle-worker targets discover MCP_SERVER_URL [--name N] [--json]
   lifecycle-worker version
 
 Every command reads the same config file; with none, built-in defaults apply
@@ -65,6 +67,8 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		err = verbs[args[1]](args[2:], stdout, stderr)
 	case "dlq":
 		err = cmdDLQ(args[1:], stdout, stderr)
+	case "targets":
+		err = cmdTargets(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "lifecycle-worker", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
+)
+
+// cmdTargets: list the configured targets, check them, or discover a new
+// one from an MCP server URL.
+func cmdTargets(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: targets list | check | discover MCP_URL [--name N] [--json]")
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("targets "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	name := fs.String("name", "new-target", "discover: the name of the target to print")
+	asJSON := fs.Bool("json", false, "discover: print what was found as JSON")
+	rest := args[1:]
+	var target string
+	if verb == "discover" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		target, rest = rest[0], rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	if target == "" && fs.NArg() > 0 {
+		target = fs.Arg(0)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	switch verb {
+	case "discover":
+		if target == "" {
+			return errors.New("targets discover needs the MCP server URL")
+		}
+		d, err := revoke.Discover(ctx, client, target)
+		if *asJSON {
+			_ = json.NewEncoder(stdout).Encode(d)
+			return err
+		}
+		if d != nil {
+			fmt.Fprintf(stdout, "MCP server             %s\nresource metadata      %s\nauthorization server   %s\nAS metadata            %s\n",
+				d.Resource, d.ResourceMetadataURL, d.AuthorizationServer, dash(d.ASMetadataURL))
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "global token revocation %s %v\nrevocation (RFC 7009)  %s %v\nback-channel logout    %v\naccepts ID-JAG         %v %v\n",
+			dash(d.GlobalTokenRevocationEndpoint), d.GTRAuthMethods, dash(d.RevocationEndpoint), d.RevocationAuthMethods,
+			d.BackchannelLogoutSupported, d.AcceptsIDJAG, d.AuthorizationGrantProfiles)
+		for _, n := range d.Notes {
+			fmt.Fprintln(stdout, "note:", n)
+		}
+		fmt.Fprint(stdout, "\ntarget config (add under targets:):\n"+d.TargetYAML(*name))
+		return nil
+	case "list", "check":
+		cfg, err := c.load()
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		if verb == "list" {
+			fmt.Fprintln(tw, "NAME\tDRIVER\tENDPOINT\tSUBJECT\tKINDS\tCONCURRENCY\tTIMEOUT\tATTEMPTS")
+			for _, t := range cfg.Targets {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\n", t.Name, t.Driver, t.Endpoint, t.SubjectFormat, strings.Join(t.Kinds, ","), t.Concurrency, t.Timeout, t.MaxAttempts)
+			}
+			return tw.Flush()
+		}
+		signer, err := keys.LoadOrCreate(cfg.Keys.SigningKeyFile)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(tw, "NAME\tDRIVER\tRESULT")
+		failed := 0
+		for _, t := range cfg.Targets {
+			res := checkTarget(ctx, client, cfg, t, signer)
+			if !strings.HasPrefix(res, "ok") {
+				failed++
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, t.Driver, res)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d of %d targets failed the check", failed, len(cfg.Targets))
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown targets verb %q", verb)
+}
+
+// checkTarget probes a target without revoking anything: reachability for
+// all, and for GTR our authentication, with a subject format no AS knows
+// (an authenticated AS answers 400, an unconvinced one 401/403).
+func checkTarget(ctx context.Context, client *http.Client, cfg *config.Config, t config.TargetConfig, signer *keys.Signer) string {
+	if strings.Contains(t.Endpoint, "{{") {
+		return "ok (templated endpoint; not probed)"
+	}
+	if t.Driver != "gtr" {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, t.Endpoint, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return "unreachable: " + err.Error()
+		}
+		resp.Body.Close()
+		return fmt.Sprintf("ok (reachable, HTTP %d to a GET)", resp.StatusCode)
+	}
+	body := []byte(`{"sub_id":{"format":"lifecycle-worker-check","id":"probe"}}`)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, t.Endpoint, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	switch t.Auth.Type {
+	case "bearer":
+		req.Header.Set("Authorization", "Bearer "+t.Auth.Token)
+	case "signed_jwt":
+		now := time.Now()
+		tok, err := signer.Sign("global-token-revocation+jwt", map[string]any{"iss": cfg.PublicURL, "sub": t.ClientID, "aud": t.Endpoint,
+			"jti": fmt.Sprintf("check-%d", now.UnixNano()), "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()})
+		if err != nil {
+			return "cannot sign: " + err.Error()
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "unreachable: " + err.Error()
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusBadRequest:
+		return "ok (authenticated; the probe subject was refused as it should be)"
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Sprintf("authentication refused (HTTP %d): does the AS trust %s/.well-known/jwks.json?", resp.StatusCode, cfg.PublicURL)
+	default:
+		return fmt.Sprintf("unexpected HTTP %d to a probe", resp.StatusCode)
+	}
+}

@@ -1,0 +1,174 @@
+package revoke
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Discovery is what an MCP server's metadata says about revoking there.
+type Discovery struct {
+	Resource                      string   `json:"resource"`
+	ResourceMetadataURL           string   `json:"resource_metadata_url"`
+	AuthorizationServer           string   `json:"authorization_server"`
+	ASMetadataURL                 string   `json:"as_metadata_url"`
+	GlobalTokenRevocationEndpoint string   `json:"global_token_revocation_endpoint,omitempty"`
+	GTRAuthMethods                []string `json:"global_token_revocation_endpoint_auth_methods_supported,omitempty"`
+	RevocationEndpoint            string   `json:"revocation_endpoint,omitempty"`
+	RevocationAuthMethods         []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
+	BackchannelLogoutSupported    bool     `json:"backchannel_logout_supported"`
+	AuthorizationGrantProfiles    []string `json:"authorization_grant_profiles_supported,omitempty"`
+	AcceptsIDJAG                  bool     `json:"accepts_id_jag"`
+	Notes                         []string `json:"notes,omitempty"`
+}
+
+// IDJAGProfile marks an AS that accepts Identity Assertion JWT grants.
+const IDJAGProfile = "urn:ietf:params:oauth:grant-profile:id-jag"
+
+// Discover follows an MCP server URL to its authorization server: RFC 9728
+// protected resource metadata (from the 401's resource_metadata, else the
+// well-known path), then RFC 8414 metadata (else OpenID configuration).
+func Discover(ctx context.Context, client *http.Client, mcpURL string) (*Discovery, error) {
+	u, err := url.Parse(mcpURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("not an absolute URL: %q", mcpURL)
+	}
+	d := &Discovery{Resource: mcpURL}
+	// An unauthenticated MCP request answers 401 pointing at its metadata.
+	if resp, err := get(ctx, client, mcpURL); err == nil {
+		d.ResourceMetadataURL = resourceMetadataParam(resp.Header.Values("WWW-Authenticate"))
+		resp.Body.Close()
+	}
+	if d.ResourceMetadataURL == "" {
+		d.ResourceMetadataURL = wellKnown(u, "oauth-protected-resource")
+		d.Notes = append(d.Notes, "no resource_metadata in WWW-Authenticate; used the well-known path")
+	}
+	var prm struct {
+		Resource             string   `json:"resource"`
+		AuthorizationServers []string `json:"authorization_servers"`
+	}
+	if err := getJSON(ctx, client, d.ResourceMetadataURL, &prm); err != nil {
+		return d, fmt.Errorf("protected resource metadata: %w", err)
+	}
+	if len(prm.AuthorizationServers) == 0 {
+		return d, errors.New("protected resource metadata names no authorization server")
+	}
+	if len(prm.AuthorizationServers) > 1 {
+		d.Notes = append(d.Notes, fmt.Sprintf("%d authorization servers listed; using the first", len(prm.AuthorizationServers)))
+	}
+	d.AuthorizationServer = prm.AuthorizationServers[0]
+	as, err := url.Parse(d.AuthorizationServer)
+	if err != nil || as.Host == "" {
+		return d, fmt.Errorf("bad authorization server %q", d.AuthorizationServer)
+	}
+	var meta map[string]any
+	for _, candidate := range []string{wellKnown(as, "oauth-authorization-server"), wellKnown(as, "openid-configuration"),
+		strings.TrimRight(d.AuthorizationServer, "/") + "/.well-known/openid-configuration"} {
+		if err := getJSON(ctx, client, candidate, &meta); err == nil {
+			d.ASMetadataURL = candidate
+			break
+		}
+	}
+	if d.ASMetadataURL == "" {
+		return d, errors.New("no RFC 8414 or OpenID metadata at the authorization server")
+	}
+	str := func(k string) string { s, _ := meta[k].(string); return s }
+	list := func(k string) []string {
+		var out []string
+		for _, v := range asSlice(meta[k]) {
+			if s, ok := v.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	d.GlobalTokenRevocationEndpoint, d.GTRAuthMethods = str("global_token_revocation_endpoint"), list("global_token_revocation_endpoint_auth_methods_supported")
+	d.RevocationEndpoint, d.RevocationAuthMethods = str("revocation_endpoint"), list("revocation_endpoint_auth_methods_supported")
+	d.BackchannelLogoutSupported, _ = meta["backchannel_logout_supported"].(bool)
+	d.AuthorizationGrantProfiles = list("authorization_grant_profiles_supported")
+	d.AcceptsIDJAG = slices.Contains(d.AuthorizationGrantProfiles, IDJAGProfile)
+	if strings.Contains(d.GlobalTokenRevocationEndpoint, "{") {
+		d.Notes = append(d.Notes, "the GTR endpoint is a template (e.g. Auth0's {connectionName}); fill it in")
+	}
+	return d, nil
+}
+
+// TargetYAML is a ready target config for what was found.
+func (d *Discovery) TargetYAML(name string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  - name: %s\n", name)
+	switch {
+	case d.GlobalTokenRevocationEndpoint != "":
+		fmt.Fprintf(&b, "    driver: gtr\n    endpoint: %s\n    subject_format: email   # or iss_sub: ask the AS which it resolves\n    auth: { type: signed_jwt }   # the AS must trust our JWKS (public_url/.well-known/jwks.json)\n", d.GlobalTokenRevocationEndpoint)
+	case d.BackchannelLogoutSupported:
+		fmt.Fprintf(&b, "    driver: backchannel\n    endpoint: <the RP's backchannel_logout_uri at this AS>\n    audience: <its client id>\n    # the AS supports OIDC back-channel logout; the logout URI is per client, not in its metadata\n")
+	default:
+		fmt.Fprintf(&b, "    driver: httpcall\n    endpoint: <the AS's admin API to revoke a user's tokens>\n    # no Global Token Revocation endpoint and no back-channel logout in its metadata")
+		if d.RevocationEndpoint != "" {
+			fmt.Fprintf(&b, "; RFC 7009 at %s revokes single tokens only", d.RevocationEndpoint)
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "    kinds: [deprovisioned, suspended, sessions_revoked, credentials_changed, risk_elevated]\n    max_token_lifetime: 1h   # the AS's longest access-token lifetime\n")
+	return b.String()
+}
+
+func asSlice(v any) []any {
+	s, _ := v.([]any)
+	return s
+}
+
+// wellKnown inserts /.well-known/<name> before the URL's path (RFC 8414 §3.1,
+// RFC 9728 §3.1), dropping a trailing slash.
+func wellKnown(u *url.URL, name string) string {
+	path := strings.TrimRight(u.EscapedPath(), "/")
+	return u.Scheme + "://" + u.Host + "/.well-known/" + name + path
+}
+
+// resourceMetadataParam extracts resource_metadata="…" from a Bearer challenge.
+func resourceMetadataParam(challenges []string) string {
+	for _, c := range challenges {
+		i := strings.Index(c, "resource_metadata=")
+		if i < 0 {
+			continue
+		}
+		v := c[i+len("resource_metadata="):]
+		if strings.HasPrefix(v, `"`) {
+			if end := strings.Index(v[1:], `"`); end >= 0 {
+				return v[1 : end+1]
+			}
+		}
+		if end := strings.IndexAny(v, ", "); end >= 0 {
+			return v[:end]
+		}
+		return v
+	}
+	return ""
+}
+
+func get(ctx context.Context, client *http.Client, u string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	return client.Do(req)
+}
+
+func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
+	resp, err := get(ctx, client, u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: HTTP %d", u, resp.StatusCode)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
+}
