@@ -91,7 +91,7 @@ func New(cfg Config) (*Poller, error) {
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
 	oc, err := okta.NewConfiguration(
-		okta.WithOrgUrl(cfg.OrgURL), okta.WithToken(cfg.Token), okta.WithCache(false),
+		okta.WithOrgUrl(cfg.OrgURL), okta.WithToken(cfg.Token), okta.WithAuthorizationMode("SSWS"), okta.WithCache(false),
 		okta.WithHttpClientPtr(cfg.HTTPClient),
 		// The SDK retries 429 only if told to; it sleeps until
 		// X-Rate-Limit-Reset (+1 s), at most MaxBackOff seconds.

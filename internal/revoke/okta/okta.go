@@ -48,7 +48,7 @@ func New(cfg Config) (*Driver, error) {
 		base = http.DefaultTransport
 	}
 	client.Transport = resetReader{base}
-	oc, err := sdk.NewConfiguration(sdk.WithOrgUrl(cfg.OrgURL), sdk.WithToken(cfg.Token), sdk.WithCache(false),
+	oc, err := sdk.NewConfiguration(sdk.WithOrgUrl(cfg.OrgURL), sdk.WithToken(cfg.Token), sdk.WithAuthorizationMode("SSWS"), sdk.WithCache(false),
 		sdk.WithHttpClientPtr(&client),
 		// No SDK retries: the executor retries with the target's backoff,
 		// breaker and timeout, and sees every attempt.

@@ -87,3 +87,28 @@ func TestOktaDriver(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// The SDK reads OKTA_CLIENT_* variables (and ~/.okta/okta.yaml); a
+// developer's own Okta settings must never redirect our calls.
+func TestOktaDriverIgnoresAmbientConfig(t *testing.T) {
+	t.Setenv("OKTA_CLIENT_ORGURL", "https://someone-elses.okta.com")
+	t.Setenv("OKTA_CLIENT_TOKEN", "someone-elses-token")
+	t.Setenv("OKTA_CLIENT_AUTHORIZATIONMODE", "PrivateKey")
+	t.Setenv("OKTA_CLIENT_PROXY_HOST", "127.0.0.1")
+	t.Setenv("OKTA_CLIENT_PROXY_PORT", "9")
+	t.Setenv("OKTA_CLIENT_REQUESTTIMEOUT", "1")
+	t.Setenv("OKTA_CLIENT_RATELIMIT_MAXRETRIES", "9")
+	api := &oktaAPI{sessions: 204, grants: 204}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	d, err := okta.New(okta.Config{OrgURL: srv.URL, Token: "okta-token", Client: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := d.Revoke(context.Background(), revoke.Job{Subject: events.Subject{Issuer: srv.URL, ID: "00ujane"}})
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if res.Class != revoke.Succeeded || len(api.calls) != 2 || len(api.problems) > 0 {
+		t.Errorf("with ambient Okta settings: class %s (%v), calls %v, problems %v", res.Class, res.Err, api.calls, api.problems)
+	}
+}
