@@ -18,6 +18,7 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/oktaapi"
 )
 
 // IDJAGEventType is the (not hook-eligible) event of an ID-JAG grant.
@@ -66,9 +67,8 @@ const (
 	keyLease  = "oktalog.lease"
 )
 
-// New validates cfg and builds the Okta client. The SDK also reads
-// ~/.okta/okta.yaml and OKTA_CLIENT_* variables; every setting that matters
-// here is set explicitly, so ours win.
+// New validates cfg and builds the Okta client (internal/oktaapi: ambient
+// Okta settings are ignored).
 func New(cfg Config) (*Poller, error) {
 	var errs []error
 	u, err := url.Parse(cfg.OrgURL)
@@ -90,20 +90,12 @@ func New(cfg Config) (*Poller, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	oc, err := okta.NewConfiguration(
-		okta.WithOrgUrl(cfg.OrgURL), okta.WithToken(cfg.Token), okta.WithAuthorizationMode("SSWS"), okta.WithCache(false),
-		okta.WithHttpClientPtr(cfg.HTTPClient),
-		// The SDK retries 429 only if told to; it sleeps until
-		// X-Rate-Limit-Reset (+1 s), at most MaxBackOff seconds.
-		okta.WithRateLimitMaxRetries(3), okta.WithRateLimitMaxBackOff(60),
-		okta.WithUserAgentExtra("lifecycle-worker"),
-	)
+	// The SDK retries a 429 itself, sleeping until X-Rate-Limit-Reset
+	// (+1 s), at most MaxBackoff seconds; past that the poll waits it out.
+	client, err := oktaapi.New(oktaapi.Config{OrgURL: cfg.OrgURL, Token: cfg.Token, Client: cfg.HTTPClient, MaxRetries: 3, MaxBackoff: 60})
 	if err != nil {
-		return nil, fmt.Errorf("oktalog: okta config: %w", err)
+		return nil, fmt.Errorf("oktalog: %w", err)
 	}
-	// The SDK keeps only the host name of the org URL and would drop a
-	// port (reference: okta.md §4.3); Okta itself never has one.
-	oc.Host = u.Host
 	types := slices.Sorted(func(yield func(string) bool) {
 		for t := range cfg.Mapping {
 			if !yield(t) {
@@ -116,7 +108,7 @@ func New(cfg Config) (*Poller, error) {
 	for _, t := range types {
 		clauses = append(clauses, `eventType eq "`+t+`"`)
 	}
-	return &Poller{cfg: cfg, client: okta.NewAPIClient(oc), filter: strings.Join(clauses, " or "),
+	return &Poller{cfg: cfg, client: client, filter: strings.Join(clauses, " or "),
 		issuer: strings.TrimRight(u.Scheme+"://"+u.Host, "/")}, nil
 }
 

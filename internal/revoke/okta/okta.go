@@ -17,6 +17,7 @@ import (
 
 	sdk "github.com/okta/okta-sdk-golang/v5/okta"
 
+	"github.com/lifecycle-worker/lifecycle-worker/internal/oktaapi"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
@@ -33,8 +34,8 @@ type Driver struct {
 	issuer string
 }
 
-// New builds the SDK client. The SDK also reads ~/.okta/okta.yaml and
-// OKTA_CLIENT_* variables; everything that matters is set here, so ours win.
+// New builds the SDK client (internal/oktaapi: ambient Okta settings are
+// ignored).
 func New(cfg Config) (*Driver, error) {
 	u, err := url.Parse(cfg.OrgURL)
 	if err != nil || u.Host == "" || cfg.Token == "" || cfg.Client == nil {
@@ -48,16 +49,13 @@ func New(cfg Config) (*Driver, error) {
 		base = http.DefaultTransport
 	}
 	client.Transport = resetReader{base}
-	oc, err := sdk.NewConfiguration(sdk.WithOrgUrl(cfg.OrgURL), sdk.WithToken(cfg.Token), sdk.WithAuthorizationMode("SSWS"), sdk.WithCache(false),
-		sdk.WithHttpClientPtr(&client),
-		// No SDK retries: the executor retries with the target's backoff,
-		// breaker and timeout, and sees every attempt.
-		sdk.WithRateLimitMaxRetries(0), sdk.WithRateLimitMaxBackOff(0))
+	// No SDK retries: the executor retries with the target's backoff,
+	// breaker and timeout, and sees every attempt.
+	api, err := oktaapi.New(oktaapi.Config{OrgURL: cfg.OrgURL, Token: cfg.Token, Client: &client})
 	if err != nil {
 		return nil, fmt.Errorf("okta driver: %w", err)
 	}
-	oc.Host = u.Host // the SDK drops the port (reference: okta.md §4.3)
-	return &Driver{api: sdk.NewAPIClient(oc), issuer: strings.TrimRight(cfg.OrgURL, "/")}, nil
+	return &Driver{api: api, issuer: strings.TrimRight(cfg.OrgURL, "/")}, nil
 }
 
 // Revoke clears sessions (with OAuth tokens) and grants. The user is the

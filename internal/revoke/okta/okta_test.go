@@ -96,8 +96,8 @@ func TestOktaDriverIgnoresAmbientConfig(t *testing.T) {
 	t.Setenv("OKTA_CLIENT_AUTHORIZATIONMODE", "PrivateKey")
 	t.Setenv("OKTA_CLIENT_PROXY_HOST", "127.0.0.1")
 	t.Setenv("OKTA_CLIENT_PROXY_PORT", "9")
-	t.Setenv("OKTA_CLIENT_REQUESTTIMEOUT", "1")
-	t.Setenv("OKTA_CLIENT_RATELIMIT_MAXRETRIES", "9")
+	t.Setenv("OKTA_CLIENT_REQUEST_TIMEOUT", "1")
+	t.Setenv("OKTA_CLIENT_RATE_LIMIT_MAX_RETRIES", "9")
 	api := &oktaAPI{sessions: 204, grants: 204}
 	srv := httptest.NewServer(api)
 	defer srv.Close()
