@@ -16,8 +16,8 @@ import (
 	"time"
 )
 
-// Every kind of JWT we emit — the GTR bearer, the back-channel logout token
-// and the SET — verifies with an independent implementation, npm jose
+// Every kind of JWT we emit — the GTR bearer, the back-channel logout token,
+// the SET and the client assertion of private_key_jwt — verifies with an independent implementation, npm jose
 // (jwtVerify with the expected typ, iss and aud), against our JWKS fetched
 // over HTTP. CI installs the package (npm ci in test/jose).
 func TestJWTsVerifyWithJose(t *testing.T) {
@@ -49,23 +49,41 @@ func TestJWTsVerifyWithJose(t *testing.T) {
 		return v.Get("logout_token")
 	})
 	ssfSrv := capture("ssf", 202, func(_ *http.Request, b []byte) string { return string(b) })
+	// A token endpoint for a target using client credentials with
+	// private_key_jwt: the client assertion is the fourth kind of JWT.
+	tokenSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		mu.Lock()
+		captured["assertion"] = r.PostForm.Get("client_assertion")
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"at-1","token_type":"Bearer","expires_in":300}`))
+	}))
+	t.Cleanup(tokenSrv.Close)
+	ccSrv := capture("cc-gtr", 204, func(r *http.Request, _ []byte) string { return r.Header.Get("Authorization") })
 
 	targets := gtrTarget("gtr", gtrSrv.URL+"/global-token-revocation", "email") +
 		"  - { name: bcl, driver: backchannel, endpoint: " + bclSrv.URL + "/logout, audience: mcp-as-client, subject_format: iss_sub, allow_insecure_http: true }\n" +
-		"  - { name: ssf, driver: ssfpush, endpoint: " + ssfSrv.URL + "/events, audience: https://receiver.example, allow_insecure_http: true }\n"
+		"  - { name: ssf, driver: ssfpush, endpoint: " + ssfSrv.URL + "/events, audience: https://receiver.example, allow_insecure_http: true }\n" +
+		"  - { name: cc, driver: gtr, endpoint: " + ccSrv.URL + "/gtr, allow_insecure_http: true,\n" +
+		"      auth: { type: client_credentials, token_url: " + tokenSrv.URL + "/token, client_id: lw-client, method: private_key_jwt } }\n"
 	w := startWorker(t, testConfig(t, t.TempDir(), targets))
 	w.postHook(deactivation("jose", "jane@example.com"), testHookSecret)
-	eventually(t, 30*time.Second, "three tokens captured", func() bool {
+	eventually(t, 30*time.Second, "four tokens captured", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(captured) == 3
+		return len(captured) == 5
 	})
+	if captured["cc-gtr"] != "Bearer at-1" {
+		t.Errorf("the client-credentials target sent %q, not the issued access token", captured["cc-gtr"])
+	}
 
 	mu.Lock()
 	input := map[string]any{"jwks": w.jwksURL(), "tokens": []map[string]string{
 		{"name": "gtr bearer", "token": captured["gtr"], "typ": "global-token-revocation+jwt", "iss": testPublicURL, "aud": gtrSrv.URL + "/global-token-revocation"},
 		{"name": "logout token", "token": captured["backchannel"], "typ": "logout+jwt", "iss": testPublicURL, "aud": "mcp-as-client"},
 		{"name": "SET", "token": captured["ssf"], "typ": "secevent+jwt", "iss": testPublicURL, "aud": "https://receiver.example"},
+		{"name": "client assertion", "token": captured["assertion"], "typ": "JWT", "iss": "lw-client", "aud": tokenSrv.URL + "/token"},
 	}}
 	mu.Unlock()
 	in, _ := json.Marshal(input)
@@ -77,7 +95,7 @@ func TestJWTsVerifyWithJose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("jose rejected a token: %v", err)
 	}
-	if strings.Count(string(out), "ok ") != 3 {
-		t.Errorf("want three verified tokens")
+	if strings.Count(string(out), "ok ") != 4 {
+		t.Errorf("want four verified tokens")
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/httpcall"
 	oktadriver "github.com/lifecycle-worker/lifecycle-worker/internal/revoke/okta"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/outauth"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/ssfpush"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/server"
 )
@@ -347,18 +348,41 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time)
 	var targets []*revoke.Target
 	var errs []error
 	for _, tc := range cfg.Targets {
+		transport := outboundTransport()
+		if tc.TLS.CertFile != "" || tc.TLS.CAFile != "" {
+			tlsCfg, err := outauth.TLS(tc.TLS.CertFile, tc.TLS.KeyFile, tc.TLS.CAFile)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
+				continue
+			}
+			transport.TLSClientConfig = tlsCfg
+		}
 		client := &http.Client{
-			Transport: outboundTransport(),
+			Transport: transport,
 			// A revocation endpoint that redirects is misconfigured; never
 			// replay a signed POST somewhere else.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		var tokens revoke.TokenSource
+		auth := tc.Auth.Type
+		switch tc.Auth.Type {
+		case "bearer":
+			tokens, auth = outauth.Static(tc.Auth.Token), "token"
+		case "client_credentials":
+			cc := &outauth.ClientCredentials{TokenURL: tc.Auth.TokenURL, ClientID: tc.Auth.ClientID, Secret: tc.Auth.ClientSecret,
+				Method: tc.Auth.Method, Scope: tc.Auth.Scope, Signer: signer, Client: client, Now: now}
+			if err := cc.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
+				continue
+			}
+			tokens, auth = cc, "token"
 		}
 		var drv revoke.Driver
 		var err error
 		switch tc.Driver {
 		case "gtr":
 			drv, err = gtr.New(gtr.Config{
-				Endpoint: tc.Endpoint, SubjectFormat: tc.SubjectFormat, Auth: tc.Auth.Type, Token: tc.Auth.Token,
+				Endpoint: tc.Endpoint, SubjectFormat: tc.SubjectFormat, Auth: auth, Tokens: tokens,
 				Signer: signer, Issuer: cfg.PublicURL, ClientID: tc.ClientID, Client: client, Now: now,
 			})
 		case "backchannel":
@@ -373,14 +397,14 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time)
 				evs[events.Kind(k)] = v
 			}
 			drv, err = ssfpush.New(ssfpush.Config{Endpoint: tc.Endpoint, Audience: tc.Audience, SubjectFormat: tc.SubjectFormat, Events: evs,
-				Token: tc.Auth.Token, Issuer: cfg.PublicURL, Signer: signer, Client: client, Now: now})
+				Tokens: tokens, Issuer: cfg.PublicURL, Signer: signer, Client: client, Now: now})
 		case "okta":
 			drv, err = oktadriver.New(oktadriver.Config{OrgURL: tc.Endpoint, Token: tc.Auth.Token, Client: client})
 		case "httpcall":
 			drv, err = httpcall.New(httpcall.Config{
 				Method: tc.HTTP.Method, URL: tc.Endpoint, Headers: tc.HTTP.Headers, Body: tc.HTTP.Body,
 				Success: tc.HTTP.Success, NotApplicable: tc.HTTP.NotApplicable,
-				Auth: tc.Auth.Type, Token: tc.Auth.Token, Signer: signer, Issuer: cfg.PublicURL, ClientID: tc.ClientID,
+				Auth: auth, Tokens: tokens, Signer: signer, Issuer: cfg.PublicURL, ClientID: tc.ClientID,
 				AllowInsecureHTTP: tc.AllowInsecureHTTP, Client: client, Now: now,
 			})
 		default:

@@ -143,6 +143,7 @@ type TargetConfig struct {
 	Kinds         []string    `yaml:"kinds"`
 	Scope         ScopeConfig `yaml:"scope"`
 	Auth          AuthConfig  `yaml:"auth"`
+	TLS           TLSConfig   `yaml:"tls"`
 	// ClientID is who we are at the target: the `sub` of our signed JWTs.
 	ClientID string `yaml:"client_id"`
 	// Audience is the aud of logout tokens and SETs (default: the endpoint).
@@ -188,8 +189,23 @@ type ScopeConfig struct {
 
 // AuthConfig is how we authenticate to a target.
 type AuthConfig struct {
-	Type  string `yaml:"type"`  // signed_jwt | bearer | none
+	Type  string `yaml:"type"`  // signed_jwt | bearer | client_credentials | none
 	Token string `yaml:"token"` // for bearer
+	// Client credentials grant (RFC 6749 §4.4) at TokenURL; Method is
+	// client_secret_basic, client_secret_post or private_key_jwt (our key).
+	TokenURL     string `yaml:"token_url"`
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	Method       string `yaml:"method"`
+	Scope        string `yaml:"scope"`
+}
+
+// TLSConfig is mutual TLS to a target: our client certificate, and the CA
+// of its server certificate when not a public one.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
 }
 
 // HTTPCallConfig is the templated request of the httpcall driver.
@@ -208,7 +224,7 @@ var Drivers = []string{"gtr", "backchannel", "ssfpush", "okta", "httpcall"}
 var SubjectFormats = []string{"email", "iss_sub", "opaque"}
 
 // AuthTypes are the outbound authentication methods.
-var AuthTypes = []string{"signed_jwt", "bearer", "none"}
+var AuthTypes = []string{"signed_jwt", "bearer", "client_credentials", "none"}
 
 // Defaults returns the configuration used when no file is given; secrets
 // come from the environment variables the example config names.
@@ -395,6 +411,9 @@ func (t *TargetConfig) setDefaults() {
 		// groups that are the way into this target.
 		t.Kinds = []string{"deprovisioned", "suspended", "sessions_revoked", "credentials_changed", "risk_elevated"}
 	}
+	if t.Auth.Type == "client_credentials" && t.Auth.Method == "" {
+		t.Auth.Method = "client_secret_basic"
+	}
 	if t.Auth.Type == "" {
 		switch t.Driver {
 		case "gtr":
@@ -569,6 +588,26 @@ func (t TargetConfig) validate() []error {
 	}
 	if t.Auth.Type == "bearer" && t.Auth.Token == "" {
 		bad("auth.token: required for bearer auth (is its environment variable set?)")
+	}
+	if t.Auth.Type == "client_credentials" {
+		if err := CheckEndpoint(t.Auth.TokenURL, t.AllowInsecureHTTP); err != nil {
+			bad("auth.token_url: %w", err)
+		}
+		if t.Auth.ClientID == "" {
+			bad("auth.client_id: required for client_credentials")
+		}
+		switch t.Auth.Method {
+		case "client_secret_basic", "client_secret_post":
+			if t.Auth.ClientSecret == "" {
+				bad("auth.client_secret: required for %s (is its environment variable set?)", t.Auth.Method)
+			}
+		case "private_key_jwt":
+		default:
+			bad("auth.method: %q is not client_secret_basic, client_secret_post or private_key_jwt", t.Auth.Method)
+		}
+	}
+	if (t.TLS.CertFile == "") != (t.TLS.KeyFile == "") {
+		bad("tls: cert_file and key_file go together")
 	}
 	if t.Driver == "gtr" && t.Auth.Type == "none" {
 		bad("auth.type: Global Token Revocation requires authentication")

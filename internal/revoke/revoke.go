@@ -134,3 +134,22 @@ func BodySnippet(body io.Reader) string {
 	}
 	return ": " + s
 }
+
+// TokenSource gives the bearer token a driver sends (a static token, or an
+// OAuth access token from the client credentials grant).
+type TokenSource interface {
+	Token(ctx context.Context) (string, error)
+}
+
+// permanent is implemented by token errors no retry can fix.
+type permanent interface{ Permanent() bool }
+
+// ClassifyTokenError classifies a failure to get a bearer token: bad
+// credentials need a human, anything else is retried.
+func ClassifyTokenError(err error) Result {
+	var p permanent
+	if errors.As(err, &p) && p.Permanent() {
+		return Result{Class: Permanent, Err: fmt.Errorf("get access token: %w", err)}
+	}
+	return Result{Class: Retry, Err: fmt.Errorf("get access token: %w", err)}
+}

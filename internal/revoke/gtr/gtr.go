@@ -23,9 +23,10 @@ const JWTType = "global-token-revocation+jwt"
 type Config struct {
 	Endpoint      string
 	SubjectFormat string // email | iss_sub | opaque
-	// Auth is "signed_jwt" (Signer required) or "bearer" (Token required).
+	// Auth is "signed_jwt" (Signer required) or "token" (Tokens required:
+	// a static bearer token or OAuth client credentials).
 	Auth     string
-	Token    string
+	Tokens   revoke.TokenSource
 	Signer   *keys.Signer
 	Issuer   string // our issuer: the JWT's iss
 	ClientID string // who we are at the AS: the JWT's sub
@@ -51,9 +52,9 @@ func New(cfg Config) (*Driver, error) {
 		if cfg.Signer == nil || cfg.Issuer == "" || cfg.ClientID == "" {
 			errs = append(errs, errors.New("gtr: signed_jwt needs a signer, issuer and client id"))
 		}
-	case "bearer":
-		if cfg.Token == "" {
-			errs = append(errs, errors.New("gtr: bearer auth needs a token"))
+	case "token":
+		if cfg.Tokens == nil {
+			errs = append(errs, errors.New("gtr: token auth needs a token source"))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("gtr: unsupported auth %q", cfg.Auth))
@@ -100,7 +101,14 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	bearer := d.cfg.Token
+	var bearer string
+	if d.cfg.Auth == "token" {
+		if bearer, err = d.cfg.Tokens.Token(ctx); err != nil {
+			r := revoke.ClassifyTokenError(err)
+			r.Detail = detail
+			return r
+		}
+	}
 	if d.cfg.Auth == "signed_jwt" {
 		now := d.cfg.Now()
 		jti := uuid.NewString()

@@ -29,10 +29,11 @@ type Config struct {
 	// Success and NotApplicable are the statuses that end the job.
 	Success       []int
 	NotApplicable []int
-	// Auth: "none", "bearer" (Token) or "signed_jwt" (Signer, Issuer,
-	// ClientID; typ JWT, aud = the rendered URL without query).
+	// Auth: "none", "token" (Tokens: static or client credentials) or
+	// "signed_jwt" (Signer, Issuer, ClientID; typ JWT, aud = the rendered
+	// URL without query).
 	Auth              string
-	Token             string
+	Tokens            revoke.TokenSource
 	Signer            *keys.Signer
 	Issuer, ClientID  string
 	AllowInsecureHTTP bool
@@ -83,9 +84,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	switch cfg.Auth {
 	case "none", "":
-	case "bearer":
-		if cfg.Token == "" {
-			errs = append(errs, errors.New("httpcall: bearer auth needs a token"))
+	case "token":
+		if cfg.Tokens == nil {
+			errs = append(errs, errors.New("httpcall: token auth needs a token source"))
 		}
 	case "signed_jwt":
 		if cfg.Signer == nil || cfg.Issuer == "" || cfg.ClientID == "" {
@@ -149,8 +150,12 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 		req.Header.Set(k, v)
 	}
 	switch d.cfg.Auth {
-	case "bearer":
-		req.Header.Set("Authorization", "Bearer "+d.cfg.Token)
+	case "token":
+		tok, err := d.cfg.Tokens.Token(ctx)
+		if err != nil {
+			return revoke.ClassifyTokenError(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
 	case "signed_jwt":
 		now := d.cfg.Now()
 		aud := *req.URL

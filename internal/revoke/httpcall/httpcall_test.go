@@ -12,6 +12,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/httpcall"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/outauth"
 )
 
 type seen struct {
@@ -38,7 +39,7 @@ func TestHydraStyleDelete(t *testing.T) {
 	srv, got := server(t, 204)
 	d, err := httpcall.New(httpcall.Config{
 		Method: "DELETE", URL: srv.URL + "/admin/oauth2/auth/sessions/consent?subject={{.Subject.ID | urlquery}}&all=true",
-		Success: []int{204}, NotApplicable: []int{404}, Auth: "bearer", Token: "admin-token",
+		Success: []int{204}, NotApplicable: []int{404}, Auth: "token", Tokens: outauth.Static("admin-token"),
 		AllowInsecureHTTP: true, Client: srv.Client(), Now: time.Now,
 	})
 	if err != nil {

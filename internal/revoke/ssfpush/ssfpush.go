@@ -54,7 +54,7 @@ type Config struct {
 	Audience      string
 	SubjectFormat string
 	Events        map[events.Kind]string // kind → event type URI
-	Token         string                 // optional bearer for the receiver
+	Tokens        revoke.TokenSource     // optional bearer for the receiver
 	Issuer        string
 	Signer        *keys.Signer
 	Client        *http.Client
@@ -111,8 +111,14 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 	}
 	req.Header.Set("Content-Type", "application/secevent+jwt")
 	req.Header.Set("Accept", "application/json")
-	if d.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+d.cfg.Token)
+	if d.cfg.Tokens != nil {
+		tok, err := d.cfg.Tokens.Token(ctx)
+		if err != nil {
+			r := revoke.ClassifyTokenError(err)
+			r.Detail = detail
+			return r
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := d.cfg.Client.Do(req)
 	if err != nil {
