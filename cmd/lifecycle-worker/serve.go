@@ -347,6 +347,17 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsS
 func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time) ([]*revoke.Target, error) {
 	var targets []*revoke.Target
 	var errs []error
+	// Subjects without the email a target needs are completed from Okta's
+	// API when we have a token for it.
+	resolver := &revoke.Resolver{TTL: time.Hour, Now: now}
+	if cfg.Okta.OrgURL != "" && cfg.Okta.APIToken != "" {
+		l, err := oktadriver.NewLookup(cfg.Okta.OrgURL, cfg.Okta.APIToken, &http.Client{Transport: outboundTransport(), Timeout: 10 * time.Second})
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			resolver.Lookups = append(resolver.Lookups, l)
+		}
+	}
 	for _, tc := range cfg.Targets {
 		transport := outboundTransport()
 		if tc.TLS.CertFile != "" || tc.TLS.CAFile != "" {
@@ -419,7 +430,7 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time)
 			kinds[i] = events.Kind(k)
 		}
 		targets = append(targets, &revoke.Target{
-			Name: tc.Name, DriverName: tc.Driver, Driver: drv, Kinds: kinds,
+			Name: tc.Name, DriverName: tc.Driver, Driver: drv, Kinds: kinds, SubjectFormat: tc.SubjectFormat, Resolver: resolver,
 			ScopeApps: tc.Scope.Apps, ScopeGroups: tc.Scope.Groups,
 			Concurrency: tc.Concurrency, Timeout: tc.Timeout, MaxAttempts: tc.MaxAttempts, Backoff: tc.Backoff,
 			MaxTokenLifetime: tc.MaxTokenLifetime, RevokesAccessTokens: tc.RevokesAccessTokens,

@@ -84,6 +84,8 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 		}
 	}
 	callCtx, cancel := context.WithTimeout(ctx, t.Timeout)
+	var resolvedFrom string
+	job.Subject, resolvedFrom = t.Resolver.Complete(callCtx, t.SubjectFormat, job.Subject)
 	start := time.Now()
 	res := t.Driver.Revoke(callCtx, job)
 	cancel()
@@ -111,6 +113,9 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 	detail := res.Detail
 	if detail == nil {
 		detail = map[string]any{}
+	}
+	if resolvedFrom != "" {
+		detail["email_from"] = resolvedFrom // the event had none; this is what was used
 	}
 
 	this := Attempt{N: attempt, At: rec.Time, HTTPStatus: res.HTTPStatus, LatencyMS: rec.LatencyMS, Outcome: res.Class.String(), Error: rec.Error}

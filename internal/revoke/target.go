@@ -13,8 +13,11 @@ import (
 
 // Target is one place to revoke at, with its driver and its policy.
 type Target struct {
-	Name        string
-	DriverName  string
+	Name          string
+	DriverName    string
+	SubjectFormat string
+	// Resolver completes subjects lacking the identifier the format needs.
+	Resolver    *Resolver
 	Driver      Driver
 	Kinds       []events.Kind
 	ScopeApps   []string // IdP ids or names; access_removed needs a match

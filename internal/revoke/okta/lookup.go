@@ -1,0 +1,45 @@
+package okta
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	sdk "github.com/okta/okta-sdk-golang/v5/okta"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/oktaapi"
+)
+
+// Lookup resolves a user's email with GET /api/v1/users/{id}, for subjects
+// of this org only.
+type Lookup struct {
+	api    *sdk.APIClient
+	issuer string
+}
+
+// NewLookup builds the lookup (scope okta.users.read).
+func NewLookup(orgURL, token string, client *http.Client) (*Lookup, error) {
+	api, err := oktaapi.New(oktaapi.Config{OrgURL: orgURL, Token: token, Client: client})
+	if err != nil {
+		return nil, err
+	}
+	return &Lookup{api: api, issuer: strings.TrimRight(orgURL, "/")}, nil
+}
+
+// Name is what the audit trail records as the email's source.
+func (l *Lookup) Name() string { return "okta_api" }
+
+// Email returns the user's profile email.
+func (l *Lookup) Email(ctx context.Context, s events.Subject) (string, error) {
+	if s.Issuer != "" && strings.TrimRight(s.Issuer, "/") != l.issuer {
+		return "", errors.New("subject of another issuer")
+	}
+	u, _, err := l.api.UserAPI.GetUser(ctx, s.ID).Execute()
+	if err != nil {
+		return "", err
+	}
+	p := u.GetProfile()
+	return p.GetEmail(), nil
+}
