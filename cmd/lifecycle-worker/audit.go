@@ -40,15 +40,7 @@ func cmdAuditQuery(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		*format = "json"
 	}
-	cfg, err := c.load()
-	if err != nil {
-		return err
-	}
-	f, err := audit.ParseFilter(q)
-	if err != nil {
-		return err
-	}
-	r, err := audit.OpenReader(cfg.Audit.DB)
+	r, f, err := c.openFiltered(q)
 	if err != nil {
 		return err
 	}
@@ -73,7 +65,7 @@ func cmdAuditQuery(args []string, stdout, stderr io.Writer) error {
 		}
 		for _, rec := range recs {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rec.Seq, rec.Time.Format("2006-01-02T15:04:05.000Z07:00"), rec.Type,
-				dash(rec.EventID), dash(subjectLabel(rec.Subject)), dash(rec.Target), dashInt(rec.Attempt), dash(rec.Outcome),
+				dash(rec.EventID), dash(rec.Subject.Label()), dash(rec.Target), dashInt(rec.Attempt), dash(rec.Outcome),
 				dashInt(rec.HTTPStatus), dash(oneLine(rec.Error)))
 		}
 		if len(recs) < f.Limit {
@@ -82,18 +74,6 @@ func cmdAuditQuery(args []string, stdout, stderr io.Writer) error {
 		f.After = recs[len(recs)-1].Seq
 	}
 	return tw.Flush()
-}
-
-func subjectLabel(s *audit.Subject) string {
-	switch {
-	case s == nil:
-		return ""
-	case s.Email != "":
-		return s.Email
-	case s.Login != "":
-		return s.Login
-	}
-	return s.ID
 }
 
 func dash(s string) string {
@@ -297,18 +277,27 @@ func cmdAuditExport(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := c.load()
-	if err != nil {
-		return err
-	}
-	f, err := audit.ParseFilter(q)
-	if err != nil {
-		return err
-	}
-	r, err := audit.OpenReader(cfg.Audit.DB)
+	r, f, err := c.openFiltered(q)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	return r.Export(context.Background(), stdout, *format, f)
+}
+
+// openFiltered opens the index read-only with the filter the flags gave.
+func (c *common) openFiltered(q url.Values) (*audit.Reader, audit.Filter, error) {
+	cfg, err := c.load()
+	if err != nil {
+		return nil, audit.Filter{}, err
+	}
+	f, err := audit.ParseFilter(q)
+	if err != nil {
+		return nil, audit.Filter{}, err
+	}
+	r, err := audit.OpenReader(cfg.Audit.DB)
+	if err != nil {
+		return nil, audit.Filter{}, err
+	}
+	return r, f, nil
 }

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
@@ -84,7 +85,7 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(tw, "DLQ SEQ\tAT\tTARGET\tEVENT\tSUBJECT\tATTEMPTS\tHTTP\tREASON")
 	for _, l := range out[key] {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Seq, l.At.Format(time.RFC3339), l.Job.Target, l.Job.EventID,
-			dash(firstOf(l.Job.Subject.Email, l.Job.Subject.Login, l.Job.Subject.ID)), l.Attempts, dashInt(l.HTTPStatus), oneLine(l.Reason))
+			dash(audit.SubjectOf(l.Job.Subject).Label()), l.Attempts, dashInt(l.HTTPStatus), oneLine(l.Reason))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -93,13 +94,4 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%d dead letters replayed\n", len(out[key]))
 	}
 	return nil
-}
-
-func firstOf(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -48,7 +48,8 @@ func msDur(ms *int64) string {
 	return (time.Duration(*ms) * time.Millisecond).String()
 }
 
-func who(s *Subject) string {
+// Label is the subject as people know it: email, else login, else id.
+func (s *Subject) Label() string {
 	switch {
 	case s == nil:
 		return ""
@@ -108,13 +109,13 @@ func (r Report) writeMarkdown(w io.Writer) error {
 		t.Targets, t.Succeeded, t.NotApplicable, t.DeadLettered, t.Pending)
 	b.WriteString("## Offboardings\n\n| subject | IdP event | received | status | time to revoke | within SLA | residual exposure until | not done |\n|---|---|---|---|---|---|---|---|\n")
 	for _, o := range r.Offboardings {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", mdCell(who(o.Subject)), ts(o.OccurredAt), ts(o.ReceivedAt), o.Status,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", mdCell(o.Subject.Label()), ts(o.OccurredAt), ts(o.ReceivedAt), o.Status,
 			msDur(o.TimeToRevokeMS), sla(o.WithinSLA), o.exposure(), mdCell(o.problems()))
 	}
 	b.WriteString("\n## Per target\n\n| subject | event | target | status | confirmed | time to revoke | attempts | HTTP | error |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, o := range r.Offboardings {
 		for _, tg := range o.Targets {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", mdCell(who(o.Subject)), o.EventID, tg.Target, tg.Status,
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", mdCell(o.Subject.Label()), o.EventID, tg.Target, tg.Status,
 				ts(tg.ConfirmedAt), msDur(tg.TimeToRevokeMS), tg.Attempts, intOrEmpty(tg.HTTPStatus), mdCell(tg.Error))
 		}
 	}
