@@ -25,6 +25,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktahook"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktalog"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/scim"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/backchannel"
@@ -151,9 +152,19 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err != nil {
 		return err
 	}
+	scimKV, err := b.KV(ctx, bus.KVSCIM)
+	if err != nil {
+		return err
+	}
+	scimHandler, err := scim.New(scim.Config{Tokens: cfg.SCIM.Tokens, BaseURL: cfg.PublicURL, Issuer: cfg.SCIM.Issuer,
+		MaxBody: cfg.HTTP.MaxBodyBytes, PublishTimeout: cfg.NATS.PublishTimeout, Store: kvSCIM{scimKV},
+		Publisher: intakeSink, Recorder: intakeSink, Now: now, Log: log.With("component", "scim")})
+	if err != nil {
+		return err
+	}
 	srvCfg := server.Config{
 		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
-		OktaHook: prio.wrap(hook), JWKS: jwks, Issuer: cfg.PublicURL, Register: []func(*http.ServeMux){api.Register},
+		OktaHook: prio.wrap(hook), SCIM: prio.wrap(scimHandler), JWKS: jwks, Issuer: cfg.PublicURL, Register: []func(*http.ServeMux){api.Register},
 		Ready: func(context.Context) error {
 			if !b.Conn().IsConnected() {
 				return errors.New("nats not connected")

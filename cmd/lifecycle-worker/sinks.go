@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/scim"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
@@ -184,4 +187,79 @@ func (k kvState) Update(ctx context.Context, key string, val []byte, rev uint64)
 func (k kvState) Put(ctx context.Context, key string, val []byte) error {
 	_, err := k.kv.Put(ctx, key, val)
 	return err
+}
+
+// kvSCIM stores SCIM users in a KV bucket: "u.<id>" the document,
+// "n.<hash of lower userName>" the unique index.
+type kvSCIM struct{ kv jetstream.KeyValue }
+
+func nameKey(unique string) string {
+	sum := sha256.Sum256([]byte(unique))
+	return "n." + hex.EncodeToString(sum[:16])
+}
+
+func (k kvSCIM) Get(ctx context.Context, id string) ([]byte, uint64, error) {
+	e, err := k.kv.Get(ctx, "u."+id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, scim.ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+func (k kvSCIM) Create(ctx context.Context, id, unique string, doc []byte) error {
+	if _, err := k.kv.Create(ctx, nameKey(unique), []byte(id)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return scim.ErrConflict
+		}
+		return err
+	}
+	_, err := k.kv.Create(ctx, "u."+id, doc)
+	return err
+}
+
+func (k kvSCIM) Update(ctx context.Context, id string, doc []byte, rev uint64) error {
+	if _, err := k.kv.Update(ctx, "u."+id, doc, rev); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return scim.ErrConflict
+		}
+		return err
+	}
+	return nil
+}
+
+func (k kvSCIM) Rename(ctx context.Context, id, oldUnique, newUnique string) error {
+	if _, err := k.kv.Create(ctx, nameKey(newUnique), []byte(id)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return scim.ErrConflict
+		}
+		return err
+	}
+	return k.kv.Delete(ctx, nameKey(oldUnique))
+}
+
+func (k kvSCIM) Delete(ctx context.Context, id, unique string) error {
+	if err := k.kv.Delete(ctx, "u."+id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	return k.kv.Delete(ctx, nameKey(unique))
+}
+
+func (k kvSCIM) List(ctx context.Context) ([][]byte, error) {
+	lister, err := k.kv.ListKeysFiltered(ctx, "u.*")
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for key := range lister.Keys() {
+		e, err := k.kv.Get(ctx, key)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		out = append(out, e.Value())
+	}
+	return out, nil
 }

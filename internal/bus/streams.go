@@ -71,6 +71,8 @@ const (
 	// KVState holds small singleton state: the System Log cursor and
 	// lease, the ID-JAG inventory.
 	KVState = "lw_state"
+	// KVSCIM holds the SCIM users the IdPs provisioned.
+	KVSCIM = "lw_scim"
 )
 
 func (b *Bus) provisionStreams(ctx context.Context) error {
@@ -92,6 +94,11 @@ func (b *Bus) provisionStreams(ctx context.Context) error {
 		Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas,
 	}); err != nil {
 		return fmt.Errorf("provision kv %s: %w", KVState, err)
+	}
+	if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: KVSCIM, Description: "SCIM users", History: 1, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("provision kv %s: %w", KVSCIM, err)
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ type Config struct {
 	NATS      NATSConfig     `yaml:"nats"`
 	Keys      KeysConfig     `yaml:"keys"`
 	Okta      OktaConfig     `yaml:"okta"`
+	SCIM      SCIMConfig     `yaml:"scim"`
 	Audit     AuditConfig    `yaml:"audit"`
 	Targets   []TargetConfig `yaml:"targets"`
 }
@@ -104,6 +105,13 @@ type SystemLogConfig struct {
 type HookConfig struct {
 	Header  string   `yaml:"header"`
 	Secrets []string `yaml:"secrets"`
+}
+
+// SCIMConfig configures the SCIM 2.0 service provider at /scim/v2.
+type SCIMConfig struct {
+	Tokens []string `yaml:"tokens"` // accepted bearer tokens; none: SCIM refuses every request
+	// Issuer is the IdP's issuer for iss_sub subjects of SCIM events.
+	Issuer string `yaml:"issuer"`
 }
 
 // AuditConfig configures the audit index and its API.
@@ -231,6 +239,7 @@ var AuthTypes = []string{"signed_jwt", "bearer", "client_credentials", "none"}
 func Defaults() *Config {
 	c := &Config{
 		Okta: OktaConfig{Hook: HookConfig{Secrets: nonEmpty(os.Getenv("OKTA_HOOK_SECRET"))}},
+		SCIM: SCIMConfig{Tokens: nonEmpty(os.Getenv("SCIM_TOKEN"))},
 	}
 	if t := os.Getenv("AUDIT_TOKEN"); t != "" {
 		c.Audit.Tokens = []TokenConfig{{Token: t, Role: RoleAuditor}}
@@ -514,6 +523,11 @@ func (c *Config) Validate() error {
 			bad("okta.hook.secrets[%d] is empty (is its environment variable set?)", i)
 		} else if len(s) < 16 {
 			bad("okta.hook.secrets[%d] is shorter than 16 characters", i)
+		}
+	}
+	for i, t := range c.SCIM.Tokens {
+		if len(t) < 16 {
+			bad("scim.tokens[%d] is empty or shorter than 16 characters (is its environment variable set?)", i)
 		}
 	}
 	for typ, kind := range c.Okta.EventTypes {

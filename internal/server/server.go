@@ -16,8 +16,9 @@ type Config struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
-	// OktaHook serves /hooks/okta (nil: not mounted).
+	// OktaHook serves /hooks/okta, SCIM /scim/v2/ (nil: not mounted).
 	OktaHook http.Handler
+	SCIM     http.Handler
 	// JWKS is our public key set; Issuer our issuer (SSF metadata).
 	JWKS   []byte
 	Issuer string
@@ -40,6 +41,9 @@ func New(cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	if cfg.OktaHook != nil {
 		mux.Handle("/hooks/okta", cfg.OktaHook)
+	}
+	if cfg.SCIM != nil {
+		mux.Handle("/scim/v2/", cfg.SCIM)
 	}
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/jwk-set+json")

@@ -1,0 +1,176 @@
+package scim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+)
+
+type memStore struct {
+	mu    sync.Mutex
+	docs  map[string][]byte
+	revs  map[string]uint64
+	names map[string]string
+	seq   uint64
+}
+
+func newMemStore() *memStore {
+	return &memStore{docs: map[string][]byte{}, revs: map[string]uint64{}, names: map[string]string{}}
+}
+
+func (m *memStore) Get(_ context.Context, id string) ([]byte, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.docs[id]
+	if !ok {
+		return nil, 0, ErrNotFound
+	}
+	return d, m.revs[id], nil
+}
+
+func (m *memStore) Create(_ context.Context, id, unique string, doc []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, taken := m.names[unique]; taken {
+		return ErrConflict
+	}
+	m.seq++
+	m.names[unique], m.docs[id], m.revs[id] = id, doc, m.seq
+	return nil
+}
+
+func (m *memStore) Update(_ context.Context, id string, doc []byte, rev uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.revs[id] != rev {
+		return ErrConflict
+	}
+	m.seq++
+	m.docs[id], m.revs[id] = doc, m.seq
+	return nil
+}
+
+func (m *memStore) Rename(_ context.Context, id, o, n string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, taken := m.names[n]; taken {
+		return ErrConflict
+	}
+	delete(m.names, o)
+	m.names[n] = id
+	return nil
+}
+
+func (m *memStore) Delete(_ context.Context, id, unique string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.docs, id)
+	delete(m.names, unique)
+	return nil
+}
+
+func (m *memStore) List(context.Context) ([][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out [][]byte
+	for _, d := range m.docs {
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// flaky is a broker that refuses the first publish, and dedupes by ID.
+type flaky struct {
+	failNext bool
+	ids      []string
+	stored   map[string]bool
+}
+
+func (f *flaky) PublishEvents(_ context.Context, evs []events.Event) ([]events.Publication, error) {
+	for _, e := range evs {
+		f.ids = append(f.ids, e.ID)
+	}
+	if f.failNext {
+		f.failNext = false
+		return nil, errors.New("broker away")
+	}
+	var pubs []events.Publication
+	for _, e := range evs {
+		pubs = append(pubs, events.Publication{Duplicate: f.stored[e.ID]})
+		f.stored[e.ID] = true
+	}
+	return pubs, nil
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) Record(context.Context, ...audit.Record) error { return nil }
+
+// When the event cannot be made durable the IdP gets 503 and nothing
+// changes; its retry yields exactly one event, with the same ID.
+func TestPublishFailureThenRetry(t *testing.T) {
+	pub := &flaky{stored: map[string]bool{}}
+	h, err := New(Config{Tokens: []string{"tok-0123456789abcdef"}, BaseURL: "https://lw.example", MaxBody: 1 << 20, PublishTimeout: time.Second,
+		Store: newMemStore(), Publisher: pub, Recorder: nopRecorder{}, Now: time.Now, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path, body string) (int, map[string]any) {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer tok-0123456789abcdef")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var out map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &out)
+		return rec.Code, out
+	}
+	code, u := do("POST", Prefix+"/Users", `{"userName":"jane@corp.example","externalId":"00ujane","active":true}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %v", code, u)
+	}
+	id := u["id"].(string)
+	deactivate := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}`
+	pub.failNext = true
+	if code, _ := do("PATCH", Prefix+"/Users/"+id, deactivate); code != http.StatusServiceUnavailable {
+		t.Fatalf("with the broker away: %d, want 503", code)
+	}
+	if _, u := do("GET", Prefix+"/Users/"+id, ""); u["active"] != true {
+		t.Fatal("a failed deactivation changed the user")
+	}
+	if code, _ := do("PATCH", Prefix+"/Users/"+id, deactivate); code != http.StatusOK {
+		t.Fatalf("retry: %d", code)
+	}
+	if len(pub.ids) != 2 || pub.ids[0] != pub.ids[1] || len(pub.stored) != 1 {
+		t.Errorf("publishes %v: want the same event ID twice and one event stored", pub.ids)
+	}
+	// The IdP repeats the request once more: no transition, no event.
+	if code, _ := do("PATCH", Prefix+"/Users/"+id, deactivate); code != http.StatusOK || len(pub.ids) != 2 {
+		t.Errorf("a repeated deactivation published again: %v", pub.ids)
+	}
+}
+
+func TestFilterParsing(t *testing.T) {
+	for in, ok := range map[string]bool{
+		`userName eq "a@b.c"`:                          true,
+		`userName Eq "a@b.c" and externalId eq "00u1"`: true,
+		`emails.value eq "x@y.z"`:                      true,
+		`userName sw "a"`:                              false,
+		`userName eq "unterminated`:                    false,
+		`nickName eq "x"`:                              false,
+		`userName eq "a" or userName eq "b"`:           false,
+	} {
+		if _, err := parseFilter(in); (err == nil) != ok {
+			t.Errorf("parseFilter(%q) = %v, want ok=%v", in, err, ok)
+		}
+	}
+}

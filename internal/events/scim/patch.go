@@ -1,0 +1,222 @@
+package scim
+
+import (
+	"strings"
+)
+
+type patchRequest struct {
+	Schemas    []string  `json:"schemas"`
+	Operations []patchOp `json:"Operations"`
+}
+
+type patchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// applyPatch applies RFC 7644 §3.5.2 operations, accepting the dialects of
+// real IdPs: Okta's path-less replace with an object, Entra's capitalised
+// ops, string booleans, dotted keys and member removal by value list.
+func applyPatch(d Doc, ops []patchOp) error {
+	if len(ops) == 0 {
+		return errorf(400, "invalidSyntax", "no Operations")
+	}
+	for _, o := range ops {
+		op := strings.ToLower(o.Op)
+		if op != "add" && op != "replace" && op != "remove" {
+			return errorf(400, "invalidSyntax", "unknown op %q", o.Op)
+		}
+		if o.Path == "" {
+			if op == "remove" {
+				return errorf(400, "noTarget", "remove needs a path")
+			}
+			obj, ok := o.Value.(map[string]any)
+			if !ok {
+				return errorf(400, "invalidValue", "an operation without path needs an object value")
+			}
+			for k, v := range obj {
+				if err := setPath(d, k, v, op); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if op == "remove" {
+			if err := removePath(d, o.Path, o.Value); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := setPath(d, o.Path, o.Value, op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitPath splits `attr[filter].sub` into its parts (URN-prefixed
+// attributes keep their URN in attr).
+func splitPath(p string) (attr, filt, sub string) {
+	rest := p
+	prefix := ""
+	if strings.HasPrefix(strings.ToLower(p), "urn:") {
+		if i := strings.LastIndex(p, ":"); i >= 0 {
+			prefix, rest = p[:i], p[i+1:]
+		}
+	}
+	if i := strings.IndexByte(rest, '['); i >= 0 {
+		if j := strings.IndexByte(rest[i:], ']'); j >= 0 {
+			attr, filt, rest = rest[:i], rest[i+1:i+j], strings.TrimPrefix(rest[i+j+1:], ".")
+			return joinURN(prefix, attr), filt, rest
+		}
+	}
+	attr, sub, _ = strings.Cut(rest, ".")
+	return joinURN(prefix, attr), "", sub
+}
+
+func joinURN(prefix, attr string) string {
+	if prefix == "" {
+		return attr
+	}
+	return prefix + ":" + attr
+}
+
+// known reports whether attr is a User attribute (or an extension's).
+func known(attr string) bool {
+	a := strings.ToLower(attr)
+	if userAttributes[a] {
+		return true
+	}
+	return strings.HasPrefix(a, "urn:") // extension attributes: stored as given
+}
+
+func normalise(attr string, v any) (any, error) {
+	if strings.EqualFold(attr, "active") {
+		b, ok := toBool(v)
+		if !ok {
+			return nil, errorf(400, "invalidValue", "active must be a boolean")
+		}
+		return b, nil
+	}
+	return v, nil
+}
+
+func setPath(d Doc, path string, v any, op string) error {
+	attr, filt, sub := splitPath(path)
+	if strings.HasPrefix(strings.ToLower(attr), "urn:") && strings.EqualFold(attr, SchemaEnterprise) {
+		// the whole extension object
+		d.set(attr, v)
+		return nil
+	}
+	if !known(attr) {
+		return errorf(400, "invalidPath", "no attribute %q", attr)
+	}
+	if filt != "" {
+		return setFiltered(d, attr, filt, sub, v)
+	}
+	if sub != "" {
+		m, _ := d.get(attr).(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+		}
+		Doc(m).set(sub, v)
+		d.set(attr, m)
+		return nil
+	}
+	nv, err := normalise(attr, v)
+	if err != nil {
+		return err
+	}
+	if op == "add" {
+		if list, ok := d.get(attr).([]any); ok {
+			if add, ok := nv.([]any); ok {
+				d.set(attr, append(list, add...))
+				return nil
+			}
+		}
+	}
+	d.set(attr, nv)
+	return nil
+}
+
+func setFiltered(d Doc, attr, filt, sub string, v any) error {
+	f, err := parseFilter(filt)
+	if err != nil {
+		return errorf(400, "invalidPath", "value filter %q: %v", filt, err)
+	}
+	list, _ := d.get(attr).([]any)
+	hit := false
+	for i, e := range list {
+		m, ok := e.(map[string]any)
+		if !ok || !f.match(Doc(m)) {
+			continue
+		}
+		hit = true
+		if sub != "" {
+			Doc(m).set(sub, v)
+		} else if nm, ok := v.(map[string]any); ok {
+			for k, val := range nm {
+				Doc(m).set(k, val)
+			}
+		}
+		list[i] = m
+	}
+	if !hit {
+		return errorf(400, "noTarget", "no %s matches %q", attr, filt)
+	}
+	d.set(attr, list)
+	return nil
+}
+
+func removePath(d Doc, path string, v any) error {
+	attr, filt, sub := splitPath(path)
+	if !known(attr) {
+		return errorf(400, "invalidPath", "no attribute %q", attr)
+	}
+	switch {
+	case filt != "":
+		f, err := parseFilter(filt)
+		if err != nil {
+			return errorf(400, "invalidPath", "value filter %q: %v", filt, err)
+		}
+		list, _ := d.get(attr).([]any)
+		kept := list[:0]
+		for _, e := range list {
+			if m, ok := e.(map[string]any); ok && f.match(Doc(m)) {
+				if sub != "" {
+					Doc(m).del(sub)
+					kept = append(kept, m)
+				}
+				continue
+			}
+			kept = append(kept, e)
+		}
+		d.set(attr, kept)
+	case sub != "":
+		if m, ok := d.get(attr).(map[string]any); ok {
+			Doc(m).del(sub)
+		}
+	case v != nil:
+		// Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]}
+		drop := map[string]bool{}
+		vals, _ := v.([]any)
+		for _, x := range vals {
+			if m, ok := x.(map[string]any); ok {
+				drop[Doc(m).str("value")] = true
+			}
+		}
+		list, _ := d.get(attr).([]any)
+		kept := list[:0]
+		for _, e := range list {
+			if m, ok := e.(map[string]any); ok && drop[Doc(m).str("value")] {
+				continue
+			}
+			kept = append(kept, e)
+		}
+		d.set(attr, kept)
+	default:
+		d.del(attr)
+	}
+	return nil
+}
