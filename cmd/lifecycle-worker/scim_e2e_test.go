@@ -152,3 +152,53 @@ func TestSCIMRefusals(t *testing.T) {
 		t.Errorf("%d refusals on record, want 6", n)
 	}
 }
+
+// Removing a member from a group revokes only at the targets whose scope
+// names that group — by Okta's path filter or Entra's value list — and
+// deleting the group does the same for everyone left in it.
+func TestSCIMGroupRemovalIsScoped(t *testing.T) {
+	inScope := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
+	defer inScope.Close()
+	other := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
+	defer other.Close()
+	scoped := strings.Replace(gtrTarget("mcp", inScope.URL, "email"), "max_attempts: 5\n",
+		"max_attempts: 5\n    kinds: [deprovisioned, access_removed]\n    scope: { groups: [\"MCP users\"] }\n", 1)
+	unscoped := strings.Replace(gtrTarget("crm", other.URL, "email"), "max_attempts: 5\n",
+		"max_attempts: 5\n    kinds: [deprovisioned, access_removed]\n    scope: { groups: [\"CRM users\"] }\n", 1)
+	cfg := testConfig(t, t.TempDir(), scoped+unscoped)
+	cfg.SCIM.Tokens = []string{testSCIMToken}
+	w := startWorker(t, cfg)
+	setJWKS(inScope, w)
+	setJWKS(other, w)
+	a := w.scimUser("ann@corp.example", "ann@corp.example", "00uann")
+	b := w.scimUser("ben@corp.example", "ben@corp.example", "00uben")
+	c := w.scimUser("cal@corp.example", "cal@corp.example", "00ucal")
+	code, g := w.scim("POST", "/Groups", fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"MCP users",
+		"members":[{"value":%q},{"value":%q},{"value":%q}]}`, a, b, c), testSCIMToken)
+	if code != 201 {
+		t.Fatalf("create group: %d %v", code, g)
+	}
+	gid := g["id"].(string)
+	patch := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[%s]}`
+	if code, out := w.scim("PATCH", "/Groups/"+gid, fmt.Sprintf(patch, fmt.Sprintf(`{"op":"remove","path":"members[value eq \"%s\"]"}`, a)), testSCIMToken); code != 204 {
+		t.Fatalf("okta member removal: %d %v", code, out)
+	}
+	if code, out := w.scim("PATCH", "/Groups/"+gid, fmt.Sprintf(patch, fmt.Sprintf(`{"op":"Remove","path":"members","value":[{"value":"%s"}]}`, b)), testSCIMToken); code != 204 {
+		t.Fatalf("entra member removal: %d %v", code, out)
+	}
+	eventually(t, 20*time.Second, "ann and ben revoked at the scoped target", func() bool {
+		s := inScope.Succeeded()
+		return s["ann@corp.example"] == 1 && s["ben@corp.example"] == 1
+	})
+	if code, _ := w.scim("DELETE", "/Groups/"+gid, "", testSCIMToken); code != 204 {
+		t.Fatalf("delete group: %d", code)
+	}
+	eventually(t, 20*time.Second, "cal revoked when the group went", func() bool { return inScope.Succeeded()["cal@corp.example"] == 1 })
+	w.idle(20 * time.Second)
+	if n := len(other.Requests()); n != 0 {
+		t.Errorf("the target scoped to another group revoked %d times", n)
+	}
+	if n := len(inScope.Requests()); n != 3 {
+		t.Errorf("%d revocations at the scoped target, want 3", n)
+	}
+}

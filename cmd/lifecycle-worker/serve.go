@@ -157,7 +157,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		return err
 	}
 	scimHandler, err := scim.New(scim.Config{Tokens: cfg.SCIM.Tokens, BaseURL: cfg.PublicURL, Issuer: cfg.SCIM.Issuer,
-		MaxBody: cfg.HTTP.MaxBodyBytes, PublishTimeout: cfg.NATS.PublishTimeout, Store: kvSCIM{scimKV},
+		MaxBody: cfg.HTTP.MaxBodyBytes, PublishTimeout: cfg.NATS.PublishTimeout, Store: kvSCIM{scimKV, "u"}, Groups: kvSCIM{scimKV, "g"},
 		Publisher: intakeSink, Recorder: intakeSink, Now: now, Log: log.With("component", "scim")})
 	if err != nil {
 		return err

@@ -189,17 +189,21 @@ func (k kvState) Put(ctx context.Context, key string, val []byte) error {
 	return err
 }
 
-// kvSCIM stores SCIM users in a KV bucket: "u.<id>" the document,
-// "n.<hash of lower userName>" the unique index.
-type kvSCIM struct{ kv jetstream.KeyValue }
+// kvSCIM stores SCIM resources in a KV bucket: "<p>.<id>" the document,
+// "<p>n.<hash of the unique key>" the unique index (users: the lower-cased
+// userName; groups have none). p is "u" for users, "g" for groups.
+type kvSCIM struct {
+	kv jetstream.KeyValue
+	p  string
+}
 
-func nameKey(unique string) string {
+func (k kvSCIM) nameKey(unique string) string {
 	sum := sha256.Sum256([]byte(unique))
-	return "n." + hex.EncodeToString(sum[:16])
+	return k.p + "n." + hex.EncodeToString(sum[:16])
 }
 
 func (k kvSCIM) Get(ctx context.Context, id string) ([]byte, uint64, error) {
-	e, err := k.kv.Get(ctx, "u."+id)
+	e, err := k.kv.Get(ctx, k.p+"."+id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, scim.ErrNotFound
 	}
@@ -210,18 +214,22 @@ func (k kvSCIM) Get(ctx context.Context, id string) ([]byte, uint64, error) {
 }
 
 func (k kvSCIM) Create(ctx context.Context, id, unique string, doc []byte) error {
-	if _, err := k.kv.Create(ctx, nameKey(unique), []byte(id)); err != nil {
+	if unique == "" {
+		_, err := k.kv.Create(ctx, k.p+"."+id, doc)
+		return err
+	}
+	if _, err := k.kv.Create(ctx, k.nameKey(unique), []byte(id)); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return scim.ErrConflict
 		}
 		return err
 	}
-	_, err := k.kv.Create(ctx, "u."+id, doc)
+	_, err := k.kv.Create(ctx, k.p+"."+id, doc)
 	return err
 }
 
 func (k kvSCIM) Update(ctx context.Context, id string, doc []byte, rev uint64) error {
-	if _, err := k.kv.Update(ctx, "u."+id, doc, rev); err != nil {
+	if _, err := k.kv.Update(ctx, k.p+"."+id, doc, rev); err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
 			return scim.ErrConflict
@@ -232,24 +240,27 @@ func (k kvSCIM) Update(ctx context.Context, id string, doc []byte, rev uint64) e
 }
 
 func (k kvSCIM) Rename(ctx context.Context, id, oldUnique, newUnique string) error {
-	if _, err := k.kv.Create(ctx, nameKey(newUnique), []byte(id)); err != nil {
+	if _, err := k.kv.Create(ctx, k.nameKey(newUnique), []byte(id)); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return scim.ErrConflict
 		}
 		return err
 	}
-	return k.kv.Delete(ctx, nameKey(oldUnique))
+	return k.kv.Delete(ctx, k.nameKey(oldUnique))
 }
 
 func (k kvSCIM) Delete(ctx context.Context, id, unique string) error {
-	if err := k.kv.Delete(ctx, "u."+id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := k.kv.Delete(ctx, k.p+"."+id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
-	return k.kv.Delete(ctx, nameKey(unique))
+	if unique == "" {
+		return nil
+	}
+	return k.kv.Delete(ctx, k.nameKey(unique))
 }
 
 func (k kvSCIM) List(ctx context.Context) ([][]byte, error) {
-	lister, err := k.kv.ListKeysFiltered(ctx, "u.*")
+	lister, err := k.kv.ListKeysFiltered(ctx, k.p+".*")
 	if err != nil {
 		return nil, err
 	}

@@ -17,8 +17,15 @@ type cond struct {
 // filterable are the attributes a filter may test.
 var filterable = map[string]bool{"username": true, "externalid": true, "emails.value": true, "emails": true, "displayname": true, "id": true}
 
-// parseFilter parses `attr eq "value" [and attr eq "value" …]`.
-func parseFilter(s string) (filter, error) {
+// parseFilter parses a resource filter: `attr eq "value" [and …]` on the
+// filterable attributes.
+func parseFilter(s string) (filter, error) { return parseConds(s, filterable) }
+
+// parseValueFilter parses the filter inside a PATCH path,
+// `members[value eq "…"]`, over the sub-attributes of the multi-valued one.
+func parseValueFilter(s string) (filter, error) { return parseConds(s, nil) }
+
+func parseConds(s string, allowed map[string]bool) (filter, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, nil
@@ -26,7 +33,7 @@ func parseFilter(s string) (filter, error) {
 	var f filter
 	for s != "" {
 		attr, rest, ok := strings.Cut(s, " ")
-		if !ok || !filterable[strings.ToLower(attr)] {
+		if !ok || (allowed != nil && !allowed[strings.ToLower(attr)]) || (allowed == nil && !isName(attr)) {
 			return nil, errorf(400, "invalidFilter", "unsupported filter %q: use attr eq \"value\" on userName, externalId, emails.value or displayName", s)
 		}
 		rest = strings.TrimLeft(rest, " ")
@@ -107,4 +114,13 @@ func (f filter) match(d Doc) bool {
 		}
 	}
 	return true
+}
+
+func isName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '$') {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -30,7 +30,8 @@ type Config struct {
 	Issuer         string
 	MaxBody        int64
 	PublishTimeout time.Duration
-	Store          Store
+	Store          Store // users
+	Groups         Store // groups (nil: /Groups lists nothing)
 	Publisher      events.Publisher
 	Recorder       audit.Recorder
 	Now            func() time.Time
@@ -64,7 +65,16 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("PUT "+Prefix+"/Users/{id}", h.replaceUser)
 	h.mux.HandleFunc("PATCH "+Prefix+"/Users/{id}", h.patchUser)
 	h.mux.HandleFunc("DELETE "+Prefix+"/Users/{id}", h.deleteUser)
-	h.mux.HandleFunc("GET "+Prefix+"/Groups", h.listGroups)
+	if cfg.Groups != nil {
+		h.mux.HandleFunc("GET "+Prefix+"/Groups", h.listGroupsStored)
+		h.mux.HandleFunc("POST "+Prefix+"/Groups", h.createGroup)
+		h.mux.HandleFunc("GET "+Prefix+"/Groups/{id}", h.getGroup)
+		h.mux.HandleFunc("PUT "+Prefix+"/Groups/{id}", h.replaceGroup)
+		h.mux.HandleFunc("PATCH "+Prefix+"/Groups/{id}", h.patchGroup)
+		h.mux.HandleFunc("DELETE "+Prefix+"/Groups/{id}", h.deleteGroup)
+	} else {
+		h.mux.HandleFunc("GET "+Prefix+"/Groups", h.listGroups)
+	}
 	h.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errorf(404, "", "no SCIM endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -403,7 +413,7 @@ func (h *Handler) patchUser(w http.ResponseWriter, r *http.Request) {
 			return nil, errorf(400, "invalidSyntax", "body is not a PatchOp: %v", err)
 		}
 		d := cloneDoc(old)
-		if err := applyPatch(d, p.Operations); err != nil {
+		if err := applyPatch(d, p.Operations, userAttributes); err != nil {
 			return nil, err
 		}
 		d.set("id", old.str("id"))

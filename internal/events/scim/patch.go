@@ -18,7 +18,7 @@ type patchOp struct {
 // applyPatch applies RFC 7644 §3.5.2 operations, accepting the dialects of
 // real IdPs: Okta's path-less replace with an object, Entra's capitalised
 // ops, string booleans, dotted keys and member removal by value list.
-func applyPatch(d Doc, ops []patchOp) error {
+func applyPatch(d Doc, ops []patchOp, attrs map[string]bool) error {
 	if len(ops) == 0 {
 		return errorf(400, "invalidSyntax", "no Operations")
 	}
@@ -36,19 +36,19 @@ func applyPatch(d Doc, ops []patchOp) error {
 				return errorf(400, "invalidValue", "an operation without path needs an object value")
 			}
 			for k, v := range obj {
-				if err := setPath(d, k, v, op); err != nil {
+				if err := setPath(d, k, v, op, attrs); err != nil {
 					return err
 				}
 			}
 			continue
 		}
 		if op == "remove" {
-			if err := removePath(d, o.Path, o.Value); err != nil {
+			if err := removePath(d, o.Path, o.Value, attrs); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := setPath(d, o.Path, o.Value, op); err != nil {
+		if err := setPath(d, o.Path, o.Value, op, attrs); err != nil {
 			return err
 		}
 	}
@@ -82,10 +82,11 @@ func joinURN(prefix, attr string) string {
 	return prefix + ":" + attr
 }
 
-// known reports whether attr is a User attribute (or an extension's).
-func known(attr string) bool {
+// known reports whether attr is one of the resource's attributes (or an
+// extension's).
+func known(attr string, attrs map[string]bool) bool {
 	a := strings.ToLower(attr)
-	if userAttributes[a] {
+	if attrs[a] {
 		return true
 	}
 	return strings.HasPrefix(a, "urn:") // extension attributes: stored as given
@@ -102,14 +103,14 @@ func normalise(attr string, v any) (any, error) {
 	return v, nil
 }
 
-func setPath(d Doc, path string, v any, op string) error {
+func setPath(d Doc, path string, v any, op string, attrs map[string]bool) error {
 	attr, filt, sub := splitPath(path)
 	if strings.HasPrefix(strings.ToLower(attr), "urn:") && strings.EqualFold(attr, SchemaEnterprise) {
 		// the whole extension object
 		d.set(attr, v)
 		return nil
 	}
-	if !known(attr) {
+	if !known(attr, attrs) {
 		return errorf(400, "invalidPath", "no attribute %q", attr)
 	}
 	if filt != "" {
@@ -141,7 +142,7 @@ func setPath(d Doc, path string, v any, op string) error {
 }
 
 func setFiltered(d Doc, attr, filt, sub string, v any) error {
-	f, err := parseFilter(filt)
+	f, err := parseValueFilter(filt)
 	if err != nil {
 		return errorf(400, "invalidPath", "value filter %q: %v", filt, err)
 	}
@@ -169,14 +170,14 @@ func setFiltered(d Doc, attr, filt, sub string, v any) error {
 	return nil
 }
 
-func removePath(d Doc, path string, v any) error {
+func removePath(d Doc, path string, v any, attrs map[string]bool) error {
 	attr, filt, sub := splitPath(path)
-	if !known(attr) {
+	if !known(attr, attrs) {
 		return errorf(400, "invalidPath", "no attribute %q", attr)
 	}
 	switch {
 	case filt != "":
-		f, err := parseFilter(filt)
+		f, err := parseValueFilter(filt)
 		if err != nil {
 			return errorf(400, "invalidPath", "value filter %q: %v", filt, err)
 		}
