@@ -98,7 +98,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
+	r.URL.Path = canonicalPath(r.URL.Path)
 	h.mux.ServeHTTP(w, r)
+}
+
+// endpoints are the resource endpoint names, by lower case: clients differ
+// in case (Entra's tooling asks for /users) and in trailing slashes, and
+// one old Microsoft client calls the service provider config
+// /serviceConfiguration.
+var endpoints = map[string]string{
+	"users": "Users", "groups": "Groups", "schemas": "Schemas", "resourcetypes": "ResourceTypes",
+	"serviceproviderconfig": "ServiceProviderConfig", "serviceproviderconfigs": "ServiceProviderConfig",
+	"serviceconfiguration": "ServiceProviderConfig",
+}
+
+func canonicalPath(p string) string {
+	rest, ok := strings.CutPrefix(p, Prefix+"/")
+	if !ok {
+		return p
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	name, tail, _ := strings.Cut(rest, "/")
+	if canon, ok := endpoints[strings.ToLower(name)]; ok {
+		name = canon
+	}
+	if tail != "" {
+		return Prefix + "/" + name + "/" + tail
+	}
+	return Prefix + "/" + name
 }
 
 func errorBody(e *scimError) map[string]any {
@@ -189,10 +216,10 @@ func (h *Handler) schemas(w http.ResponseWriter, _ *http.Request) {
 		return map[string]any{"name": name, "type": typ, "multiValued": multi, "required": required, "caseExact": false,
 			"mutability": "readWrite", "returned": "default", "uniqueness": map[bool]string{true: "server", false: "none"}[name == "userName"]}
 	}
-	user := map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Schema"}, "id": SchemaUser, "name": "User",
+	user := map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Schema"}, "id": SchemaUser, "name": "User", "description": "User Account",
 		"attributes": []any{attr("userName", "string", false, true), attr("name", "complex", false, false), attr("displayName", "string", false, false),
 			attr("emails", "complex", true, false), attr("active", "boolean", false, false), attr("externalId", "string", false, false)}}
-	group := map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Schema"}, "id": SchemaGroup, "name": "Group",
+	group := map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Schema"}, "id": SchemaGroup, "name": "Group", "description": "Group",
 		"attributes": []any{attr("displayName", "string", false, true), attr("members", "complex", true, false)}}
 	list(w, []any{user, group}, 1)
 }
@@ -258,6 +285,8 @@ func project(d Doc, r *http.Request) Doc {
 			}
 		}
 		for _, name := range strings.Split(a, ",") {
+			// "emails[type eq \"work\"]" (not RFC syntax, but sent): the attribute.
+			name, _, _ = strings.Cut(name, "[")
 			top, _, _ := strings.Cut(strings.TrimSpace(name), ".")
 			if k, ok := d.key(top); ok {
 				out[k] = d[k]
