@@ -180,10 +180,22 @@ func (w *worker) idle(within time.Duration) {
 			if err != nil {
 				return false
 			}
-			for ci := range s.ListConsumers(ctx).Info() {
+			si, err := s.Info(ctx)
+			if err != nil {
+				return false
+			}
+			lister := s.ListConsumers(ctx)
+			for ci := range lister.Info() {
 				if ci.NumPending > 0 || ci.NumAckPending > 0 || ci.NumRedelivered > 0 {
 					return false
 				}
+				// Every event planned, not merely none in flight.
+				if stream == bus.StreamLifecycle && ci.AckFloor.Stream < si.State.LastSeq {
+					return false
+				}
+			}
+			if lister.Err() != nil {
+				return false
 			}
 		}
 		a, err := js.Stream(ctx, bus.StreamAudit)

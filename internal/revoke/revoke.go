@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -152,4 +153,27 @@ func ClassifyTokenError(err error) Result {
 		return Result{Class: Permanent, Err: fmt.Errorf("get access token: %w", err)}
 	}
 	return Result{Class: Retry, Err: fmt.Errorf("get access token: %w", err)}
+}
+
+// Answer classifies an HTTP answer: a status in success succeeds, one in
+// notApplicable means "no such subject here"; 429 and 5xx are retried,
+// honouring Retry-After (capped at an hour); any other status needs a
+// human. Errors carry the start of the body, which is drained either way.
+func Answer(resp *http.Response, now time.Time, success, notApplicable []int) Result {
+	r := Result{HTTPStatus: resp.StatusCode}
+	snippet := BodySnippet(resp.Body)
+	switch {
+	case slices.Contains(success, resp.StatusCode):
+		r.Class = Succeeded
+		return r
+	case slices.Contains(notApplicable, resp.StatusCode):
+		r.Class = NotApplicable
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		r.Class = Retry
+		r.RetryAfter = RetryAfter(resp.Header, now, time.Hour)
+	default:
+		r.Class = Permanent
+	}
+	r.Err = fmt.Errorf("HTTP %d%s", resp.StatusCode, snippet)
+	return r
 }

@@ -121,7 +121,7 @@ func (nopRecorder) Record(context.Context, ...audit.Record) error { return nil }
 func TestPublishFailureThenRetry(t *testing.T) {
 	pub := &flaky{stored: map[string]bool{}}
 	h, err := New(Config{Tokens: []string{"tok-0123456789abcdef"}, BaseURL: "https://lw.example", MaxBody: 1 << 20, PublishTimeout: time.Second,
-		Store: newMemStore(), Publisher: pub, Recorder: nopRecorder{}, Now: time.Now, Log: slog.New(slog.DiscardHandler)})
+		Store: newMemStore(), Groups: newMemStore(), Publisher: pub, Recorder: nopRecorder{}, Now: time.Now, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,18 +94,9 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 		return r
 	}
 	defer resp.Body.Close()
-	snippet := revoke.BodySnippet(resp.Body)
-	r := revoke.Result{HTTPStatus: resp.StatusCode, Detail: detail}
-	switch {
-	case resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNoContent:
-		r.Class = revoke.Succeeded
-		return r
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		r.Class = revoke.Retry
-		r.RetryAfter = revoke.RetryAfter(resp.Header, d.cfg.Now(), time.Hour)
-	default:
-		r.Class = revoke.Permanent // 400: the RP refused the token; no retry fixes it
-	}
-	r.Err = fmt.Errorf("HTTP %d%s", resp.StatusCode, snippet)
+	// 200 (or 204) is done; 400 means the RP refused the token, which no
+	// retry fixes.
+	r := revoke.Answer(resp, d.cfg.Now(), []int{http.StatusOK, http.StatusNoContent}, nil)
+	r.Detail = detail
 	return r
 }

@@ -130,32 +130,9 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 		return r
 	}
 	defer resp.Body.Close()
-	snippet := revoke.BodySnippet(resp.Body)
-	r := Classify(resp.StatusCode)
+	// DESIGN §8: 200 and 204 succeed (Auth0 answers 200, the draft 204);
+	// 404 is "no such user here"; 400/401/403/422 need a human.
+	r := revoke.Answer(resp, d.cfg.Now(), []int{http.StatusOK, http.StatusNoContent}, []int{http.StatusNotFound})
 	r.Detail = detail
-	if r.Class != revoke.Succeeded {
-		r.Err = fmt.Errorf("HTTP %d%s", resp.StatusCode, snippet)
-	}
-	if r.Class == revoke.Retry {
-		r.RetryAfter = revoke.RetryAfter(resp.Header, d.cfg.Now(), time.Hour)
-	}
-	return r
-}
-
-// Classify maps a GTR answer to a class (DESIGN §8): 200 and 204 succeed
-// (Auth0 answers 200, the draft 204); 404 is "no such user here"; 429 and
-// 5xx are retried; every other answer needs a human.
-func Classify(status int) revoke.Result {
-	r := revoke.Result{HTTPStatus: status}
-	switch {
-	case status == http.StatusOK || status == http.StatusNoContent:
-		r.Class = revoke.Succeeded
-	case status == http.StatusNotFound:
-		r.Class = revoke.NotApplicable
-	case status == http.StatusTooManyRequests || status >= 500:
-		r.Class = revoke.Retry
-	default:
-		r.Class = revoke.Permanent
-	}
 	return r
 }

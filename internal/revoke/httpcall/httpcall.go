@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -174,20 +173,5 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 		return revoke.ClassifyTransport(err)
 	}
 	defer resp.Body.Close()
-	snippet := revoke.BodySnippet(resp.Body)
-	r := revoke.Result{HTTPStatus: resp.StatusCode}
-	switch {
-	case slices.Contains(d.cfg.Success, resp.StatusCode):
-		r.Class = revoke.Succeeded
-		return r
-	case slices.Contains(d.cfg.NotApplicable, resp.StatusCode):
-		r.Class = revoke.NotApplicable
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		r.Class = revoke.Retry
-		r.RetryAfter = revoke.RetryAfter(resp.Header, d.cfg.Now(), time.Hour)
-	default:
-		r.Class = revoke.Permanent
-	}
-	r.Err = fmt.Errorf("HTTP %d%s", resp.StatusCode, snippet)
-	return r
+	return revoke.Answer(resp, d.cfg.Now(), d.cfg.Success, d.cfg.NotApplicable)
 }

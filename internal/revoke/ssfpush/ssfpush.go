@@ -127,26 +127,16 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 		return r
 	}
 	defer resp.Body.Close()
-	r := revoke.Result{HTTPStatus: resp.StatusCode, Detail: detail}
-	switch {
-	case resp.StatusCode == http.StatusAccepted:
-		r.Class = revoke.Succeeded
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return r
-	case resp.StatusCode == http.StatusBadRequest:
+	if resp.StatusCode == http.StatusBadRequest {
+		// RFC 8935 §2.3: the receiver refused the SET, and says why.
 		var e struct {
 			Err         string `json:"err"`
 			Description string `json:"description"`
 		}
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
-		r.Class, r.Err = revoke.Permanent, fmt.Errorf("HTTP 400 %s: %s", e.Err, e.Description)
-		return r
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		r.Class = revoke.Retry
-		r.RetryAfter = revoke.RetryAfter(resp.Header, d.cfg.Now(), time.Hour)
-	default:
-		r.Class = revoke.Permanent
+		return revoke.Result{Class: revoke.Permanent, HTTPStatus: 400, Err: fmt.Errorf("HTTP 400 %s: %s", e.Err, e.Description), Detail: detail}
 	}
-	r.Err = fmt.Errorf("HTTP %d%s", resp.StatusCode, revoke.BodySnippet(resp.Body))
+	r := revoke.Answer(resp, d.cfg.Now(), []int{http.StatusAccepted}, nil)
+	r.Detail = detail
 	return r
 }
