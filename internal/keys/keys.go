@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -28,7 +29,7 @@ type Signer struct {
 	jwks []byte
 
 	mu      sync.Mutex
-	signers map[string]jose.Signer // by typ
+	headers map[string]string // base64url JOSE header, by typ
 }
 
 // LoadOrCreate loads the PEM private key at path, creating a P-256 key there
@@ -107,7 +108,7 @@ func Parse(pemBytes []byte) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse signing key: %w", err)
 	}
-	s := &Signer{signers: map[string]jose.Signer{}}
+	s := &Signer{headers: map[string]string{}}
 	switch k := key.(type) {
 	case *ecdsa.PrivateKey:
 		if k.Curve != elliptic.P256() {
@@ -166,34 +167,62 @@ func (s *Signer) Algorithm() string { return string(s.alg) }
 // JWKS is the public key set as served at /.well-known/jwks.json.
 func (s *Signer) JWKS() []byte { return s.jwks }
 
-// Sign returns a compact JWS of claims with the given `typ` header.
+// Sign returns a compact JWS (RFC 7515 §7.1) of claims with the given `typ`
+// header. It is on the hot path of every revocation, so it assembles the
+// token itself: the header is encoded once per typ, and an ES256 signature
+// is the fixed-width R‖S of RFC 7518 §3.4.
 func (s *Signer) Sign(typ string, claims any) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", fmt.Errorf("encode claims: %w", err)
 	}
-	signer, err := s.signer(typ)
+	header, err := s.header(typ)
 	if err != nil {
 		return "", err
 	}
-	obj, err := signer.Sign(payload)
-	if err != nil {
-		return "", fmt.Errorf("sign %s: %w", typ, err)
+	enc := base64.RawURLEncoding
+	const sigMax = 512 // RS256 with a 4096-bit key
+	buf := make([]byte, 0, len(header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(sigMax))
+	buf = append(buf, header...)
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, payload)
+	digest := sha256.Sum256(buf)
+	var sig []byte
+	switch k := s.key.(type) {
+	case *ecdsa.PrivateKey:
+		r, ss, err := ecdsa.Sign(rand.Reader, k, digest[:])
+		if err != nil {
+			return "", fmt.Errorf("sign %s: %w", typ, err)
+		}
+		sig = make([]byte, 64)
+		r.FillBytes(sig[:32])
+		ss.FillBytes(sig[32:])
+	case *rsa.PrivateKey:
+		if sig, err = rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, digest[:]); err != nil {
+			return "", fmt.Errorf("sign %s: %w", typ, err)
+		}
 	}
-	return obj.CompactSerialize()
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, sig)
+	return string(buf), nil
 }
 
-func (s *Signer) signer(typ string) (jose.Signer, error) {
+// header is the encoded JOSE header for typ: alg, kid and typ.
+func (s *Signer) header(typ string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if js, ok := s.signers[typ]; ok {
-		return js, nil
+	if h, ok := s.headers[typ]; ok {
+		return h, nil
 	}
-	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader(jose.HeaderKey("kid"), s.kid)
-	js, err := jose.NewSigner(jose.SigningKey{Algorithm: s.alg, Key: s.key}, opts)
+	raw, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{string(s.alg), s.kid, typ})
 	if err != nil {
-		return nil, fmt.Errorf("new signer: %w", err)
+		return "", fmt.Errorf("encode header: %w", err)
 	}
-	s.signers[typ] = js
-	return js, nil
+	h := base64.RawURLEncoding.EncodeToString(raw)
+	s.headers[typ] = h
+	return h, nil
 }

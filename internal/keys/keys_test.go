@@ -69,3 +69,49 @@ func TestWeakRSARefused(t *testing.T) {
 		t.Fatal("1024-bit RSA accepted")
 	}
 }
+
+// Both key types sign tokens that a JOSE library verifies against the JWKS
+// we publish, with the header we promise (alg, kid, typ) and nothing else.
+func TestSignBothKeyTypes(t *testing.T) {
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsaPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rk)})
+	ec, err := LoadOrCreate(filepath.Join(t.TempDir(), "ec.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Parse(rsaPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Signer{ec, rs} {
+		for _, typ := range []string{"global-token-revocation+jwt", "secevent+jwt"} {
+			raw, err := s.Sign(typ, struct {
+				Sub string `json:"sub"`
+				Exp int64  `json:"exp"`
+			}{"ü@example.com", 4102444800})
+			if err != nil {
+				t.Fatal(err)
+			}
+			alg := jose.SignatureAlgorithm(s.Algorithm())
+			tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{alg})
+			if err != nil {
+				t.Fatalf("%s: %v", alg, err)
+			}
+			h := tok.Headers[0]
+			if h.Algorithm != string(alg) || h.KeyID != s.KeyID() || h.ExtraHeaders["typ"] != typ || len(h.ExtraHeaders) != 1 {
+				t.Errorf("%s header %+v", alg, h)
+			}
+			var cl jwt.Claims
+			if err := tok.Claims(s.JWK().Key, &cl); err != nil || cl.Subject != "ü@example.com" {
+				t.Errorf("%s claims %+v: %v", alg, cl, err)
+			}
+			// A token signed by another key of the same type must not verify.
+			other, _ := LoadOrCreate(filepath.Join(t.TempDir(), "other.pem"))
+			if alg == jose.ES256 {
+				if err := tok.Claims(other.JWK().Key, &cl); err == nil {
+					t.Error("verified with another key")
+				}
+			}
+		}
+	}
+}
