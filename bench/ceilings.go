@@ -21,7 +21,6 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr"
-	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
 	"github.com/lifecycle-worker/lifecycle-worker/schema"
 )
 
@@ -39,17 +38,15 @@ func ceiling(n int, d time.Duration) Ceiling {
 // ceilingHTTP sends the same N×K GTR requests straight to the same
 // receivers, with the same per-target concurrency and JWT signing (our gtr
 // driver, our key), and nothing else.
-func ceilingHTTP(ctx context.Context, s Scenario, dir string, receivers []*gtrtest.Receiver) (Ceiling, error) {
+func ceilingHTTP(ctx context.Context, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
 	signer, err := keys.LoadOrCreate(filepath.Join(dir, "ceiling-key.pem"))
 	if err != nil {
 		return Ceiling{}, err
 	}
 	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(signer.JWKS()) }))
 	defer jwks.Close()
-	before := 0
-	for _, r := range receivers {
-		r.SetJWKSURL(jwks.URL)
-		before += len(r.Requests())
+	if err := receivers.SetJWKSURL(jwks.URL); err != nil {
+		return Ceiling{}, err
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
@@ -58,8 +55,8 @@ func ceilingHTTP(ctx context.Context, s Scenario, dir string, receivers []*gtrte
 	var mu sync.Mutex
 	var firstErr error
 	start := time.Now()
-	for _, r := range receivers {
-		d, err := gtr.New(gtr.Config{Endpoint: r.URL, SubjectFormat: "email", Auth: "signed_jwt", Signer: signer,
+	for _, url := range receivers.URLs {
+		d, err := gtr.New(gtr.Config{Endpoint: url, SubjectFormat: "email", Auth: "signed_jwt", Signer: signer,
 			Issuer: publicURL, ClientID: "lifecycle-worker", Client: client, Now: time.Now})
 		if err != nil {
 			return Ceiling{}, err

@@ -34,6 +34,12 @@ type Report struct {
 }
 
 func main() {
+	if k := os.Getenv(receiversEnv); k != "" {
+		if err := serveReceivers(k); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	var s Scenario
 	flag.IntVar(&s.Users, "users", 10000, "N: users deactivated")
 	flag.IntVar(&s.Targets, "targets", 10, "K: authorization servers")
@@ -98,7 +104,7 @@ func run(ctx context.Context, s Scenario, dir string, progress io.Writer) (*Repo
 	}
 	rep.Pipeline = p
 	if p.Rejected > 0 {
-		return nil, fmt.Errorf("receivers rejected %d requests from the worker", p.Rejected)
+		return nil, fmt.Errorf("receivers rejected %d requests from the worker: %v", p.Rejected, p.RejectReasons)
 	}
 
 	fmt.Fprintln(progress, "ceiling (a): direct GTR requests")
@@ -141,7 +147,8 @@ func printReport(w io.Writer, r *Report) {
 		p.TimeToRevokeMS.P50, p.TimeToRevokeMS.P99, p.TimeToRevokeMS.Max)
 	fmt.Fprintf(w, "  audit rows indexed       %d = %.0f/s; indexer lag max %d ms\n", p.AuditRows, p.AuditRowsPerS, p.IndexLagMaxMS)
 	fmt.Fprintf(w, "  worker peak RSS          %.0f MB\n", p.PeakRSSMB)
-	fmt.Fprintf(w, "  worker CPU               %.1f s = %.2f s per 1000 revocations\n\n", p.CPUSeconds, p.CPUPer1000)
+	fmt.Fprintf(w, "  worker CPU               %.1f s = %.2f s per 1000 revocations\n", p.CPUSeconds, p.CPUPer1000)
+	fmt.Fprintf(w, "  receivers CPU            %.1f s (the K test authorization servers, own process, same cores)\n\n", p.ReceiversCPUSeconds)
 	fmt.Fprintln(w, "ceilings (same machine, same run)                         pipeline / ceiling")
 	a, b, c := r.Ceilings["a_direct_gtr_requests"], r.Ceilings["b_jetstream_pub_consume"], r.Ceilings["c_sqlite_batched_inserts"]
 	fmt.Fprintf(w, "  (a) direct GTR requests    %7d in %6.2fs = %8.0f/s    revocations/s  %.2f\n", a.Count, a.Seconds, a.PerS, r.Ratios["revocations_vs_a"])

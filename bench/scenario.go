@@ -20,8 +20,6 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
-
-	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
 )
 
 // Scenario is one benchmark run's shape.
@@ -56,6 +54,10 @@ type Pipeline struct {
 	CPUSeconds      float64  `json:"cpu_seconds"`
 	CPUPer1000      float64  `json:"cpu_seconds_per_1000_revocations"`
 	Rejected        int      `json:"requests_rejected_by_receivers"`
+	RejectReasons   []string `json:"reject_reasons,omitempty"`
+	// The receivers' own process (the K test authorization servers), which
+	// shares the machine with the worker.
+	ReceiversCPUSeconds float64 `json:"receivers_cpu_seconds"`
 }
 
 // Quantile is p50/p99/max of a sample.
@@ -95,9 +97,9 @@ func buildWorker(ctx context.Context, dir string) (string, error) {
 
 // startWorker runs the binary on a fresh data dir with one GTR target per
 // receiver, and waits until it serves.
-func startWorker(ctx context.Context, bin, dir string, receivers []*gtrtest.Receiver, s Scenario) (*worker, error) {
+func startWorker(ctx context.Context, bin, dir string, receivers *receiverSet, s Scenario) (*worker, error) {
 	var targets strings.Builder
-	for i, r := range receivers {
+	for i, url := range receivers.URLs {
 		fmt.Fprintf(&targets, `  - name: as%d
     driver: gtr
     endpoint: %s
@@ -105,7 +107,7 @@ func startWorker(ctx context.Context, bin, dir string, receivers []*gtrtest.Rece
     allow_insecure_http: true
     concurrency: %d
     backoff: [100ms, 1s]
-`, i, r.URL, s.Concurrency)
+`, i, url, s.Concurrency)
 	}
 	port, err := freePort()
 	if err != nil {
@@ -307,30 +309,27 @@ func readAudit(path string, withTimes bool) (auditFacts, error) {
 
 // runPipeline deactivates N users through the worker and waits until every
 // (user, target) revocation is confirmed by its receiver and indexed.
-func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer) (Pipeline, []*gtrtest.Receiver, func(), error) {
+func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer) (Pipeline, *receiverSet, func(), error) {
 	var p Pipeline
 	bin, err := buildWorker(ctx, dir)
 	if err != nil {
 		return p, nil, nil, err
 	}
-	receivers := make([]*gtrtest.Receiver, s.Targets)
-	for i := range receivers {
-		receivers[i] = gtrtest.New(gtrtest.Options{Issuer: publicURL})
+	receivers, err := startReceivers(s.Targets)
+	if err != nil {
+		return p, nil, nil, err
 	}
-	cleanup := func() {
-		for _, r := range receivers {
-			r.Close()
-		}
-	}
+	cleanup := receivers.Close
 	w, err := startWorker(ctx, bin, dir, receivers, s)
 	if err != nil {
 		return p, receivers, cleanup, err
 	}
 	defer w.stop()
-	for _, r := range receivers {
-		r.SetJWKSURL(w.url + "/.well-known/jwks.json")
+	if err := receivers.SetJWKSURL(w.url + "/.well-known/jwks.json"); err != nil {
+		return p, receivers, cleanup, err
 	}
 	cpu0, _ := procStats(w.cmd.Process.Pid)
+	rcpu0, _ := procStats(receivers.Pid())
 	bodies := deliveries(s)
 	want := s.Users * s.Targets
 
@@ -349,10 +348,11 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	var lastConfirm time.Time
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		got := 0
-		for _, r := range receivers {
-			got += r.SucceededSubjects()
+		st, err := receivers.Status()
+		if err != nil {
+			return p, receivers, cleanup, err
 		}
+		got := st.Succeeded
 		if got >= want {
 			lastConfirm = time.Now()
 			break
@@ -376,6 +376,7 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	}
 	indexedAt := time.Now()
 	cpu1, rss := procStats(w.cmd.Process.Pid)
+	rcpu1, _ := procStats(receivers.Pid())
 	if pprofAddr != "" {
 		saveProfile("http://"+pprofAddr+"/debug/pprof/heap", filepath.Join(dir, "heap.pprof"))
 	}
@@ -397,9 +398,12 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	p.PeakRSSMB = rss
 	p.CPUSeconds = cpu1 - cpu0
 	p.CPUPer1000 = p.CPUSeconds / (float64(want) / 1000)
-	for _, r := range receivers {
-		p.Rejected += len(r.Rejected())
+	p.ReceiversCPUSeconds = rcpu1 - rcpu0
+	st, err := receivers.Status()
+	if err != nil {
+		return p, receivers, cleanup, err
 	}
+	p.Rejected, p.RejectReasons = st.Rejected, st.Reasons
 	if f.succeeded != want {
 		return p, receivers, cleanup, fmt.Errorf("%d revocation.succeeded records for %d pairs", f.succeeded, want)
 	}
