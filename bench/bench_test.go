@@ -39,6 +39,9 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("ceiling %s measured nothing", name)
 		}
 	}
+	if a := rep.Ceilings["a_direct_gtr_requests"]; a.TimeToRevokeMS == nil || a.TimeToRevokeMS.Max == 0 {
+		t.Errorf("ceiling (a) has no time to revoke: %+v", a)
+	}
 	printReport(io.Discard, rep)
 }
 
