@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,7 +91,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		return err
 	}
 	defer pipelinePub.Close()
-	sink, intakeSink := natsSink{pub: pipelinePub}, natsSink{pub: intakePub}
+	tele := newTelemetry()
+	sink, intakeSink := natsSink{pub: pipelinePub, obs: tele}, natsSink{pub: intakePub, obs: tele}
 	now := time.Now
 
 	targets, err := buildTargets(cfg, signer, now)
@@ -115,6 +114,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err != nil {
 		return err
 	}
+	tele.watch(b, indexer, targets)
 	reader, err := audit.OpenReader(cfg.Audit.DB)
 	if err != nil {
 		return err
@@ -164,14 +164,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	srvCfg := server.Config{
 		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
-		OktaHook: prio.wrap(hook), SCIM: prio.wrap(scimHandler), JWKS: jwks, Issuer: cfg.PublicURL, Register: []func(*http.ServeMux){api.Register},
+		OktaHook: tele.intake("okta_hook", prio.wrap(hook)), SCIM: tele.intake("scim", prio.wrap(scimHandler)), JWKS: jwks, Issuer: cfg.PublicURL, Register: []func(*http.ServeMux){api.Register},
 		Ready: func(context.Context) error {
 			if !b.Conn().IsConnected() {
 				return errors.New("nats not connected")
 			}
 			return nil
 		},
-		Metrics:   metrics(b, indexer),
+		Metrics:   tele.Handler(),
 		Authorize: api.Reader,
 		Log:       log.With("component", "http"),
 	}
@@ -473,35 +473,5 @@ func busConfig(cfg *config.Config, name string) bus.Config {
 		Listen: cfg.NATS.Listen, SyncAlways: cfg.NATS.SyncAlways,
 		URLs: cfg.NATS.URLs, CredsFile: cfg.NATS.CredsFile, Replicas: cfg.NATS.Replicas,
 		Name: name,
-	}
-}
-
-// metrics writes the process's figures in Prometheus text format.
-func metrics(b *bus.Bus, ix *audit.Indexer) func(context.Context, io.Writer) {
-	return func(ctx context.Context, w io.Writer) {
-		st := ix.Stats()
-		var last uint64
-		if s, err := b.JetStream().Stream(ctx, bus.StreamAudit); err == nil {
-			if info, err := s.Info(ctx); err == nil {
-				last = info.State.LastSeq
-			}
-		}
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		for _, m := range []struct {
-			name, help, typ string
-			v               float64
-		}{
-			{"lw_audit_stream_last_seq", "Last sequence of the AUDIT stream.", "gauge", float64(last)},
-			{"lw_audit_indexed_seq", "Last AUDIT sequence in this node's index.", "gauge", float64(st.Indexed)},
-			{"lw_audit_index_backlog_records", "AUDIT records not yet in this node's index.", "gauge", float64(last - min(last, st.Indexed))},
-			{"lw_audit_index_lag_seconds", "Record time to indexed, for the oldest record of the last batch.", "gauge", float64(st.LagMS) / 1000},
-			{"lw_audit_index_batches_total", "Indexer transactions committed.", "counter", float64(st.Batches)},
-			{"lw_audit_checkpoints_total", "Signed checkpoints written.", "counter", float64(st.Checkpoints)},
-			{"lw_go_goroutines", "Goroutines.", "gauge", float64(runtime.NumGoroutine())},
-			{"lw_go_heap_inuse_bytes", "Go heap in use.", "gauge", float64(ms.HeapInuse)},
-		} {
-			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %g\n", m.name, m.help, m.name, m.typ, m.name, m.v)
-		}
 	}
 }

@@ -19,7 +19,10 @@ import (
 
 // natsSink adapts the bus to the ports of the core packages: it is the
 // events.Publisher, the audit.Recorder and the revoke.Queue.
-type natsSink struct{ pub *bus.Publisher }
+type natsSink struct {
+	pub *bus.Publisher
+	obs *telemetry // counts what was recorded; nil: nothing
+}
 
 var (
 	_ events.Publisher = natsSink{}
@@ -63,8 +66,16 @@ func (s natsSink) Record(ctx context.Context, recs ...audit.Record) error {
 		}
 		msgs[i] = bus.Message{Subject: r.Topic(), ID: r.ID, Data: data}
 	}
-	_, err := s.pub.Publish(ctx, msgs)
-	return err
+	acks, err := s.pub.Publish(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	for i, a := range acks {
+		if !a.Duplicate { // a repeat after a crash was counted the first time
+			s.obs.observe(recs[i])
+		}
+	}
+	return nil
 }
 
 func (s natsSink) Enqueue(ctx context.Context, jobs []revoke.Job) error {

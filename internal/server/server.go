@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,9 +25,9 @@ type Config struct {
 	Register []func(*http.ServeMux)
 	// Ready reports whether the process can take traffic.
 	Ready func(context.Context) error
-	// Metrics writes Prometheus text exposition; Authorize guards it (the
-	// API's tokens: every endpoint authenticates).
-	Metrics   func(ctx context.Context, w io.Writer)
+	// Metrics serves Prometheus exposition; Authorize guards it (the API's
+	// tokens: every endpoint authenticates).
+	Metrics   http.Handler
 	Authorize func(http.HandlerFunc) http.Handler
 	Log       *slog.Logger
 }
@@ -69,10 +68,7 @@ func New(cfg Config) (http.Handler, error) {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	if cfg.Metrics != nil && cfg.Authorize != nil {
-		mux.Handle("GET /metrics", cfg.Authorize(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-			cfg.Metrics(r.Context(), w)
-		}))
+		mux.Handle("GET /metrics", cfg.Authorize(cfg.Metrics.ServeHTTP))
 	}
 	for _, reg := range cfg.Register {
 		reg(mux)
