@@ -24,6 +24,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktahook"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktalog"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/scim"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/ssf"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/backchannel"
@@ -162,9 +163,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err != nil {
 		return err
 	}
+	ssfReceiver, err := newSSFReceiver(cfg, intakeSink, now, log.With("component", "ssf"))
+	if err != nil {
+		return err
+	}
 	srvCfg := server.Config{
 		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
-		OktaHook: tele.intake("okta_hook", prio.wrap(hook)), SCIM: tele.intake("scim", prio.wrap(scimHandler)), JWKS: jwks, Issuer: cfg.PublicURL, Register: []func(*http.ServeMux){api.Register},
+		OktaHook: tele.intake("okta_hook", prio.wrap(hook)), SCIM: tele.intake("scim", prio.wrap(scimHandler)),
+		SSF: tele.intake("ssf", prio.wrap(ssfReceiver)), JWKS: jwks, Issuer: cfg.PublicURL, Register: []func(*http.ServeMux){api.Register},
 		Ready: func(context.Context) error {
 			if !b.Conn().IsConnected() {
 				return errors.New("nats not connected")
@@ -474,4 +480,24 @@ func busConfig(cfg *config.Config, name string) bus.Config {
 		URLs: cfg.NATS.URLs, CredsFile: cfg.NATS.CredsFile, Replicas: cfg.NATS.Replicas,
 		Name: name,
 	}
+}
+
+// newSSFReceiver builds the Shared Signals receiver from the config.
+func newSSFReceiver(cfg *config.Config, sink natsSink, now func() time.Time, log *slog.Logger) (*ssf.Receiver, error) {
+	mapping, err := ssf.DefaultMapping().With(cfg.SSF.EventTypes)
+	if err != nil {
+		return nil, fmt.Errorf("ssf.event_types: %w", err)
+	}
+	var trs []ssf.Transmitter
+	for _, t := range cfg.SSF.Transmitters {
+		trs = append(trs, ssf.Transmitter{Issuer: t.Issuer, JWKSURL: t.JWKSURI, JWKSFile: t.JWKSFile, Tokens: t.Tokens})
+	}
+	if len(trs) == 0 {
+		log.Warn("SSF has no transmitter configured: every SET will be refused (set ssf.transmitters)")
+	}
+	client := &http.Client{Timeout: 5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return ssf.New(ssf.Config{Transmitters: trs, Audience: cfg.SSF.Audience, Mapping: mapping,
+		MaxBody: min(cfg.HTTP.MaxBodyBytes, 64<<10), PublishTimeout: cfg.NATS.PublishTimeout,
+		Publisher: sink, Recorder: sink, Client: client, Now: now, Log: log})
 }

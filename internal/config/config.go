@@ -28,6 +28,7 @@ type Config struct {
 	Keys      KeysConfig     `yaml:"keys"`
 	Okta      OktaConfig     `yaml:"okta"`
 	SCIM      SCIMConfig     `yaml:"scim"`
+	SSF       SSFConfig      `yaml:"ssf"`
 	Audit     AuditConfig    `yaml:"audit"`
 	Targets   []TargetConfig `yaml:"targets"`
 }
@@ -112,6 +113,31 @@ type SCIMConfig struct {
 	Tokens []string `yaml:"tokens"` // accepted bearer tokens; none: SCIM refuses every request
 	// Issuer is the IdP's issuer for iss_sub subjects of SCIM events.
 	Issuer string `yaml:"issuer"`
+}
+
+// SSFConfig configures the Shared Signals receiver at /ssf/events: SETs
+// pushed (RFC 8935) by the transmitters listed, CAEP and RISC events.
+type SSFConfig struct {
+	// Audience lists the aud values a SET may carry (one must match);
+	// default: public_url.
+	Audience     []string               `yaml:"audience"`
+	Transmitters []SSFTransmitterConfig `yaml:"transmitters"`
+	// EventTypes overrides the mapping of event-type URIs to kinds (or
+	// "ignore").
+	EventTypes map[string]string `yaml:"event_types"`
+}
+
+// SSFTransmitterConfig is one transmitter whose SETs we accept.
+type SSFTransmitterConfig struct {
+	Issuer string `yaml:"issuer"` // the SETs' iss, exactly
+	// JWKSURI is where its signing keys are (https; refetched when a SET
+	// names a kid we do not know); or JWKSFile holds them.
+	JWKSURI  string `yaml:"jwks_uri"`
+	JWKSFile string `yaml:"jwks_file"`
+	// Tokens, when set, are what the stream's authorization_header may
+	// carry (Authorization: Bearer <token>), in addition to the signature.
+	Tokens            []string `yaml:"tokens"`
+	AllowInsecureHTTP bool     `yaml:"allow_insecure_http"` // jwks_uri on a loopback http URL, for tests
 }
 
 // AuditConfig configures the audit index and its API.
@@ -333,6 +359,9 @@ func (c *Config) setDefaults() {
 		c.PublicURL = "http://" + c.Listen
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if len(c.SSF.Audience) == 0 {
+		c.SSF.Audience = []string{c.PublicURL}
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -528,6 +557,34 @@ func (c *Config) Validate() error {
 	for i, t := range c.SCIM.Tokens {
 		if len(t) < 16 {
 			bad("scim.tokens[%d] is empty or shorter than 16 characters (is its environment variable set?)", i)
+		}
+	}
+	ssfIssuers := map[string]bool{}
+	for i, tr := range c.SSF.Transmitters {
+		where := fmt.Sprintf("ssf.transmitters[%d]", i)
+		if u, err := url.Parse(tr.Issuer); err != nil || u.Host == "" {
+			bad("%s.issuer: %q is not a URL", where, tr.Issuer)
+		} else if ssfIssuers[tr.Issuer] {
+			bad("%s.issuer: %q is listed twice", where, tr.Issuer)
+		}
+		ssfIssuers[tr.Issuer] = true
+		switch {
+		case (tr.JWKSURI == "") == (tr.JWKSFile == ""):
+			bad("%s: set one of jwks_uri and jwks_file", where)
+		case tr.JWKSURI != "":
+			if err := CheckEndpoint(tr.JWKSURI, tr.AllowInsecureHTTP); err != nil {
+				bad("%s.jwks_uri: %v", where, err)
+			}
+		}
+		for j, t := range tr.Tokens {
+			if len(t) < 16 {
+				bad("%s.tokens[%d] is empty or shorter than 16 characters (is its environment variable set?)", where, j)
+			}
+		}
+	}
+	for uri, kind := range c.SSF.EventTypes {
+		if kind != "ignore" && !validKind(kind) {
+			bad("ssf.event_types[%s]: unknown kind %q", uri, kind)
 		}
 	}
 	for typ, kind := range c.Okta.EventTypes {

@@ -15,9 +15,11 @@ type Config struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
-	// OktaHook serves /hooks/okta, SCIM /scim/v2/ (nil: not mounted).
+	// OktaHook serves /hooks/okta, SCIM /scim/v2/, SSF /ssf/events (nil:
+	// not mounted).
 	OktaHook http.Handler
 	SCIM     http.Handler
+	SSF      http.Handler
 	// JWKS is our public key set; Issuer our issuer (SSF metadata).
 	JWKS   []byte
 	Issuer string
@@ -40,6 +42,9 @@ func New(cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	if cfg.OktaHook != nil {
 		mux.Handle("/hooks/okta", cfg.OktaHook)
+	}
+	if cfg.SSF != nil {
+		mux.Handle("/ssf/events", cfg.SSF)
 	}
 	if cfg.SCIM != nil {
 		mux.Handle("/scim/v2/", cfg.SCIM)

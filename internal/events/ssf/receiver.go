@@ -1,0 +1,401 @@
+package ssf
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/google/uuid"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+)
+
+// Transmitter is one source of SETs we accept.
+type Transmitter struct {
+	Issuer   string
+	JWKSURL  string // fetched lazily, refetched for an unknown kid
+	JWKSFile string // or fixed keys
+	Tokens   []string
+}
+
+// Config configures the receiver.
+type Config struct {
+	Transmitters []Transmitter
+	// Audience: a SET's aud must contain one of these.
+	Audience       []string
+	Mapping        events.Mapping
+	MaxBody        int64
+	PublishTimeout time.Duration
+	Publisher      events.Publisher
+	Recorder       audit.Recorder
+	// Client fetches transmitters' keys (HTTPS, no redirects, a timeout).
+	Client *http.Client
+	Now    func() time.Time
+	Log    *slog.Logger
+}
+
+type transmitter struct {
+	Transmitter
+	keys   *keySet
+	tokens [][]byte
+}
+
+// Receiver serves POST /ssf/events.
+type Receiver struct {
+	cfg          Config
+	transmitters map[string]*transmitter
+}
+
+// algorithms a SET may be signed with: asymmetric only (no "none", no
+// shared secrets).
+var algorithms = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA}
+
+// New validates cfg and returns the receiver.
+func New(cfg Config) (*Receiver, error) {
+	if cfg.Mapping == nil || cfg.Publisher == nil || cfg.Recorder == nil || cfg.Now == nil || cfg.Log == nil || cfg.Client == nil {
+		return nil, errors.New("ssf: mapping, publisher, recorder, client, clock and logger are required")
+	}
+	if cfg.MaxBody <= 0 || cfg.PublishTimeout <= 0 || len(cfg.Audience) == 0 {
+		return nil, errors.New("ssf: body limit, publish timeout and audience are required")
+	}
+	r := &Receiver{cfg: cfg, transmitters: map[string]*transmitter{}}
+	for _, t := range cfg.Transmitters {
+		tr := &transmitter{Transmitter: t}
+		switch {
+		case t.JWKSFile != "":
+			raw, err := os.ReadFile(t.JWKSFile)
+			if err != nil {
+				return nil, fmt.Errorf("ssf transmitter %s: %w", t.Issuer, err)
+			}
+			if tr.keys, err = staticKeys(raw); err != nil {
+				return nil, fmt.Errorf("ssf transmitter %s: %w", t.Issuer, err)
+			}
+		case t.JWKSURL != "":
+			tr.keys = &keySet{url: t.JWKSURL, client: cfg.Client, now: cfg.Now, minRefresh: time.Minute}
+		default:
+			return nil, fmt.Errorf("ssf transmitter %s: no keys", t.Issuer)
+		}
+		for _, tok := range t.Tokens {
+			tr.tokens = append(tr.tokens, []byte(tok))
+		}
+		r.transmitters[t.Issuer] = tr
+	}
+	return r, nil
+}
+
+// setError is an RFC 8935 §2.3 error answer.
+type setError struct {
+	status int
+	code   string // invalid_request, invalid_key, invalid_issuer, invalid_audience, authentication_failed, access_denied
+	desc   string
+}
+
+func (e *setError) Error() string { return e.code + ": " + e.desc }
+
+func refuse(status int, code, format string, args ...any) *setError {
+	return &setError{status: status, code: code, desc: fmt.Sprintf(format, args...)}
+}
+
+// set is what we read from a verified SET.
+type set struct {
+	Iss    string                     `json:"iss"`
+	Jti    string                     `json:"jti"`
+	Iat    *float64                   `json:"iat"`
+	Exp    *float64                   `json:"exp"`
+	Aud    json.RawMessage            `json:"aud"`
+	Txn    string                     `json:"txn"`
+	Sub    string                     `json:"sub"`
+	SubID  json.RawMessage            `json:"sub_id"`
+	Events map[string]json.RawMessage `json:"events"`
+}
+
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		r.answer(w, req, refuse(http.StatusMethodNotAllowed, "invalid_request", "SETs are delivered by POST"), nil)
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); mt != "application/secevent+jwt" {
+		r.answer(w, req, refuse(http.StatusBadRequest, "invalid_request", "Content-Type must be application/secevent+jwt"), nil)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			r.answer(w, req, refuse(http.StatusRequestEntityTooLarge, "invalid_request", "SET larger than %d bytes", r.cfg.MaxBody), nil)
+			return
+		}
+		r.answer(w, req, refuse(http.StatusBadRequest, "invalid_request", "reading body: %v", err), nil)
+		return
+	}
+	s, payload, serr := r.verify(req, strings.TrimSpace(string(body)))
+	if serr != nil {
+		r.answer(w, req, serr, s)
+		return
+	}
+	evs, ignored, serr := r.events(s, payload)
+	if serr != nil {
+		r.answer(w, req, serr, s)
+		return
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.PublishTimeout)
+	defer cancel()
+	pubs, err := r.cfg.Publisher.PublishEvents(ctx, evs)
+	if err != nil {
+		// Not durable: the transmitter retries on a 5xx (RFC 8935 §2.3).
+		r.cfg.Log.ErrorContext(ctx, "ssf: events not durable, answering 503", "iss", s.Iss, "jti", s.Jti, "err", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	recs := ignored
+	for i, ev := range evs {
+		if pubs[i].Duplicate { // a retransmission: on record, revoked once
+			recs = append(recs, audit.Record{Type: audit.TypeEventReceived, EventID: ev.ID, Kind: string(ev.Kind),
+				Subject: audit.SubjectOf(ev.Subject), Outcome: "duplicate", OccurredAt: &ev.OccurredAt,
+				Detail: audit.Detail(map[string]any{"event_type": ev.Cause, "jti": s.Jti, "lifecycle_seq": pubs[i].Sequence})})
+		}
+	}
+	if err := r.record(ctx, recs...); err != nil {
+		r.cfg.Log.ErrorContext(ctx, "ssf: audit not durable, answering 503", "iss", s.Iss, "jti", s.Jti, "err", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// verify authenticates the delivery and the SET and checks its claims. It
+// returns what it could read even on failure, for the record.
+func (r *Receiver) verify(req *http.Request, raw string) (*set, []byte, *setError) {
+	tok, err := jose.ParseSigned(raw, algorithms)
+	if err != nil {
+		return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "not a signed JWT (or an algorithm we do not accept): %v", err)
+	}
+	if len(tok.Signatures) != 1 {
+		return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "a SET has exactly one signature")
+	}
+	h := tok.Signatures[0].Protected
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), "secevent+jwt") {
+		return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "typ %q is not secevent+jwt", typ)
+	}
+	var unverified set
+	if err := json.Unmarshal(tok.UnsafePayloadWithoutVerification(), &unverified); err != nil {
+		return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "claims are not a JSON object: %v", err)
+	}
+	tr, ok := r.transmitters[unverified.Iss]
+	if !ok {
+		return &unverified, nil, refuse(http.StatusBadRequest, "invalid_issuer", "iss %q is not a configured transmitter", unverified.Iss)
+	}
+	if len(tr.tokens) > 0 && !tokenOK(req, tr.tokens) {
+		return &unverified, nil, refuse(http.StatusUnauthorized, "authentication_failed", "missing or wrong bearer token for this transmitter")
+	}
+	keys, err := tr.keys.find(req.Context(), h.KeyID)
+	if err != nil {
+		if errors.Is(err, errUnknownKey) {
+			return &unverified, nil, refuse(http.StatusBadRequest, "invalid_key", "kid %q is not among the transmitter's keys", h.KeyID)
+		}
+		r.cfg.Log.WarnContext(req.Context(), "ssf: transmitter keys unavailable", "iss", tr.Issuer, "err", err)
+		return &unverified, nil, refuse(http.StatusServiceUnavailable, "invalid_key", "the transmitter's keys could not be fetched; retry later")
+	}
+	var payload []byte
+	for _, k := range keys {
+		if payload, err = tok.Verify(k.Key); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return &unverified, nil, refuse(http.StatusBadRequest, "authentication_failed", "signature does not verify with the transmitter's keys")
+	}
+	var s set
+	if err := json.Unmarshal(payload, &s); err != nil {
+		return &unverified, nil, refuse(http.StatusBadRequest, "invalid_request", "claims: %v", err)
+	}
+	now := r.cfg.Now()
+	switch {
+	case s.Jti == "":
+		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "no jti")
+	case s.Iat == nil:
+		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "no iat")
+	case unixTime(*s.Iat).After(now.Add(5 * time.Minute)):
+		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "iat is in the future")
+	case s.Exp != nil && unixTime(*s.Exp).Before(now.Add(-time.Minute)):
+		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "expired")
+	case len(s.Events) == 0:
+		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "no events")
+	}
+	aud, err := audiences(s.Aud)
+	if err != nil {
+		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "aud: %v", err)
+	}
+	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(r.cfg.Audience, a) }) {
+		return &s, nil, refuse(http.StatusBadRequest, "invalid_audience", "aud %v is not this receiver", aud)
+	}
+	return &s, payload, nil
+}
+
+func tokenOK(req *http.Request, tokens [][]byte) bool {
+	got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	match := 0
+	for _, t := range tokens {
+		match |= subtle.ConstantTimeCompare([]byte(got), t)
+	}
+	return match == 1
+}
+
+func audiences(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 {
+		return nil, errors.New("missing")
+	}
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, errors.New("neither a string nor an array of strings")
+	}
+	return many, nil
+}
+
+func unixTime(f float64) time.Time {
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)).UTC()
+}
+
+// events turns the SET's events into lifecycle events; those we do not act
+// on become event.ignored records.
+func (r *Receiver) events(s *set, payload []byte) ([]events.Event, []audit.Record, *setError) {
+	uris := make([]string, 0, len(s.Events))
+	for uri := range s.Events {
+		uris = append(uris, uri)
+	}
+	sort.Strings(uris)
+	now := r.cfg.Now().UTC()
+	var evs []events.Event
+	var ignored []audit.Record
+	for _, uri := range uris {
+		var body struct {
+			Subject         json.RawMessage `json:"subject"` // legacy CAEP/RISC placement
+			EventTimestamp  *float64        `json:"event_timestamp"`
+			ChangeDirection string          `json:"change_direction"`
+			State           string          `json:"state"`
+			Status          string          `json:"status"`
+		}
+		if err := json.Unmarshal(s.Events[uri], &body); err != nil {
+			return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "events[%s] is not an object", uri)
+		}
+		id := "ssf:" + s.Iss + ":" + s.Jti
+		if len(uris) > 1 {
+			id += "#" + uri
+		}
+		ignore := func(reason string, subject *audit.Subject) {
+			ignored = append(ignored, audit.Record{Type: audit.TypeEventIgnored, EventID: id, Subject: subject, Outcome: "ignored",
+				Detail: audit.Detail(map[string]any{"reason": reason, "event_type": uri, "jti": s.Jti, "iss": s.Iss})})
+		}
+		switch uri {
+		case TypeVerification:
+			ignore("stream verification (state "+body.State+")", nil)
+			continue
+		case TypeStreamUpdated:
+			r.cfg.Log.Warn("ssf: transmitter changed the stream's status", "iss", s.Iss, "status", body.Status)
+			ignore("stream status is now "+body.Status, nil)
+			continue
+		}
+		subRaw := s.SubID
+		if len(subRaw) == 0 {
+			subRaw = body.Subject
+		}
+		var subject events.Subject
+		var why string
+		switch {
+		case len(subRaw) > 0:
+			var err error
+			if subject, why, err = subjectOf(subRaw); err != nil {
+				return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "sub_id: %v", err)
+			}
+		case s.Sub != "":
+			subject = events.Subject{Issuer: s.Iss, ID: s.Sub}
+		default:
+			return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "no sub_id")
+		}
+		kind, mapped := r.cfg.Mapping[uri]
+		switch {
+		case !mapped:
+			ignore("event type not mapped to a lifecycle kind", audit.SubjectOf(subject))
+			continue
+		case why != "":
+			ignore(why, nil)
+			continue
+		case uri == TypeAssuranceLevelChange && body.ChangeDirection != "decrease":
+			ignore("assurance level did not decrease", audit.SubjectOf(subject))
+			continue
+		}
+		occurred := unixTime(*s.Iat)
+		if body.EventTimestamp != nil {
+			occurred = unixTime(*body.EventTimestamp)
+		}
+		evs = append(evs, events.Event{ID: id, Source: events.SourceSSF, Kind: kind, Subject: subject,
+			OccurredAt: occurred, ReceivedAt: now, Cause: uri, Raw: payload})
+	}
+	return evs, ignored, nil
+}
+
+// answer refuses a delivery in RFC 8935 form and puts the refusal on record.
+func (r *Receiver) answer(w http.ResponseWriter, req *http.Request, e *setError, s *set) {
+	detail := map[string]any{"err": e.code, "remote": remoteHost(req)}
+	if s != nil {
+		detail["iss"], detail["jti"] = s.Iss, s.Jti
+	}
+	typ := audit.TypeEventRejected
+	if e.status == http.StatusUnauthorized {
+		typ = audit.TypeAuthFailed
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ssf"`)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.PublishTimeout)
+	defer cancel()
+	if err := r.record(ctx, audit.Record{Type: typ, Outcome: "rejected", HTTPStatus: e.status, Error: e.desc, Detail: audit.Detail(detail)}); err != nil {
+		r.cfg.Log.ErrorContext(ctx, "ssf: audit record lost", "type", typ, "err", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"err": e.code, "description": e.desc})
+}
+
+func (r *Receiver) record(ctx context.Context, recs ...audit.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	now := r.cfg.Now().UTC()
+	for i := range recs {
+		recs[i].ID = "ssf/" + uuid.NewString()
+		recs[i].Time = now
+		recs[i].Source = string(events.SourceSSF)
+	}
+	return r.cfg.Recorder.Record(ctx, recs...)
+}
+
+func remoteHost(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
+	}
+	return host
+}
