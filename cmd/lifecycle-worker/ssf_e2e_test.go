@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
+)
+
+// joseTransmit signs SETs with npm jose (test/jose/transmit.mjs) and returns
+// the transmitter's JWKS and the compact SETs.
+func joseTransmit(t *testing.T, kid string, sets ...map[string]any) (json.RawMessage, []string) {
+	t.Helper()
+	joseDir, _ := filepath.Abs("../../test/jose")
+	if _, err := os.Stat(filepath.Join(joseDir, "node_modules", "jose")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("npm jose is not installed in %s (run npm ci there): %v", joseDir, err)
+		}
+		t.Skip("npm jose not installed: run `npm ci --prefix test/jose`")
+	}
+	in, _ := json.Marshal(map[string]any{"kid": kid, "sets": sets})
+	cmd := exec.Command("node", filepath.Join(joseDir, "transmit.mjs"))
+	cmd.Dir = joseDir
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("transmit.mjs: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		JWKS json.RawMessage `json:"jwks"`
+		Sets []string        `json:"sets"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Sets) != len(sets) {
+		t.Fatalf("transmit.mjs said %s (%v)", out, err)
+	}
+	return res.JWKS, res.Sets
+}
+
+func (w *worker) postSET(set, bearer string) (int, string) {
+	w.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, w.url+"/ssf/events", strings.NewReader(set))
+	req.Header.Set("Content-Type", "application/secevent+jwt")
+	req.Header.Set("Accept", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(resp.Body)
+	return resp.StatusCode, body.String()
+}
+
+// A transmitter built on npm jose pushes a RISC account-disabled SET and a
+// CAEP session-revoked SET (complex subject): both are verified against its
+// JWKS, fetched over HTTP, and revoked at the AS; a retransmission revokes
+// nothing twice; a SET with a changed payload is refused as
+// authentication_failed, and everything is on record.
+func TestSSFTransmitterWithJose(t *testing.T) {
+	const issuer = "https://idp.e2e.example"
+	const streamToken = "ssf-stream-token-0123456789"
+	now := time.Now().Unix()
+	jwks, sets := joseTransmit(t, "tr-2026",
+		map[string]any{"iss": issuer, "jti": "risc-1", "iat": now, "aud": testPublicURL, "txn": "t-1",
+			"sub_id": map[string]any{"format": "email", "email": "eve@example.com"},
+			"events": map[string]any{"https://schemas.openid.net/secevent/risc/event-type/account-disabled": map[string]any{"reason": "hijacking"}}},
+		map[string]any{"iss": issuer, "jti": "caep-1", "iat": now, "aud": []string{testPublicURL},
+			"sub_id": map[string]any{"format": "complex", "user": map[string]any{"format": "email", "email": "finn@example.com"},
+				"session": map[string]any{"format": "opaque", "id": "sess-1"}},
+			"events": map[string]any{"https://schemas.openid.net/secevent/caep/event-type/session-revoked": map[string]any{
+				"initiating_entity": "policy", "reason_admin": map[string]string{"en": "impossible travel"}, "event_timestamp": now - 5}}},
+	)
+	keys := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(jwks)
+	}))
+	defer keys.Close()
+	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
+	defer peer.Close()
+	cfg := testConfig(t, t.TempDir(), gtrTarget("as1", peer.URL, "email"))
+	cfg.SSF.Transmitters = []config.SSFTransmitterConfig{{Issuer: issuer, JWKSURI: keys.URL, AllowInsecureHTTP: true, Tokens: []string{streamToken}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, cfg)
+	setJWKS(peer, w)
+
+	if code, body := w.postSET(sets[0], ""); code != http.StatusUnauthorized || !strings.Contains(body, `"err":"authentication_failed"`) {
+		t.Fatalf("without the stream token: %d %s", code, body)
+	}
+	for _, s := range sets {
+		if code, body := w.postSET(s, streamToken); code != http.StatusAccepted || body != "" {
+			t.Fatalf("SET: %d %q", code, body)
+		}
+	}
+	// The transmitter did not see our 202 and sends the first again.
+	if code, _ := w.postSET(sets[0], streamToken); code != http.StatusAccepted {
+		t.Fatalf("retransmission: %d", code)
+	}
+	// The first SET with its subject changed after signing.
+	parts := strings.Split(sets[0], ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload = bytes.Replace(payload, []byte("eve@example.com"), []byte("ceo@example.com"), 1)
+	forged := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2]
+	if code, body := w.postSET(forged, streamToken); code != http.StatusBadRequest || !strings.Contains(body, `"err":"authentication_failed"`) {
+		t.Fatalf("forged: %d %s", code, body)
+	}
+	w.idle(30 * time.Second)
+
+	ok := peer.Succeeded()
+	if len(ok) != 2 || ok["eve@example.com"] != 1 || ok["finn@example.com"] != 1 {
+		t.Fatalf("AS saw %v, want eve and finn once each", ok)
+	}
+	recs := w.audit(audit.Filter{Subject: "eve@example.com"})
+	var seen []string
+	for _, r := range recs {
+		seen = append(seen, string(r.Type)+"/"+r.Outcome)
+		if r.Type == audit.TypeEventReceived && r.Source != "ssf" {
+			t.Errorf("received from %q", r.Source)
+		}
+	}
+	if got := strings.Join(seen, ","); !strings.Contains(got, "event.received/accepted") || !strings.Contains(got, "event.received/duplicate") ||
+		!strings.Contains(got, "revocation.succeeded/succeeded") {
+		t.Errorf("eve's trail: %s", got)
+	}
+	refused := w.audit(audit.Filter{Type: string(audit.TypeEventRejected)})
+	failed := w.audit(audit.Filter{Type: string(audit.TypeAuthFailed)})
+	if len(refused) != 1 || refused[0].Source != "ssf" || len(failed) != 1 || strings.Contains(string(failed[0].Detail), streamToken) {
+		t.Errorf("refusals on record: %+v / %+v", refused, failed)
+	}
+}
