@@ -478,7 +478,7 @@ func busConfig(cfg *config.Config, name string) bus.Config {
 		Embedded: cfg.NATS.EmbeddedServer(), StoreDir: filepath.Join(cfg.DataDir, "nats"),
 		Listen: cfg.NATS.Listen, SyncAlways: cfg.NATS.SyncAlways,
 		URLs: cfg.NATS.URLs, CredsFile: cfg.NATS.CredsFile, Replicas: cfg.NATS.Replicas,
-		Name: name,
+		Name: name, PublishTimeout: cfg.NATS.PublishTimeout,
 	}
 }
 

@@ -31,6 +31,21 @@ type Config struct {
 	Replicas  int
 	// Name identifies this process's connections in the server.
 	Name string
+	// PublishTimeout bounds the wait for a stream's acknowledgement of a
+	// publish. Without it a PubAck lost in a cluster failover (the stream
+	// leader died after receiving the message) would be waited for
+	// forever; with it the publish fails and its caller retries, which
+	// message IDs make harmless. Default 10s.
+	PublishTimeout time.Duration
+}
+
+// jetStream is the JetStream API on nc with the bus's publish timeout.
+func (b *Bus) jetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	timeout := b.cfg.PublishTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return jetstream.New(nc, jetstream.WithPublishAsyncTimeout(timeout))
 }
 
 // Bus is a connection to JetStream with the streams provisioned.
@@ -78,7 +93,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		return nil, err
 	}
 	b.nc = nc
-	b.js, err = jetstream.New(nc)
+	b.js, err = b.jetStream(nc)
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)

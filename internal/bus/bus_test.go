@@ -145,3 +145,39 @@ func TestEmbeddedStoreIsExclusive(t *testing.T) {
 	b.Close()
 	openBus(t, dir).Close()
 }
+
+// A publish whose acknowledgement never comes (a stream leader that died
+// after taking the message) fails after the publish timeout instead of
+// holding its caller forever, even when the caller's context has no
+// deadline.
+func TestLostPubAckTimesOut(t *testing.T) {
+	b, err := Open(context.Background(), Config{Embedded: true, StoreDir: t.TempDir(), Name: "test", PublishTimeout: 200 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// Something takes the message and never answers.
+	sub, err := b.Conn().SubscribeSync("lost.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	pub, err := b.NewPublisher("lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := pub.Publish(context.Background(), []Message{{Subject: "lost.a", ID: "x", Data: []byte("x")}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("publish without an acknowledgement succeeded")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("publish still waiting for an acknowledgement that will never come")
+	}
+}

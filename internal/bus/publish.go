@@ -38,7 +38,7 @@ func (b *Bus) NewPublisher(name string) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	js, err := b.jetStream(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
