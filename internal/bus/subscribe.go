@@ -114,7 +114,8 @@ func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			s.process(ctx, m, out)
 		}()
 	}, jetstream.PullMaxMessages(s.handlers), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		s.log.Error("TMP consume", err, watermill.LogFields{"consumer": s.spec.Durable})
+		// Heartbeats missed, a consumer leader changing: nats.go pulls again.
+		s.log.Info("consume interrupted", watermill.LogFields{"consumer": s.spec.Durable, "err": err.Error()})
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", s.spec.Durable, err)
