@@ -18,10 +18,13 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
-// telemetry is what /metrics shows. Counters and histograms of the pipeline
-// are taken from the audit records this process writes, at the one place
-// they pass (natsSink.Record), so they count the same facts as the trail;
-// backlogs and dead letters are read from the streams at scrape time.
+// telemetry is what /metrics shows. Counters and histograms of events and
+// revocations are taken from the audit records as this node's indexer
+// writes them into its index: every record of the trail exactly once, from
+// whichever replica wrote it, so they count the same facts as the trail
+// (and every replica shows the cluster's figures). Backlogs and dead
+// letters are read from the streams at scrape time; intake answer times are
+// this process's.
 type telemetry struct {
 	reg *prometheus.Registry
 
@@ -40,7 +43,7 @@ func newTelemetry() *telemetry {
 	t := &telemetry{
 		reg: prometheus.NewRegistry(),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_events_total",
-			Help: "Lifecycle events by source and kind: accepted (durable and planned once), ignored, or rejected."}, []string{"source", "kind", "result"}),
+			Help: "Lifecycle events by source and kind: accepted (durable, counted once when planned), duplicate (delivered again), ignored, or rejected."}, []string{"source", "kind", "result"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_intake_auth_failures_total",
 			Help: "Intake requests refused for missing or wrong credentials."}, []string{"source"}),
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_revocations_total",
@@ -77,14 +80,18 @@ func (t *telemetry) Handler() http.Handler {
 	return promhttp.HandlerFor(t.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// observe counts a record that is now durable on AUDIT.
+// observe counts a record now in this node's index.
 func (t *telemetry) observe(r audit.Record) {
 	if t == nil {
 		return
 	}
 	switch r.Type {
 	case audit.TypeEventReceived:
-		t.events.WithLabelValues(r.Source, r.Kind, "accepted").Inc()
+		result := "accepted" // once per event, by the planner
+		if r.Outcome == "duplicate" {
+			result = "duplicate" // an IdP's repeated delivery of an event we hold
+		}
+		t.events.WithLabelValues(r.Source, r.Kind, result).Inc()
 	case audit.TypeEventIgnored:
 		t.events.WithLabelValues(r.Source, r.Kind, "ignored").Inc()
 	case audit.TypeEventRejected:

@@ -93,7 +93,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	defer pipelinePub.Close()
 	tele := newTelemetry()
-	sink, intakeSink := natsSink{pub: pipelinePub, obs: tele}, natsSink{pub: intakePub, obs: tele}
+	sink, intakeSink := natsSink{pub: pipelinePub}, natsSink{pub: intakePub}
 	now := time.Now
 
 	targets, err := buildTargets(cfg, signer, now)
@@ -110,7 +110,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	indexer, err := audit.NewIndexer(b.JetStream(), store, audit.IndexerConfig{
 		Stream: bus.StreamAudit, BatchSize: cfg.Audit.BatchSize, BatchWait: cfg.Audit.BatchWait,
 		Checkpointer: ckptKey, CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
-		CheckpointFile: cfg.Audit.CheckpointFile,
+		CheckpointFile: cfg.Audit.CheckpointFile, Observe: tele.observe,
 	}, log.With("component", "indexer"))
 	if err != nil {
 		return err

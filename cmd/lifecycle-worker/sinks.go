@@ -19,10 +19,7 @@ import (
 
 // natsSink adapts the bus to the ports of the core packages: it is the
 // events.Publisher, the audit.Recorder and the revoke.Queue.
-type natsSink struct {
-	pub *bus.Publisher
-	obs *telemetry // counts what was recorded; nil: nothing
-}
+type natsSink struct{ pub *bus.Publisher }
 
 var (
 	_ events.Publisher = natsSink{}
@@ -66,16 +63,8 @@ func (s natsSink) Record(ctx context.Context, recs ...audit.Record) error {
 		}
 		msgs[i] = bus.Message{Subject: r.Topic(), ID: r.ID, Data: data}
 	}
-	acks, err := s.pub.Publish(ctx, msgs)
-	if err != nil {
-		return err
-	}
-	for i, a := range acks {
-		if !a.Duplicate { // a repeat after a crash was counted the first time
-			s.obs.observe(recs[i])
-		}
-	}
-	return nil
+	_, err := s.pub.Publish(ctx, msgs)
+	return err
 }
 
 func (s natsSink) Enqueue(ctx context.Context, jobs []revoke.Job) error {

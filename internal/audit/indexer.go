@@ -46,6 +46,9 @@ type IndexerConfig struct {
 	CheckpointInterval time.Duration
 	// CheckpointFile also receives each checkpoint, outside the database.
 	CheckpointFile string
+	// Observe, if set, is shown each record once it is in the index, in
+	// stream order: every record of the trail exactly once per node.
+	Observe func(Record)
 }
 
 // NewIndexer returns an indexer writing to store.
@@ -175,6 +178,11 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 		}
 		if err := ix.store.Append(ctx, batch); err != nil {
 			return err
+		}
+		if ix.ckpt.Observe != nil {
+			for _, e := range batch {
+				ix.ckpt.Observe(e.Record)
+			}
 		}
 		oldest := batch[0].Record.Time
 		for _, e := range batch[1:] {
