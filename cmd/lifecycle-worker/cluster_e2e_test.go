@@ -171,3 +171,71 @@ func head(t *testing.T, w *worker) audit.VerifyResult {
 	}
 	return res
 }
+
+// The roles split one worker over processes (DESIGN §11): an intake node
+// takes the hook, a pipeline node revokes, an audit node indexes and
+// answers queries. Each serves only its own routes.
+func TestRolesSplitAcrossProcesses(t *testing.T) {
+	nodes := startCluster(t)
+	var urls []string
+	for _, s := range nodes {
+		urls = append(urls, s.ClientURL())
+	}
+	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
+	defer peer.Close()
+	keyFile := filepath.Join(t.TempDir(), "signing-key.pem")
+	embedded := false
+	node := func(roles string) *worker {
+		cfg := testConfig(t, t.TempDir(), gtrTarget("as1", peer.URL, "email"))
+		cfg.NATS.Embedded, cfg.NATS.URLs, cfg.NATS.Replicas = &embedded, urls, 3
+		cfg.Keys.SigningKeyFile = keyFile
+		if err := cfg.SetRoles(roles); err != nil {
+			t.Fatal(err)
+		}
+		return startWorker(t, cfg)
+	}
+	intake, pipeline, auditNode := node("intake"), node("pipeline"), node("audit")
+	setJWKS(peer, intake) // any node serves the shared key
+
+	code := func(w *worker, method, path, token string) int {
+		req, _ := http.NewRequest(method, w.url+path, strings.NewReader("{}"))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		w            *worker
+		method, path string
+		want         int
+	}{
+		{pipeline, "POST", "/hooks/okta", 404}, {auditNode, "POST", "/hooks/okta", 404}, {auditNode, "POST", "/ssf/events", 404},
+		{intake, "GET", "/v1/audit/records", 404}, {pipeline, "GET", "/v1/dlq", 404}, {auditNode, "GET", "/v1/audit/records", 200},
+		{intake, "GET", "/metrics", 200}, {pipeline, "GET", "/metrics", 200}, {pipeline, "GET", "/.well-known/jwks.json", 200},
+	} {
+		if got := code(c.w, c.method, c.path, testAuditToken); got != c.want {
+			t.Errorf("%s %s on %v: %d, want %d", c.method, c.path, c.w.inst.cfg.Roles, got, c.want)
+		}
+	}
+
+	postHookRetrying(t, intake, deactivation("roles", "gil@example.com", "hal@example.com"))
+	auditNode.idle(60 * time.Second)
+	if ok := peer.Succeeded(); ok["gil@example.com"] != 1 || ok["hal@example.com"] != 1 {
+		t.Fatalf("AS saw %v", ok)
+	}
+	recs := auditNode.audit(audit.Filter{Subject: "gil@example.com"})
+	if n := countTypes(recs); n[audit.TypeEventReceived] != 1 || n[audit.TypeRevocationSucceeded] != 1 {
+		t.Errorf("gil's trail on the audit node: %v", n)
+	}
+	if m := auditNode.scrape(); m[`lw_revocations_total{outcome="succeeded",target="as1"}`] != 2 {
+		t.Errorf("audit node counts %v revocations", m[`lw_revocations_total{outcome="succeeded",target="as1"}`])
+	}
+	if m := intake.scrape(); m[`lw_intake_requests_total{code="200",endpoint="okta_hook"}`] < 1 {
+		t.Error("intake node did not count the hook it answered")
+	}
+}

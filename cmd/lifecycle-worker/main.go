@@ -25,7 +25,7 @@ var version = "dev"
 const usage = `lifecycle-worker — revoke MCP authorization-server tokens when the IdP says a person is gone.
 
 Usage:
-  lifecycle-worker serve [--config FILE] [--data-dir DIR] [--listen ADDR]
+  lifecycle-worker serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--roles intake,pipeline,poller,audit]
   lifecycle-worker audit query [--config FILE] [--data-dir DIR] [--subject S] [--event ID]
                                [--target T] [--type TYPE] [--since 24h|RFC3339] [--format table|json|csv]
   lifecycle-worker audit verify [--config FILE] [--data-dir DIR] [--json]
@@ -124,6 +124,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	c.register(fs)
 	listen := fs.String("listen", "", "listen address (overrides listen)")
 	pprofAddr := fs.String("pprof", "", "serve Go profiles on this loopback address (debugging)")
+	roles := fs.String("roles", "", "comma-separated roles of this process: intake, pipeline, poller, audit (overrides roles; default all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -133,6 +134,11 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	if *listen != "" {
 		cfg.SetListen(*listen)
+	}
+	if *roles != "" {
+		if err := cfg.SetRoles(*roles); err != nil {
+			return err
+		}
 	}
 	log := newLogger(cfg.Log, stderr)
 	if *pprofAddr != "" {

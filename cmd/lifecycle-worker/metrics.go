@@ -232,6 +232,9 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		ch <- prometheus.NewInvalidMetric(descDead, err)
 	}
+	if c.ix == nil {
+		return // no audit index on this process
+	}
 	var last uint64
 	if s, err := js.Stream(ctx, bus.StreamAudit); err == nil {
 		if info, err := s.Info(ctx); err == nil {

@@ -101,44 +101,54 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		return err
 	}
 
-	// The audit index and its reader.
-	store, err := audit.OpenStore(ctx, cfg.Audit.DB)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	indexer, err := audit.NewIndexer(b.JetStream(), store, audit.IndexerConfig{
-		Stream: bus.StreamAudit, BatchSize: cfg.Audit.BatchSize, BatchWait: cfg.Audit.BatchWait,
-		Checkpointer: ckptKey, CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
-		CheckpointFile: cfg.Audit.CheckpointFile, Observe: tele.observe,
-	}, log.With("component", "indexer"))
-	if err != nil {
-		return err
-	}
-	tele.watch(b, indexer, targets)
-	reader, err := audit.OpenReader(cfg.Audit.DB)
-	if err != nil {
-		return err
-	}
-	defer reader.Close()
+	// The audit index and its reader (role audit).
 	tokens := make([]audit.Token, len(cfg.Audit.Tokens))
 	for i, t := range cfg.Audit.Tokens {
 		tokens[i] = audit.Token{Token: t.Token, Role: t.Role}
 	}
-	dead, err := revoke.NewDeadLetters(dlqStore{bus: b}, sink, sink, now)
-	if err != nil {
-		return err
+	var indexer *audit.Indexer
+	var api *audit.API
+	register := []func(*http.ServeMux){}
+	if cfg.Has(config.RoleAudit) {
+		store, err := audit.OpenStore(ctx, cfg.Audit.DB)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		indexer, err = audit.NewIndexer(b.JetStream(), store, audit.IndexerConfig{
+			Stream: bus.StreamAudit, BatchSize: cfg.Audit.BatchSize, BatchWait: cfg.Audit.BatchWait,
+			Checkpointer: ckptKey, CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
+			CheckpointFile: cfg.Audit.CheckpointFile, Observe: tele.observe,
+		}, log.With("component", "indexer"))
+		if err != nil {
+			return err
+		}
+		reader, err := audit.OpenReader(cfg.Audit.DB)
+		if err != nil {
+			return err
+		}
+		defer reader.Close()
+		dead, err := revoke.NewDeadLetters(dlqStore{bus: b}, sink, sink, now)
+		if err != nil {
+			return err
+		}
+		if api, err = audit.NewAPI(reader, tokens, dlqOps{dead}, log.With("component", "audit-api")); err != nil {
+			return err
+		}
+		register = append(register, api.Register)
+	} else if api, err = audit.NewAPI(nil, tokens, nil, log.With("component", "audit-api")); err != nil {
+		return err // only its token check, for /metrics
 	}
-	api, err := audit.NewAPI(reader, tokens, dlqOps{dead}, log.With("component", "audit-api"))
-	if err != nil {
-		return err
-	}
+	tele.watch(b, indexer, targets)
 
 	// The pipeline: planner and one executor per target, on Watermill.
 	prio := newIntakeFirst()
-	router, gate, err := buildRouter(ctx, cfg, b, sink, targets, prio, now, log)
-	if err != nil {
-		return err
+	var router *message.Router
+	var handlers *gate
+	if cfg.Has(config.RolePipeline) {
+		if router, handlers, err = buildRouter(ctx, cfg, b, sink, targets, prio, now, log); err != nil {
+			return err
+		}
 	}
 
 	mapping, err := events.DefaultOktaMapping().With(cfg.Okta.EventTypes)
@@ -169,8 +179,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	srvCfg := server.Config{
 		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
-		OktaHook: tele.intake("okta_hook", prio.wrap(hook)), SCIM: tele.intake("scim", prio.wrap(scimHandler)),
-		SSF: tele.intake("ssf", prio.wrap(ssfReceiver)), JWKS: jwks, Issuer: cfg.PublicURL, Register: []func(*http.ServeMux){api.Register},
+		JWKS: jwks, Issuer: cfg.PublicURL, Register: register,
 		Ready: func(context.Context) error {
 			if !b.Conn().IsConnected() {
 				return errors.New("nats not connected")
@@ -181,12 +190,17 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		Authorize: api.Reader,
 		Log:       log.With("component", "http"),
 	}
+	if cfg.Has(config.RoleIntake) {
+		srvCfg.OktaHook = tele.intake("okta_hook", prio.wrap(hook))
+		srvCfg.SCIM = tele.intake("scim", prio.wrap(scimHandler))
+		srvCfg.SSF = tele.intake("ssf", prio.wrap(ssfReceiver))
+	}
 	handler, err := server.New(srvCfg)
 	if err != nil {
 		return err
 	}
 	var poller *oktalog.Poller
-	if cfg.Okta.SystemLog.Enabled {
+	if cfg.Okta.SystemLog.Enabled && cfg.Has(config.RolePoller) {
 		state, err := b.KV(ctx, bus.KVState)
 		if err != nil {
 			return err
@@ -212,31 +226,40 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		go func() { defer wg.Done(); _ = poller.Run(pollCtx) }()
 	}
 	ixCtx, stopIndexer := context.WithCancel(context.WithoutCancel(ctx))
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = indexer.Run(ixCtx) }()
-	routerErr := make(chan error, 1)
-	go func() { routerErr <- router.Run(context.WithoutCancel(ctx)) }()
-	select {
-	case <-router.Running():
-	case err := <-routerErr:
-		stopIndexer()
-		wg.Wait()
-		return fmt.Errorf("pipeline: %w", err)
+	defer stopIndexer()
+	if indexer != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = indexer.Run(ixCtx) }()
 	}
-	log.Info("lifecycle-worker serving", "listen", ln.Addr().String(), "targets", len(targets),
+	if router != nil {
+		routerErr := make(chan error, 1)
+		go func() { routerErr <- router.Run(context.WithoutCancel(ctx)) }()
+		select {
+		case <-router.Running():
+		case err := <-routerErr:
+			stopIndexer()
+			wg.Wait()
+			return fmt.Errorf("pipeline: %w", err)
+		}
+	}
+	log.Info("lifecycle-worker serving", "listen", ln.Addr().String(), "roles", cfg.Roles, "targets", len(targets),
 		"nats", map[bool]string{true: "embedded", false: "external"}[cfg.NATS.EmbeddedServer()], "data_dir", cfg.DataDir)
 	if started != nil {
 		started(&instance{cfg: cfg, log: log, addr: ln.Addr(), bus: b, indexer: indexer})
 	}
 	serveErr := server.Serve(ctx, ln, handler, srvCfg, 10*time.Second)
 
-	log.Info("stopping: draining in-flight revocations")
-	gate.drain(shutdownGrace)
-	if err := router.Close(); err != nil {
-		log.Warn("pipeline close", "err", err)
+	if router != nil {
+		log.Info("stopping: draining in-flight revocations")
+		handlers.drain(shutdownGrace)
+		if err := router.Close(); err != nil {
+			log.Warn("pipeline close", "err", err)
+		}
 	}
-	// Let the indexer catch up with the records just written, bounded.
-	waitIndexed(b, indexer, 5*time.Second)
+	if indexer != nil {
+		// Let the indexer catch up with the records just written, bounded.
+		waitIndexed(b, indexer, 5*time.Second)
+	}
 	stopIndexer()
 	wg.Wait()
 	log.Info("stopped")

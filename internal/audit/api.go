@@ -36,10 +36,11 @@ type API struct {
 }
 
 // NewAPI returns the API. With no tokens every request is refused; dlq may
-// be nil (no dead-letter routes).
+// be nil (no dead-letter routes). With a nil reader only its token check
+// (Reader) may be used, not Register: a process without the audit index.
 func NewAPI(r *Reader, tokens []Token, dlq DeadLetterOps, log *slog.Logger) (*API, error) {
-	if r == nil || log == nil {
-		return nil, errors.New("audit api: reader and logger are required")
+	if log == nil {
+		return nil, errors.New("audit api: logger required")
 	}
 	if len(tokens) == 0 {
 		log.Warn("audit API has no token configured: every request will be refused (set audit.tokens)")

@@ -19,6 +19,10 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
+	// Roles this process plays (default: all): intake (the IdP-facing
+	// endpoints), pipeline (planner and executors), poller (the System Log
+	// backstop, when enabled), audit (the index, its API and checkpoints).
+	Roles     []string       `yaml:"roles"`
 	DataDir   string         `yaml:"data_dir"`
 	Listen    string         `yaml:"listen"`
 	PublicURL string         `yaml:"public_url"`
@@ -348,7 +352,36 @@ func expandNode(n *yaml.Node) {
 	}
 }
 
+// The roles a process can play (DESIGN §11).
+const (
+	RoleIntake   = "intake"
+	RolePipeline = "pipeline"
+	RolePoller   = "poller"
+	RoleAudit    = "audit"
+)
+
+// AllRoles is the default: one process does everything.
+var AllRoles = []string{RoleIntake, RolePipeline, RolePoller, RoleAudit}
+
+// Has reports whether this process plays role.
+func (c *Config) Has(role string) bool { return slices.Contains(c.Roles, role) }
+
+// SetRoles overrides roles after loading ("intake,pipeline").
+func (c *Config) SetRoles(list string) error {
+	var roles []string
+	for _, r := range strings.Split(list, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			roles = append(roles, r)
+		}
+	}
+	c.Roles = roles
+	return c.Validate()
+}
+
 func (c *Config) setDefaults() {
+	if len(c.Roles) == 0 {
+		c.Roles = slices.Clone(AllRoles)
+	}
 	if c.DataDir == "" {
 		c.DataDir = "./data"
 	}
@@ -507,6 +540,14 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
+	if len(c.Roles) == 0 {
+		bad("roles: none given (choose from %s)", strings.Join(AllRoles, ", "))
+	}
+	for _, r := range c.Roles {
+		if !slices.Contains(AllRoles, r) {
+			bad("roles: %q is not one of %s", r, strings.Join(AllRoles, ", "))
+		}
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen: %q is not host:port", c.Listen)
 	}
