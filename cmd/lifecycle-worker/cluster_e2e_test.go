@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
 )
 
@@ -64,6 +65,29 @@ func startCluster(t *testing.T) []*server.Server {
 	return nodes
 }
 
+// clusterNode starts a worker on the cluster with R3 streams, the given
+// roles ("" for all) and the signing key every node shares.
+func clusterNode(t *testing.T, nodes []*server.Server, keyFile, roles, targets string) *worker {
+	t.Helper()
+	var urls []string
+	for _, s := range nodes {
+		if s.Running() {
+			urls = append(urls, s.ClientURL())
+		}
+	}
+	embedded := false
+	cfg := testConfig(t, t.TempDir(), targets)
+	cfg.NATS.Embedded, cfg.NATS.URLs, cfg.NATS.Replicas = &embedded, urls, 3
+	cfg.Keys.SigningKeyFile = keyFile
+	if roles == "" {
+		roles = strings.Join(config.AllRoles, ",")
+	}
+	if err := cfg.SetRoles(roles); err != nil {
+		t.Fatal(err)
+	}
+	return startWorker(t, cfg)
+}
+
 // postHookRetrying delivers like Okta does, retrying a 5xx (Okta retries
 // once; the System Log backstop stands in for the rest).
 func postHookRetrying(t *testing.T, w *worker, body []byte) {
@@ -81,25 +105,12 @@ func postHookRetrying(t *testing.T, w *worker, body []byte) {
 // metrics count the whole trail.
 func TestReplicasOnAJetStreamCluster(t *testing.T) {
 	nodes := startCluster(t)
-	var urls []string
-	for _, s := range nodes {
-		urls = append(urls, s.ClientURL())
-	}
 	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
 	defer peer.Close()
 	keyFile := filepath.Join(t.TempDir(), "signing-key.pem") // replicas share the key the ASes trust
-	embedded := false
-	replica := func() *worker {
-		cfg := testConfig(t, t.TempDir(), gtrTarget("as1", peer.URL, "email")+gtrTarget("as2", peer.URL, "iss_sub"))
-		cfg.NATS.Embedded, cfg.NATS.URLs, cfg.NATS.Replicas = &embedded, urls, 3
-		cfg.Keys.SigningKeyFile = keyFile
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		return startWorker(t, cfg)
-	}
-	a := replica()
-	b := replica()
+	targets := gtrTarget("as1", peer.URL, "email") + gtrTarget("as2", peer.URL, "iss_sub")
+	a := clusterNode(t, nodes, keyFile, "", targets)
+	b := clusterNode(t, nodes, keyFile, "", targets)
 	setJWKS(peer, a)
 
 	users := func(prefix string, n int) []string {
@@ -177,38 +188,15 @@ func head(t *testing.T, w *worker) audit.VerifyResult {
 // answers queries. Each serves only its own routes.
 func TestRolesSplitAcrossProcesses(t *testing.T) {
 	nodes := startCluster(t)
-	var urls []string
-	for _, s := range nodes {
-		urls = append(urls, s.ClientURL())
-	}
 	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
 	defer peer.Close()
 	keyFile := filepath.Join(t.TempDir(), "signing-key.pem")
-	embedded := false
 	node := func(roles string) *worker {
-		cfg := testConfig(t, t.TempDir(), gtrTarget("as1", peer.URL, "email"))
-		cfg.NATS.Embedded, cfg.NATS.URLs, cfg.NATS.Replicas = &embedded, urls, 3
-		cfg.Keys.SigningKeyFile = keyFile
-		if err := cfg.SetRoles(roles); err != nil {
-			t.Fatal(err)
-		}
-		return startWorker(t, cfg)
+		return clusterNode(t, nodes, keyFile, roles, gtrTarget("as1", peer.URL, "email"))
 	}
 	intake, pipeline, auditNode := node("intake"), node("pipeline"), node("audit")
 	setJWKS(peer, intake) // any node serves the shared key
 
-	code := func(w *worker, method, path, token string) int {
-		req, _ := http.NewRequest(method, w.url+path, strings.NewReader("{}"))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	for _, c := range []struct {
 		w            *worker
 		method, path string
@@ -218,7 +206,7 @@ func TestRolesSplitAcrossProcesses(t *testing.T) {
 		{intake, "GET", "/v1/audit/records", 404}, {pipeline, "GET", "/v1/dlq", 404}, {auditNode, "GET", "/v1/audit/records", 200},
 		{intake, "GET", "/metrics", 200}, {pipeline, "GET", "/metrics", 200}, {pipeline, "GET", "/.well-known/jwks.json", 200},
 	} {
-		if got := code(c.w, c.method, c.path, testAuditToken); got != c.want {
+		if got := c.w.status(c.method, c.path, testAuditToken); got != c.want {
 			t.Errorf("%s %s on %v: %d, want %d", c.method, c.path, c.w.inst.cfg.Roles, got, c.want)
 		}
 	}

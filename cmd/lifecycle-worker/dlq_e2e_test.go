@@ -32,18 +32,6 @@ func TestDeadLetterReplayAndRoles(t *testing.T) {
 		t.Fatalf("DLQ holds %d, want 2", n)
 	}
 
-	call := func(method, path, token string) int {
-		req, _ := http.NewRequest(method, w.url+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	for _, c := range []struct {
 		method, path, token string
 		want                int
@@ -59,7 +47,7 @@ func TestDeadLetterReplayAndRoles(t *testing.T) {
 		{"GET", "/v1/offboardings", "", 401},
 		{"GET", "/v1/audit/checkpoints/latest", "", 401},
 	} {
-		if got := call(c.method, c.path, c.token); got != c.want {
+		if got := w.status(c.method, c.path, c.token); got != c.want {
 			t.Errorf("%s %s with %q: %d, want %d", c.method, c.path, c.token, got, c.want)
 		}
 	}

@@ -128,6 +128,22 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 
 func (w *worker) jwksURL() string { return w.url + "/.well-known/jwks.json" }
 
+// status sends an empty request with a bearer token ("" sends none) and
+// returns the answer's status.
+func (w *worker) status(method, path, token string) int {
+	w.t.Helper()
+	req, _ := http.NewRequest(method, w.url+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // postHook sends a delivery with the given secret ("" sends none).
 func (w *worker) postHook(body []byte, secret string) *http.Response {
 	w.t.Helper()

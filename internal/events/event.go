@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 )
 
@@ -125,4 +127,14 @@ type Publication struct {
 // stored (or the first error); the results are in the order of evs.
 type Publisher interface {
 	PublishEvents(ctx context.Context, evs []Event) ([]Publication, error)
+}
+
+// RemoteHost is the address an intake request came from, without its port,
+// for the record of a refusal.
+func RemoteHost(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
+	}
+	return host
 }

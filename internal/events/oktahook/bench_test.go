@@ -2,6 +2,7 @@ package oktahook
 
 import (
 	"fmt"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/eventstest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,7 +19,7 @@ func BenchmarkDelivery(b *testing.B) {
 	body := `{"eventType":"com.okta.event_hook","eventId":"d","data":{"events":[` + strings.Join(evs, ",") + `]}}`
 	b.ReportAllocs()
 	for b.Loop() {
-		m := &memory{seen: map[string]bool{}}
+		m := &eventstest.Broker{}
 		h := newHandler(b, m)
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodPost, "/hooks/okta", strings.NewReader(body))

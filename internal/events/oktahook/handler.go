@@ -81,7 +81,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !h.authenticated(r) {
 		h.record(ctx, audit.Record{Type: audit.TypeAuthFailed, Outcome: "rejected", Error: "missing or wrong hook secret",
-			Detail: audit.Detail(map[string]any{"remote": remoteHost(r), "method": r.Method, "header_present": r.Header.Get(h.cfg.Header) != ""})})
+			Detail: audit.Detail(map[string]any{"remote": events.RemoteHost(r), "method": r.Method, "header_present": r.Header.Get(h.cfg.Header) != ""})})
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
@@ -233,7 +233,7 @@ func parseDelivery(body []byte) (envelope, []json.RawMessage, error) {
 
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, status int, reason string) {
 	h.record(r.Context(), audit.Record{Type: audit.TypeEventRejected, Source: string(events.SourceOktaHook), Outcome: "rejected",
-		HTTPStatus: status, Error: reason, Detail: audit.Detail(map[string]any{"remote": remoteHost(r)})})
+		HTTPStatus: status, Error: reason, Detail: audit.Detail(map[string]any{"remote": events.RemoteHost(r)})})
 	http.Error(w, reason, status)
 }
 
@@ -277,12 +277,4 @@ func originOf(source string) string {
 		return ""
 	}
 	return u.Scheme + "://" + u.Host
-}
-
-func remoteHost(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
-	}
-	return host
 }

@@ -1,58 +1,23 @@
 package oktahook
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/eventstest"
 )
-
-// memory is an in-memory publisher and recorder that can be told to fail.
-type memory struct {
-	mu      sync.Mutex
-	evs     []events.Event
-	recs    []audit.Record
-	seen    map[string]bool
-	failPub bool
-}
-
-func (m *memory) PublishEvents(_ context.Context, evs []events.Event) ([]events.Publication, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.failPub {
-		return nil, errors.New("broker down")
-	}
-	var pubs []events.Publication
-	for _, e := range evs {
-		pubs = append(pubs, events.Publication{Duplicate: m.seen[e.ID]})
-		if !m.seen[e.ID] {
-			m.evs = append(m.evs, e)
-		}
-		m.seen[e.ID] = true
-	}
-	return pubs, nil
-}
-
-func (m *memory) Record(_ context.Context, recs ...audit.Record) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.recs = append(m.recs, recs...)
-	return nil
-}
 
 const secret = "a-hook-secret-0123456789"
 
-func newHandler(t testing.TB, m *memory) *Handler {
+func newHandler(t testing.TB, m *eventstest.Broker) *Handler {
 	t.Helper()
 	h, err := New(Config{Header: "Authorization", Secrets: []string{"old-secret-0123456789", secret}, MaxBody: 1 << 20,
 		Mapping: events.DefaultOktaMapping(), Issuer: "https://acme.okta.com", PublishTimeout: time.Second,
@@ -94,7 +59,7 @@ func TestMapping(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m := &memory{seen: map[string]bool{}}
+			m := &eventstest.Broker{}
 			h := newHandler(t, m)
 			body := `{"eventType":"com.okta.event_hook","eventId":"d1","data":{"events":[` + logEventJSON(c.typ, c.targets, c.outcome, c.debug) + `]}}`
 			rec := httptest.NewRecorder()
@@ -105,20 +70,20 @@ func TestMapping(t *testing.T) {
 				t.Fatalf("status %d: %s", rec.Code, rec.Body)
 			}
 			if c.kind == "" {
-				if len(m.evs) != 0 || len(m.recs) != 1 || m.recs[0].Type != audit.TypeEventIgnored {
-					t.Fatalf("want ignored with a record, got events %v records %+v", m.evs, m.recs)
+				if len(m.Events) != 0 || len(m.Records) != 1 || m.Records[0].Type != audit.TypeEventIgnored {
+					t.Fatalf("want ignored with a record, got events %v records %+v", m.Events, m.Records)
 				}
 				var d map[string]any
-				_ = json.Unmarshal(m.recs[0].Detail, &d)
+				_ = json.Unmarshal(m.Records[0].Detail, &d)
 				if d["reason"] == "" || d["reason"] == nil {
-					t.Errorf("ignored record without a reason: %s", m.recs[0].Detail)
+					t.Errorf("ignored record without a reason: %s", m.Records[0].Detail)
 				}
 				return
 			}
-			if len(m.evs) != 1 {
-				t.Fatalf("got %d events", len(m.evs))
+			if len(m.Events) != 1 {
+				t.Fatalf("got %d events", len(m.Events))
 			}
-			ev := m.evs[0]
+			ev := m.Events[0]
 			want := events.Subject{Issuer: "https://acme.okta.com", ID: "00ujane", Login: "jane@example.com", Email: "jane@example.com"}
 			if ev.Kind != c.kind || ev.Subject != want || ev.ID != "okta:u-"+c.typ || ev.Cause != c.typ {
 				t.Errorf("event %+v", ev)
@@ -138,7 +103,7 @@ func TestMapping(t *testing.T) {
 }
 
 func TestSecretsAndRotation(t *testing.T) {
-	m := &memory{seen: map[string]bool{}}
+	m := &eventstest.Broker{}
 	h := newHandler(t, m)
 	body := `{"data":{"events":[` + logEventJSON("user.lifecycle.deactivate", userTarget, "SUCCESS", "") + `]}}`
 	for _, c := range []struct {
@@ -164,7 +129,7 @@ func TestSecretsAndRotation(t *testing.T) {
 }
 
 func TestPublishFailureIs503(t *testing.T) {
-	m := &memory{seen: map[string]bool{}, failPub: true}
+	m := &eventstest.Broker{Fail: true}
 	h := newHandler(t, m)
 	body := `{"data":{"events":[` + logEventJSON("user.lifecycle.deactivate", userTarget, "SUCCESS", "") + `]}}`
 	rec := httptest.NewRecorder()
@@ -181,7 +146,7 @@ func FuzzParseDelivery(f *testing.F) {
 	f.Add([]byte(`[{"uuid":"a","eventType":"x"}]`))
 	f.Add([]byte(`{"uuid":"a","eventType":"user.session.clear","target":[{"type":"User","id":"1"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		m := &memory{seen: map[string]bool{}}
+		m := &eventstest.Broker{}
 		h := newHandler(t, m)
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodPost, "/hooks/okta", strings.NewReader(string(body)))
@@ -190,10 +155,10 @@ func FuzzParseDelivery(f *testing.F) {
 		if rec.Code != 200 && rec.Code != 400 {
 			t.Fatalf("status %d", rec.Code)
 		}
-		if len(m.recs) == 0 && len(m.evs) == 0 {
+		if len(m.Records) == 0 && len(m.Events) == 0 {
 			t.Fatal("input left neither an event nor an audit record")
 		}
-		for _, ev := range m.evs {
+		for _, ev := range m.Events {
 			if err := ev.Validate(); err != nil {
 				t.Fatalf("published invalid event: %v", err)
 			}

@@ -360,7 +360,7 @@ func (r *Receiver) events(s *set, payload []byte) ([]events.Event, []audit.Recor
 
 // answer refuses a delivery in RFC 8935 form and puts the refusal on record.
 func (r *Receiver) answer(w http.ResponseWriter, req *http.Request, e *setError, s *set) {
-	detail := map[string]any{"err": e.code, "remote": remoteHost(req)}
+	detail := map[string]any{"err": e.code, "remote": events.RemoteHost(req)}
 	if s != nil {
 		detail["iss"], detail["jti"] = s.Iss, s.Jti
 	}
@@ -390,12 +390,4 @@ func (r *Receiver) record(ctx context.Context, recs ...audit.Record) error {
 		recs[i].Source = string(events.SourceSSF)
 	}
 	return r.cfg.Recorder.Record(ctx, recs...)
-}
-
-func remoteHost(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
-	}
-	return host
 }

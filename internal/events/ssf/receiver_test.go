@@ -1,18 +1,15 @@
 package ssf
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,42 +18,8 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/eventstest"
 )
-
-type memory struct {
-	mu      sync.Mutex
-	evs     []events.Event
-	recs    []audit.Record
-	seen    map[string]bool
-	failPub bool
-}
-
-func (m *memory) PublishEvents(_ context.Context, evs []events.Event) ([]events.Publication, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.failPub {
-		return nil, errors.New("broker down")
-	}
-	var pubs []events.Publication
-	for _, e := range evs {
-		if err := e.Validate(); err != nil {
-			return nil, err
-		}
-		pubs = append(pubs, events.Publication{Duplicate: m.seen[e.ID]})
-		if !m.seen[e.ID] {
-			m.evs = append(m.evs, e)
-		}
-		m.seen[e.ID] = true
-	}
-	return pubs, nil
-}
-
-func (m *memory) Record(_ context.Context, recs ...audit.Record) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.recs = append(m.recs, recs...)
-	return nil
-}
 
 const (
 	iss      = "https://tr.idp.example"
@@ -127,7 +90,7 @@ func claims(event string, body map[string]any, mut func(map[string]any)) map[str
 	return c
 }
 
-func newReceiver(t *testing.T, p *transmitterPeer, m *memory, tokens ...string) *Receiver {
+func newReceiver(t *testing.T, p *transmitterPeer, m *eventstest.Broker, tokens ...string) *Receiver {
 	t.Helper()
 	r, err := New(Config{Transmitters: []Transmitter{{Issuer: iss, JWKSURL: p.srv.URL, Tokens: tokens}}, Audience: []string{aud},
 		Mapping: DefaultMapping(), MaxBody: 64 << 10, PublishTimeout: time.Second, Publisher: m, Recorder: m,
@@ -180,16 +143,16 @@ func TestMappedEvents(t *testing.T) {
 		{TypeAccountEnabled, map[string]any{}, map[string]any{"format": "aliases", "identifiers": []any{map[string]any{"format": "email", "email": "di@example.com"}, map[string]any{"format": "opaque", "id": "00u9"}}},
 			events.KindReactivated, events.Subject{Email: "di@example.com", ID: "00u9"}},
 	} {
-		m := &memory{seen: map[string]bool{}}
+		m := &eventstest.Broker{}
 		r := newReceiver(t, p, m)
 		set := p.sign(claims(c.event, c.body, func(cl map[string]any) { cl["sub_id"] = c.sub }), "secevent+jwt", nil, "")
 		if code, body := post(r, set, setType, ""); code != http.StatusAccepted {
 			t.Fatalf("%s: %d %v", c.event, code, body)
 		}
-		if len(m.evs) != 1 {
-			t.Fatalf("%s: %d events", c.event, len(m.evs))
+		if len(m.Events) != 1 {
+			t.Fatalf("%s: %d events", c.event, len(m.Events))
 		}
-		ev := m.evs[0]
+		ev := m.Events[0]
 		if ev.Kind != c.kind || ev.Subject != c.want || ev.Source != events.SourceSSF || ev.ID != "ssf:"+iss+":jti-1" || ev.Cause != c.event {
 			t.Errorf("%s: event %+v", c.event, ev)
 		}
@@ -216,7 +179,7 @@ func TestIgnoredEvents(t *testing.T) {
 		{evRevoke, map[string]any{}, map[string]any{"format": "complex", "session": map[string]any{"format": "opaque", "id": "s1"}}},
 		{evRevoke, map[string]any{}, map[string]any{"format": "did", "url": "did:example:1"}},
 	} {
-		m := &memory{seen: map[string]bool{}}
+		m := &eventstest.Broker{}
 		r := newReceiver(t, p, m)
 		set := p.sign(claims(c.event, c.body, func(cl map[string]any) {
 			if c.sub != nil {
@@ -226,8 +189,8 @@ func TestIgnoredEvents(t *testing.T) {
 		if code, body := post(r, set, setType, ""); code != http.StatusAccepted {
 			t.Fatalf("%s: %d %v", c.event, code, body)
 		}
-		if len(m.evs) != 0 || len(m.recs) != 1 || m.recs[0].Type != audit.TypeEventIgnored || m.recs[0].Source != "ssf" {
-			t.Errorf("%s: events %v records %+v", c.event, m.evs, m.recs)
+		if len(m.Events) != 0 || len(m.Records) != 1 || m.Records[0].Type != audit.TypeEventIgnored || m.Records[0].Source != "ssf" {
+			t.Errorf("%s: events %v records %+v", c.event, m.Events, m.Records)
 		}
 	}
 }
@@ -266,14 +229,14 @@ func TestRefusals(t *testing.T) {
 		{"subject without format", p.sign(with(func(c map[string]any) { c["sub_id"] = map[string]any{"email": "x@example.com"} }), "secevent+jwt", nil, ""), setType, 400, "invalid_request"},
 		{"email without value", p.sign(with(func(c map[string]any) { c["sub_id"] = map[string]any{"format": "email"} }), "secevent+jwt", nil, ""), setType, 400, "invalid_request"},
 	} {
-		m := &memory{seen: map[string]bool{}}
+		m := &eventstest.Broker{}
 		r := newReceiver(t, p, m)
 		code, body := post(r, c.set, c.contentType, "")
 		if code != c.status || body["err"] != c.code || body["description"] == "" {
 			t.Errorf("%s: %d %v, want %d %s", c.name, code, body, c.status, c.code)
 		}
-		if len(m.evs) != 0 || len(m.recs) != 1 || m.recs[0].Type != audit.TypeEventRejected || m.recs[0].Error == "" {
-			t.Errorf("%s: events %v records %+v", c.name, m.evs, m.recs)
+		if len(m.Events) != 0 || len(m.Records) != 1 || m.Records[0].Type != audit.TypeEventRejected || m.Records[0].Error == "" {
+			t.Errorf("%s: events %v records %+v", c.name, m.Events, m.Records)
 		}
 	}
 }
@@ -282,7 +245,7 @@ func TestRefusals(t *testing.T) {
 // are refused before the signature is checked, and on record as auth.failed.
 func TestStreamToken(t *testing.T) {
 	p := newTransmitter(t)
-	m := &memory{seen: map[string]bool{}}
+	m := &eventstest.Broker{}
 	r := newReceiver(t, p, m, "old-stream-token-0123456789", token)
 	set := p.sign(claims(evRevoke, map[string]any{}, nil), "secevent+jwt", nil, "")
 	for _, auth := range []string{"", "Bearer wrong-token-0123456789", token} {
@@ -290,8 +253,8 @@ func TestStreamToken(t *testing.T) {
 			t.Errorf("auth %q: %d %v", auth, code, body)
 		}
 	}
-	if len(m.recs) != 3 || m.recs[0].Type != audit.TypeAuthFailed || strings.Contains(m.recs[2].Error+string(m.recs[2].Detail), token) {
-		t.Errorf("records %+v", m.recs)
+	if len(m.Records) != 3 || m.Records[0].Type != audit.TypeAuthFailed || strings.Contains(m.Records[2].Error+string(m.Records[2].Detail), token) {
+		t.Errorf("records %+v", m.Records)
 	}
 	if p.fetches.Load() != 0 {
 		t.Error("keys fetched for an unauthenticated delivery")
@@ -306,21 +269,21 @@ func TestStreamToken(t *testing.T) {
 // down the answer is 503 so that the transmitter retries.
 func TestRetransmissionAndBrokerDown(t *testing.T) {
 	p := newTransmitter(t)
-	m := &memory{seen: map[string]bool{}}
+	m := &eventstest.Broker{}
 	r := newReceiver(t, p, m)
 	set := p.sign(claims(TypeAccountDisabled, map[string]any{}, nil), "secevent+jwt", nil, "")
-	m.failPub = true
+	m.Fail = true
 	if code, _ := post(r, set, setType, ""); code != http.StatusServiceUnavailable {
 		t.Fatalf("broker down: %d", code)
 	}
-	m.failPub = false
+	m.Fail = false
 	for range 2 {
 		if code, body := post(r, set, setType, ""); code != http.StatusAccepted {
 			t.Fatalf("%d %v", code, body)
 		}
 	}
-	if len(m.evs) != 1 || len(m.recs) != 1 || m.recs[0].Outcome != "duplicate" {
-		t.Errorf("events %d, records %+v", len(m.evs), m.recs)
+	if len(m.Events) != 1 || len(m.Records) != 1 || m.Records[0].Outcome != "duplicate" {
+		t.Errorf("events %d, records %+v", len(m.Events), m.Records)
 	}
 }
 
@@ -328,7 +291,7 @@ func TestRetransmissionAndBrokerDown(t *testing.T) {
 // fetch the keys again, once; an unknown kid right after does not.
 func TestKeyRotation(t *testing.T) {
 	p := newTransmitter(t)
-	m := &memory{seen: map[string]bool{}}
+	m := &eventstest.Broker{}
 	r := newReceiver(t, p, m)
 	if code, _ := post(r, p.sign(claims(evRevoke, map[string]any{}, nil), "secevent+jwt", nil, ""), setType, ""); code != http.StatusAccepted {
 		t.Fatal(code)
