@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,5 +217,75 @@ func TestSystemLogBackstop(t *testing.T) {
 	}
 	if s := peer.Succeeded(); s["logonly1@example.com"] != 1 || len(peer.Requests()) != 4 {
 		t.Errorf("after the restart: %v, %d requests; nothing may be revoked twice", s, len(peer.Requests()))
+	}
+}
+
+// The System Log's ID-JAG grants reach the plan: when a user is
+// deprovisioned, the trail names every authorization server Okta vouched
+// for them at, which target revoked there, and — in the offboarding view
+// and report — the servers no target covers, where tokens may live on.
+func TestIDJAGGrantsNamedInThePlan(t *testing.T) {
+	okta := newOktaLogDouble(t)
+	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
+	defer peer.Close()
+	cfg := testConfig(t, t.TempDir(), gtrTarget("as1", peer.URL, "email")+"    issuer: https://auth.mcp.example/\n"+gtrTarget("as2", peer.URL, "email"))
+	cfg.Okta.OrgURL, cfg.Okta.APIToken = okta.srv.URL, testOktaToken
+	cfg.Okta.SystemLog.Enabled, cfg.Okta.SystemLog.Interval, cfg.Okta.SystemLog.Lookback = true, 200*time.Millisecond, time.Hour
+	grant := func(uuid, audience string) string {
+		return logEvent(uuid, "app.oauth2.token.grant.id_jag", "00uagent", "agent@example.com",
+			`,"debugContext":{"debugData":{"audience":"`+audience+`"}}`)
+	}
+	okta.add(grant("g1", "https://auth.mcp.example"), grant("g2", "https://shadow.mcp.example"))
+	w := startWorker(t, cfg)
+	setJWKS(peer, w)
+	kv, err := w.inst.bus.KV(context.Background(), bus.KVState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "both grants in the inventory", func() bool {
+		e, err := kv.Get(context.Background(), "idjag.00uagent")
+		return err == nil && strings.Count(string(e.Value()), `"audience"`) == 2
+	})
+	okta.add(deactivationOf("agent-off", "00uagent", "agent@example.com"))
+	eventually(t, 30*time.Second, "agent revoked at both targets", func() bool { return peer.Succeeded()["agent@example.com"] == 2 })
+	w.idle(30 * time.Second)
+
+	plans := w.audit(audit.Filter{Type: string(audit.TypeRevocationPlanned)})
+	if len(plans) != 1 {
+		t.Fatalf("%d plans", len(plans))
+	}
+	var d struct {
+		Grants []struct {
+			Audience string `json:"audience"`
+			Target   string `json:"target"`
+		} `json:"id_jag_grants"`
+		Uncovered []string `json:"uncovered_audiences"`
+	}
+	if err := json.Unmarshal(plans[0].Detail, &d); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Grants) != 2 || d.Grants[0].Target != "as1" || d.Grants[1].Target != "" ||
+		len(d.Uncovered) != 1 || d.Uncovered[0] != "https://shadow.mcp.example" {
+		t.Errorf("plan detail %s", plans[0].Detail)
+	}
+	req, _ := http.NewRequest(http.MethodGet, w.url+"/v1/offboardings", nil)
+	req.Header.Set("Authorization", "Bearer "+testAuditToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"uncovered_id_jag_audiences":["https://shadow.mcp.example"]`) {
+		t.Errorf("offboardings: %s", body)
+	}
+	var out, errb bytes.Buffer
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte("data_dir: "+cfg.DataDir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := cli([]string{"audit", "report", "--config", cfgFile, "--since", "1h"}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "ID-JAGs issued for https://shadow.mcp.example, which no target revokes at") {
+		t.Errorf("report (exit %d):\n%s%s", code, out.String(), errb.String())
 	}
 }

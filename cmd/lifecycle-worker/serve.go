@@ -346,6 +346,14 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsS
 	if err != nil {
 		return nil, nil, err
 	}
+	if cfg.Okta.SystemLog.Enabled {
+		// The poller keeps the ID-JAG inventory; plans name the grants.
+		state, err := b.KV(ctx, bus.KVState)
+		if err != nil {
+			return nil, nil, err
+		}
+		planner.WithInventory(kvInventory{state})
+	}
 	plannerSpec := bus.ConsumerSpec{Stream: bus.StreamLifecycle, Durable: "planner", Filter: "lifecycle.>", MaxAckPending: 256, AckWait: 30 * time.Second}
 	if err := b.EnsureConsumer(ctx, plannerSpec); err != nil {
 		return nil, nil, err
@@ -470,7 +478,7 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time)
 			kinds[i] = events.Kind(k)
 		}
 		targets = append(targets, &revoke.Target{
-			Name: tc.Name, DriverName: tc.Driver, Driver: drv, Kinds: kinds, SubjectFormat: tc.SubjectFormat, Resolver: resolver,
+			Name: tc.Name, DriverName: tc.Driver, Issuer: tc.Issuer, Driver: drv, Kinds: kinds, SubjectFormat: tc.SubjectFormat, Resolver: resolver,
 			ScopeApps: tc.Scope.Apps, ScopeGroups: tc.Scope.Groups,
 			Concurrency: tc.Concurrency, Timeout: tc.Timeout, MaxAttempts: tc.MaxAttempts, Backoff: tc.Backoff,
 			MaxTokenLifetime: tc.MaxTokenLifetime, RevokesAccessTokens: tc.RevokesAccessTokens,

@@ -13,6 +13,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktalog"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/scim"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
@@ -273,4 +274,26 @@ func (k kvSCIM) List(ctx context.Context) ([][]byte, error) {
 		out = append(out, e.Value())
 	}
 	return out, nil
+}
+
+// kvInventory reads the ID-JAG inventory the System Log poller keeps in
+// lw_state, by the subject's IdP user id.
+type kvInventory struct{ kv jetstream.KeyValue }
+
+func (k kvInventory) Grants(ctx context.Context, s events.Subject) ([]revoke.Grant, error) {
+	if s.ID == "" {
+		return nil, nil
+	}
+	e, err := k.kv.Get(ctx, oktalog.InventoryKey(s.ID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var grants []revoke.Grant
+	if err := json.Unmarshal(e.Value(), &grants); err != nil {
+		return nil, fmt.Errorf("ID-JAG inventory of %s: %w", s.ID, err)
+	}
+	return grants, nil
 }

@@ -28,6 +28,10 @@ type Offboarding struct {
 	// revoked did not declare its token lifetime.
 	ExposedUntil    *time.Time `json:"residual_exposure_until,omitempty"`
 	ExposureUnknown bool       `json:"residual_exposure_unknown,omitempty"`
+	// Uncovered are authorization servers the IdP issued the subject
+	// ID-JAGs for that no planned target revokes at (from the System Log's
+	// ID-JAG inventory): where the subject may keep tokens.
+	Uncovered []string `json:"uncovered_id_jag_audiences,omitempty"`
 }
 
 // TargetOutcome is one target's part of an offboarding.
@@ -170,10 +174,11 @@ func (r *Reader) Offboarding(ctx context.Context, eventID string, sla time.Durat
 				o = &Offboarding{EventID: eventID}
 			}
 			var d struct {
-				Targets []string `json:"targets"`
+				Targets   []string `json:"targets"`
+				Uncovered []string `json:"uncovered_audiences"`
 			}
 			_ = json.Unmarshal(rec.Detail, &d)
-			o.Subject, o.OccurredAt = rec.Subject, rec.OccurredAt
+			o.Subject, o.OccurredAt, o.Uncovered = rec.Subject, rec.OccurredAt, d.Uncovered
 			for _, name := range d.Targets {
 				if byTarget[name] == nil {
 					byTarget[name] = &TargetOutcome{Target: name, Status: "pending"}

@@ -94,6 +94,9 @@ func (o Offboarding) problems() string {
 		}
 		p = append(p, s)
 	}
+	for _, aud := range o.Uncovered {
+		p = append(p, "ID-JAGs issued for "+aud+", which no target revokes at")
+	}
 	return strings.Join(p, "; ")
 }
 

@@ -174,9 +174,13 @@ const (
 
 // TargetConfig is one authorization server (or the IdP) to revoke at.
 type TargetConfig struct {
-	Name          string      `yaml:"name"`
-	Driver        string      `yaml:"driver"`
-	Endpoint      string      `yaml:"endpoint"`
+	Name     string `yaml:"name"`
+	Driver   string `yaml:"driver"`
+	Endpoint string `yaml:"endpoint"`
+	// Issuer is the authorization server's issuer: the audience of the
+	// ID-JAGs the IdP issues for it, which ties the System Log's ID-JAG
+	// inventory to this target.
+	Issuer        string      `yaml:"issuer"`
 	SubjectFormat string      `yaml:"subject_format"`
 	Kinds         []string    `yaml:"kinds"`
 	Scope         ScopeConfig `yaml:"scope"`
@@ -680,6 +684,11 @@ func (t TargetConfig) validate() []error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if !slices.Contains(Drivers, t.Driver) {
 		bad("driver: %q is not one of %v", t.Driver, Drivers)
+	}
+	if t.Issuer != "" {
+		if u, err := url.Parse(t.Issuer); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			bad("issuer: %q is not a URL", t.Issuer)
+		}
 	}
 	if err := CheckEndpoint(t.Endpoint, t.AllowInsecureHTTP); err != nil {
 		bad("endpoint: %w", err)

@@ -115,6 +115,9 @@ func (d *Discovery) TargetYAML(name string) string {
 		}
 		b.WriteString("\n")
 	}
+	if d.AuthorizationServer != "" {
+		fmt.Fprintf(&b, "    issuer: %s   # the audience of its ID-JAGs\n", d.AuthorizationServer)
+	}
 	fmt.Fprintf(&b, "    kinds: [deprovisioned, suspended, sessions_revoked, credentials_changed, risk_elevated]\n    max_token_lifetime: 1h   # the AS's longest access-token lifetime\n")
 	return b.String()
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -30,13 +32,37 @@ type DeadLetter struct {
 	At         time.Time `json:"at"`
 }
 
+// Grant is an ID-JAG the IdP issued to a subject for an authorization
+// server: evidence that the subject may hold that server's tokens.
+type Grant struct {
+	Audience string    `json:"audience"`
+	Client   string    `json:"client,omitempty"`
+	Last     time.Time `json:"last"`
+}
+
+// Inventory tells which authorization servers a subject received ID-JAGs
+// for (the System Log's ID-JAG grants).
+type Inventory interface {
+	Grants(ctx context.Context, s events.Subject) ([]Grant, error)
+}
+
 // Planner fans an event out to the targets that act on it.
 type Planner struct {
-	targets  []*Target
-	queue    Queue
-	recorder audit.Recorder
-	now      func() time.Time
-	log      *slog.Logger
+	targets   []*Target
+	queue     Queue
+	recorder  audit.Recorder
+	now       func() time.Time
+	log       *slog.Logger
+	inventory Inventory
+}
+
+// WithInventory makes the plan of each revoking event name the subject's
+// ID-JAG grants, which planned target covers each, and the audiences no
+// planned target covers: where the subject may keep tokens that nothing
+// revokes.
+func (p *Planner) WithInventory(inv Inventory) *Planner {
+	p.inventory = inv
+	return p
 }
 
 // NewPlanner returns a planner over targets.
@@ -84,6 +110,9 @@ func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 	if len(skipped) > 0 {
 		detail["skipped"] = skipped
 	}
+	if p.inventory != nil && ev.Kind.Revokes() {
+		p.noteGrants(ctx, ev, planned, detail)
+	}
 	occurred := ev.OccurredAt
 	recs := []audit.Record{{
 		// The receipt: the event is durable, so this record is written
@@ -105,6 +134,40 @@ func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 	}
 	p.log.DebugContext(ctx, "planned", "event", ev.ID, "kind", ev.Kind, "jobs", len(jobs))
 	return nil
+}
+
+// noteGrants adds the subject's ID-JAG grants to the plan. A failed lookup
+// is noted, not fatal: revoking matters more than the evidence.
+func (p *Planner) noteGrants(ctx context.Context, ev events.Event, planned []string, detail map[string]any) {
+	grants, err := p.inventory.Grants(ctx, ev.Subject)
+	if err != nil {
+		p.log.WarnContext(ctx, "ID-JAG inventory unavailable", "event", ev.ID, "err", err)
+		detail["id_jag_inventory"] = "unavailable: " + err.Error()
+		return
+	}
+	if len(grants) == 0 {
+		return
+	}
+	norm := func(u string) string { return strings.TrimRight(u, "/") }
+	var noted []map[string]any
+	uncovered := []string{}
+	for _, g := range grants {
+		entry := map[string]any{"audience": g.Audience, "last_granted": g.Last}
+		for _, t := range p.targets {
+			if t.Issuer != "" && norm(t.Issuer) == norm(g.Audience) && slices.Contains(planned, t.Name) {
+				entry["target"] = t.Name
+				break
+			}
+		}
+		if entry["target"] == nil {
+			uncovered = append(uncovered, g.Audience)
+		}
+		noted = append(noted, entry)
+	}
+	detail["id_jag_grants"] = noted
+	if len(uncovered) > 0 {
+		detail["uncovered_audiences"] = uncovered
+	}
 }
 
 // Handler is the Watermill handler over LIFECYCLE messages. An event that

@@ -13,8 +13,11 @@ import (
 
 // Target is one place to revoke at, with its driver and its policy.
 type Target struct {
-	Name          string
-	DriverName    string
+	Name       string
+	DriverName string
+	// Issuer is the authorization server's issuer (the audience of its
+	// ID-JAGs); empty when not configured.
+	Issuer        string
 	SubjectFormat string
 	// Resolver completes subjects lacking the identifier the format needs.
 	Resolver    *Resolver

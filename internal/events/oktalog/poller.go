@@ -298,6 +298,16 @@ type Grant struct {
 	Last     time.Time `json:"last"`
 }
 
+// InventoryKey is the lw_state key of a user's ID-JAG grants.
+func InventoryKey(userID string) string {
+	return "idjag." + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, userID)
+}
+
 // noteIDJAG records that a user received an ID-JAG, per audience: the
 // inventory of MCP authorization servers that may hold tokens for them.
 func (p *Poller) noteIDJAG(ctx context.Context, raw json.RawMessage) error {
@@ -325,12 +335,7 @@ func (p *Poller) noteIDJAG(ctx context.Context, raw json.RawMessage) error {
 	if user == "" || audience == "" {
 		return nil
 	}
-	key := "idjag." + strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-			return r
-		}
-		return '_'
-	}, user)
+	key := InventoryKey(user)
 	val, rev, found, err := p.cfg.State.Get(ctx, key)
 	if err != nil {
 		return err
