@@ -225,6 +225,21 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = poller.Run(pollCtx) }()
 	}
+	if cfg.Has(config.RolePoller) {
+		for _, tr := range cfg.SSF.Transmitters {
+			if tr.PollURL == "" {
+				continue
+			}
+			p := ssf.Poll{Issuer: tr.Issuer, URL: tr.PollURL, Token: tr.PollToken, Interval: tr.PollInterval}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := ssfReceiver.RunPoll(pollCtx, p); err != nil {
+					log.Error("ssf poll", "iss", p.Issuer, "err", err)
+				}
+			}()
+		}
+	}
 	ixCtx, stopIndexer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopIndexer()
 	if indexer != nil {
@@ -526,7 +541,7 @@ func newSSFReceiver(cfg *config.Config, sink natsSink, now func() time.Time, log
 	if len(trs) == 0 {
 		log.Warn("SSF has no transmitter configured: every SET will be refused (set ssf.transmitters)")
 	}
-	client := &http.Client{Timeout: 5 * time.Second,
+	client := &http.Client{Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return ssf.New(ssf.Config{Transmitters: trs, Audience: cfg.SSF.Audience, Mapping: mapping,
 		MaxBody: min(cfg.HTTP.MaxBodyBytes, 64<<10), PublishTimeout: cfg.NATS.PublishTimeout,

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,5 +147,57 @@ func TestSSFTransmitterWithJose(t *testing.T) {
 	failed := w.audit(audit.Filter{Type: string(audit.TypeAuthFailed)})
 	if len(refused) != 1 || refused[0].Source != "ssf" || len(failed) != 1 || strings.Contains(string(failed[0].Detail), streamToken) {
 		t.Errorf("refusals on record: %+v / %+v", refused, failed)
+	}
+}
+
+// A stream read by polling (RFC 8936): the worker fetches the SETs a
+// transmitter holds for it, revokes, and acknowledges them in its next poll.
+func TestSSFPollWithJose(t *testing.T) {
+	const issuer = "https://idp.poll.example"
+	jwks, sets := joseTransmit(t, "poll-key", map[string]any{"iss": issuer, "jti": "p-1", "iat": time.Now().Unix(), "aud": testPublicURL,
+		"sub_id": map[string]any{"format": "email", "email": "ida@example.com"},
+		"events": map[string]any{"https://schemas.openid.net/secevent/risc/event-type/account-purged": map[string]any{}}})
+	var mu sync.Mutex
+	offered, acked := map[string]string{"p-1": sets[0]}, []string{}
+	tr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/jwks" {
+			_, _ = w.Write(jwks)
+			return
+		}
+		var req struct {
+			Ack []string `json:"ack"`
+		}
+		if r.Method != http.MethodPost || r.Header.Get("Authorization") != "Bearer poll-token-0123456789" || json.NewDecoder(r.Body).Decode(&req) != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, jti := range req.Ack {
+			acked = append(acked, jti)
+			delete(offered, jti)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"sets": offered, "moreAvailable": false})
+	}))
+	defer tr.Close()
+	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
+	defer peer.Close()
+	cfg := testConfig(t, t.TempDir(), gtrTarget("as1", peer.URL, "email"))
+	cfg.SSF.Transmitters = []config.SSFTransmitterConfig{{Issuer: issuer, JWKSURI: tr.URL + "/jwks", PollURL: tr.URL + "/poll",
+		PollToken: "poll-token-0123456789", PollInterval: 100 * time.Millisecond, AllowInsecureHTTP: true}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, cfg)
+	setJWKS(peer, w)
+	eventually(t, 30*time.Second, "the polled SET revoked and acknowledged", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return peer.Succeeded()["ida@example.com"] == 1 && len(acked) == 1 && acked[0] == "p-1"
+	})
+	w.idle(30 * time.Second)
+	if recs := w.audit(audit.Filter{Subject: "ida@example.com", Type: string(audit.TypeEventReceived)}); len(recs) != 1 || recs[0].Source != "ssf" {
+		t.Errorf("receipt %+v", recs)
 	}
 }

@@ -140,8 +140,14 @@ type SSFTransmitterConfig struct {
 	JWKSFile string `yaml:"jwks_file"`
 	// Tokens, when set, are what the stream's authorization_header may
 	// carry (Authorization: Bearer <token>), in addition to the signature.
-	Tokens            []string `yaml:"tokens"`
-	AllowInsecureHTTP bool     `yaml:"allow_insecure_http"` // jwks_uri on a loopback http URL, for tests
+	Tokens []string `yaml:"tokens"`
+	// PollURL, when set, is the stream's RFC 8936 poll endpoint: SETs are
+	// fetched from it (with PollToken as bearer, every PollInterval when
+	// none are waiting) by the processes with the poller role.
+	PollURL           string        `yaml:"poll_url"`
+	PollToken         string        `yaml:"poll_token"`
+	PollInterval      time.Duration `yaml:"poll_interval"`
+	AllowInsecureHTTP bool          `yaml:"allow_insecure_http"` // http:// jwks_uri and poll_url on loopback, for tests
 }
 
 // AuditConfig configures the audit index and its API.
@@ -399,6 +405,11 @@ func (c *Config) setDefaults() {
 	if len(c.SSF.Audience) == 0 {
 		c.SSF.Audience = []string{c.PublicURL}
 	}
+	for i := range c.SSF.Transmitters {
+		if c.SSF.Transmitters[i].PollInterval == 0 {
+			c.SSF.Transmitters[i].PollInterval = 10 * time.Second
+		}
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -624,6 +635,14 @@ func (c *Config) Validate() error {
 		for j, t := range tr.Tokens {
 			if len(t) < 16 {
 				bad("%s.tokens[%d] is empty or shorter than 16 characters (is its environment variable set?)", where, j)
+			}
+		}
+		if tr.PollURL != "" {
+			if err := CheckEndpoint(tr.PollURL, tr.AllowInsecureHTTP); err != nil {
+				bad("%s.poll_url: %v", where, err)
+			}
+			if tr.PollInterval < 100*time.Millisecond {
+				bad("%s.poll_interval: %s is shorter than 100ms", where, tr.PollInterval)
 			}
 		}
 	}

@@ -47,6 +47,13 @@ func (b *Broker) PublishEvents(_ context.Context, evs []events.Event) ([]events.
 	return pubs, nil
 }
 
+// SetFail makes publishing fail (true) or work again, safely while in use.
+func (b *Broker) SetFail(fail bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.Fail = fail
+}
+
 // Record keeps the records.
 func (b *Broker) Record(_ context.Context, recs ...audit.Record) error {
 	b.mu.Lock()

@@ -144,24 +144,38 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.answer(w, req, refuse(http.StatusBadRequest, "invalid_request", "reading body: %v", err), nil)
 		return
 	}
-	s, payload, serr := r.verify(req, strings.TrimSpace(string(body)))
-	if serr != nil {
+	authorized := func(tr *transmitter) bool { return len(tr.tokens) == 0 || tokenOK(req, tr.tokens) }
+	s, serr, err := r.ingest(req.Context(), strings.TrimSpace(string(body)), authorized)
+	switch {
+	case serr != nil:
 		r.answer(w, req, serr, s)
-		return
+	case err != nil:
+		// Not durable: the transmitter retries on a 5xx (RFC 8935 §2.3).
+		r.cfg.Log.ErrorContext(req.Context(), "ssf: SET not durable, answering 503", "iss", s.Iss, "jti", s.Jti, "err", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+	default:
+		w.WriteHeader(http.StatusAccepted)
+	}
+}
+
+// ingest verifies one SET and makes its events, and the records of what
+// was not acted on, durable. A *setError is a refusal, for the caller to
+// tell the transmitter and put on record; an error means nothing may be
+// acknowledged: the SET must come again.
+func (r *Receiver) ingest(ctx context.Context, raw string, authorized func(*transmitter) bool) (*set, *setError, error) {
+	s, payload, serr := r.verify(ctx, raw, authorized)
+	if serr != nil {
+		return s, serr, nil
 	}
 	evs, ignored, serr := r.events(s, payload)
 	if serr != nil {
-		r.answer(w, req, serr, s)
-		return
+		return s, serr, nil
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.PublishTimeout)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
 	defer cancel()
 	pubs, err := r.cfg.Publisher.PublishEvents(ctx, evs)
 	if err != nil {
-		// Not durable: the transmitter retries on a 5xx (RFC 8935 §2.3).
-		r.cfg.Log.ErrorContext(ctx, "ssf: events not durable, answering 503", "iss", s.Iss, "jti", s.Jti, "err", err)
-		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
-		return
+		return s, nil, fmt.Errorf("events not durable: %w", err)
 	}
 	recs := ignored
 	for i, ev := range evs {
@@ -172,16 +186,15 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if err := r.record(ctx, recs...); err != nil {
-		r.cfg.Log.ErrorContext(ctx, "ssf: audit not durable, answering 503", "iss", s.Iss, "jti", s.Jti, "err", err)
-		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
-		return
+		return s, nil, fmt.Errorf("audit not durable: %w", err)
 	}
-	w.WriteHeader(http.StatusAccepted)
+	return s, nil, nil
 }
+
 
 // verify authenticates the delivery and the SET and checks its claims. It
 // returns what it could read even on failure, for the record.
-func (r *Receiver) verify(req *http.Request, raw string) (*set, []byte, *setError) {
+func (r *Receiver) verify(ctx context.Context, raw string, authorized func(*transmitter) bool) (*set, []byte, *setError) {
 	tok, err := jose.ParseSigned(raw, algorithms)
 	if err != nil {
 		return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "not a signed JWT (or an algorithm we do not accept): %v", err)
@@ -201,15 +214,15 @@ func (r *Receiver) verify(req *http.Request, raw string) (*set, []byte, *setErro
 	if !ok {
 		return &unverified, nil, refuse(http.StatusBadRequest, "invalid_issuer", "iss %q is not a configured transmitter", unverified.Iss)
 	}
-	if len(tr.tokens) > 0 && !tokenOK(req, tr.tokens) {
+	if authorized != nil && !authorized(tr) {
 		return &unverified, nil, refuse(http.StatusUnauthorized, "authentication_failed", "missing or wrong bearer token for this transmitter")
 	}
-	keys, err := tr.keys.find(req.Context(), h.KeyID)
+	keys, err := tr.keys.find(ctx, h.KeyID)
 	if err != nil {
 		if errors.Is(err, errUnknownKey) {
 			return &unverified, nil, refuse(http.StatusBadRequest, "invalid_key", "kid %q is not among the transmitter's keys", h.KeyID)
 		}
-		r.cfg.Log.WarnContext(req.Context(), "ssf: transmitter keys unavailable", "iss", tr.Issuer, "err", err)
+		r.cfg.Log.WarnContext(ctx, "ssf: transmitter keys unavailable", "iss", tr.Issuer, "err", err)
 		return &unverified, nil, refuse(http.StatusServiceUnavailable, "invalid_key", "the transmitter's keys could not be fetched; retry later")
 	}
 	var payload []byte
@@ -360,23 +373,31 @@ func (r *Receiver) events(s *set, payload []byte) ([]events.Event, []audit.Recor
 
 // answer refuses a delivery in RFC 8935 form and puts the refusal on record.
 func (r *Receiver) answer(w http.ResponseWriter, req *http.Request, e *setError, s *set) {
-	detail := map[string]any{"err": e.code, "remote": events.RemoteHost(req)}
+	r.refused(req.Context(), e, s, map[string]any{"delivery": "push", "remote": events.RemoteHost(req)})
+	if e.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ssf"`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"err": e.code, "description": e.desc})
+}
+
+// refused puts a refused SET on record: auth.failed for a delivery without
+// the stream's token, event.rejected otherwise.
+func (r *Receiver) refused(ctx context.Context, e *setError, s *set, detail map[string]any) {
+	detail["err"] = e.code
 	if s != nil {
 		detail["iss"], detail["jti"] = s.Iss, s.Jti
 	}
 	typ := audit.TypeEventRejected
 	if e.status == http.StatusUnauthorized {
 		typ = audit.TypeAuthFailed
-		w.Header().Set("WWW-Authenticate", `Bearer realm="ssf"`)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), r.cfg.PublishTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
 	defer cancel()
 	if err := r.record(ctx, audit.Record{Type: typ, Outcome: "rejected", HTTPStatus: e.status, Error: e.desc, Detail: audit.Detail(detail)}); err != nil {
 		r.cfg.Log.ErrorContext(ctx, "ssf: audit record lost", "type", typ, "err", err)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(e.status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"err": e.code, "description": e.desc})
 }
 
 func (r *Receiver) record(ctx context.Context, recs ...audit.Record) error {
