@@ -191,7 +191,6 @@ func (r *Receiver) ingest(ctx context.Context, raw string, authorized func(*tran
 	return s, nil, nil
 }
 
-
 // verify authenticates the delivery and the SET and checks its claims. It
 // returns what it could read even on failure, for the record.
 func (r *Receiver) verify(ctx context.Context, raw string, authorized func(*transmitter) bool) (*set, []byte, *setError) {
