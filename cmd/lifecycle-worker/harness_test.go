@@ -91,9 +91,9 @@ func startWorker(t *testing.T, cfg *config.Config) *worker {
 	case err := <-done:
 		cancel()
 		t.Fatalf("worker did not start: %v", err)
-	case <-time.After(30 * time.Second):
+	case <-time.After(90 * time.Second): // a cluster may take a while to take new streams
 		cancel()
-		t.Fatal("worker did not start within 30s")
+		t.Fatal("worker did not start within 90s")
 	}
 	stopped := false
 	w := &worker{t: t, inst: inst, url: "http://" + inst.addr.String()}

@@ -98,11 +98,30 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := b.provisionStreams(ctx); err != nil {
+	if err := b.provision(ctx); err != nil {
 		b.Close()
 		return nil, err
 	}
 	return b, nil
+}
+
+// provision creates the streams and buckets. A cluster that is still
+// electing its leaders, or busy, answers late: an external cluster gets a
+// minute of retries before the error counts.
+func (b *Bus) provision(ctx context.Context) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := b.provisionStreams(ctx)
+		if err == nil || b.server != nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		b.log.Warn("cluster not ready for provisioning; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, error) {
