@@ -126,3 +126,26 @@ func TestCheckEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// Roles default to all four; --roles replaces them, trimmed, and refuses
+// an unknown or empty list.
+func TestRoles(t *testing.T) {
+	c, err := Parse([]byte("data_dir: /tmp/x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Has(RoleIntake) || !c.Has(RolePipeline) || !c.Has(RolePoller) || !c.Has(RoleAudit) {
+		t.Fatalf("default roles %v", c.Roles)
+	}
+	if err := c.SetRoles(" intake , audit "); err != nil || !c.Has(RoleIntake) || c.Has(RolePipeline) || !c.Has(RoleAudit) {
+		t.Errorf("roles %v: %v", c.Roles, err)
+	}
+	for _, bad := range []string{"intake,indexer", " , "} {
+		if err := c.SetRoles(bad); err == nil {
+			t.Errorf("roles %q accepted", bad)
+		}
+	}
+	if _, err := Parse([]byte("roles: [pipeline, pollster]\n")); err == nil || !strings.Contains(err.Error(), `"pollster"`) {
+		t.Errorf("config with an unknown role: %v", err)
+	}
+}
