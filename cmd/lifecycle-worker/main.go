@@ -35,6 +35,7 @@ Usage:
   lifecycle-worker dlq list|replay [--target T] [--event E] [--url URL] [--token TOKEN] [--json]
   lifecycle-worker targets list|check [--config FILE]
   lifecycle-worker targets discover MCP_SERVER_URL [--name N] [--json]
+  lifecycle-worker ssf check [--config FILE]
   lifecycle-worker version
 
 Every command reads the same config file; with none, built-in defaults apply
@@ -69,6 +70,8 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		err = cmdDLQ(args[1:], stdout, stderr)
 	case "targets":
 		err = cmdTargets(args[1:], stdout, stderr)
+	case "ssf":
+		err = cmdSSF(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "lifecycle-worker", version)
 	case "help", "-h", "--help":

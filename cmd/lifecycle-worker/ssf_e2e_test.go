@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -29,6 +31,9 @@ func joseTransmit(t *testing.T, kid string, sets ...map[string]any) (json.RawMes
 			t.Fatalf("npm jose is not installed in %s (run npm ci there): %v", joseDir, err)
 		}
 		t.Skip("npm jose not installed: run `npm ci --prefix test/jose`")
+	}
+	if sets == nil {
+		sets = []map[string]any{} // just the key
 	}
 	in, _ := json.Marshal(map[string]any{"kid": kid, "sets": sets})
 	cmd := exec.Command("node", filepath.Join(joseDir, "transmit.mjs"))
@@ -199,5 +204,47 @@ func TestSSFPollWithJose(t *testing.T) {
 	w.idle(30 * time.Second)
 	if recs := w.audit(audit.Filter{Subject: "ida@example.com", Type: string(audit.TypeEventReceived)}); len(recs) != 1 || recs[0].Source != "ssf" {
 		t.Errorf("receipt %+v", recs)
+	}
+}
+
+// `ssf check` fetches each transmitter's keys and probes a poll endpoint
+// without taking anything from it; a refused token fails the check.
+func TestSSFCheck(t *testing.T) {
+	jwks, _ := joseTransmit(t, "check-key")
+	var probes []string
+	tr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/jwks" {
+			_, _ = w.Write(jwks)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		probes = append(probes, string(body))
+		if r.Header.Get("Authorization") != "Bearer right-token-0123456789" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"sets":{},"moreAvailable":false}`))
+	}))
+	defer tr.Close()
+	dir := t.TempDir()
+	write := func(token string) string {
+		f := filepath.Join(dir, token+".yaml")
+		y := fmt.Sprintf("data_dir: %s\nssf:\n  transmitters:\n    - issuer: https://push.example\n      jwks_uri: %s/jwks\n      allow_insecure_http: true\n"+
+			"    - issuer: https://poll.example\n      jwks_uri: %s/jwks\n      poll_url: %s/poll\n      poll_token: %s\n      allow_insecure_http: true\n", dir, tr.URL, tr.URL, tr.URL, token)
+		if err := os.WriteFile(f, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	var out, errb bytes.Buffer
+	if code := cli([]string{"ssf", "check", "--config", write("right-token-0123456789")}, &out, &errb); code != 0 || strings.Count(out.String(), " ok") != 2 {
+		t.Fatalf("check: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	if len(probes) != 1 || probes[0] != `{"maxEvents":0,"returnImmediately":true}` {
+		t.Errorf("poll probe %v: must take and acknowledge nothing", probes)
+	}
+	out.Reset()
+	if code := cli([]string{"ssf", "check", "--config", write("wrong-token-0123456789")}, &out, &errb); code == 0 || !strings.Contains(out.String(), "FAILED: poll endpoint") {
+		t.Errorf("wrong token: exit %d\n%s", code, out.String())
 	}
 }

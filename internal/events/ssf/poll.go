@@ -124,3 +124,24 @@ func (r *Receiver) pollOnce(ctx context.Context, p Poll, pending *pollRequest, m
 	}
 	return got.MoreAvailable, nil
 }
+
+// Check reports whether a transmitter's keys can be had, and how many
+// there are; with p.URL set, also that its poll endpoint answers our token
+// (a request that takes and acknowledges nothing).
+func (r *Receiver) Check(ctx context.Context, p Poll) (int, error) {
+	tr, ok := r.transmitters[p.Issuer]
+	if !ok {
+		return 0, fmt.Errorf("%s is not a configured transmitter", p.Issuer)
+	}
+	found, err := tr.keys.find(ctx, "")
+	if err != nil {
+		return 0, fmt.Errorf("keys: %w", err)
+	}
+	if p.URL != "" {
+		var nothing pollRequest
+		if _, err := r.pollOnce(ctx, p, &nothing, 0); err != nil {
+			return len(found), fmt.Errorf("poll endpoint: %w", err)
+		}
+	}
+	return len(found), nil
+}
