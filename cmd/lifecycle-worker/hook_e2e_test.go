@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,4 +203,48 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A flood of refused requests does not flood the trail: past the refusal
+// budget they are summarised, and every one is still accounted for.
+func TestRefusalFloodIsSummarised(t *testing.T) {
+	w := startWorker(t, testConfig(t, t.TempDir(), ""))
+	const n = 400
+	var wg sync.WaitGroup
+	next := make(chan struct{})
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				if resp := w.postHook([]byte(`{}`), "not-the-secret-0123456789"); resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("status %d", resp.StatusCode)
+				}
+			}
+		}()
+	}
+	for range n {
+		next <- struct{}{}
+	}
+	close(next)
+	wg.Wait()
+	if err := w.stop(); err != nil { // intake closes, the budget writes its summary
+		t.Fatal(err)
+	}
+	recs := w.audit(audit.Filter{Type: string(audit.TypeAuthFailed)})
+	one, held := 0, 0
+	for _, r := range recs {
+		var d struct {
+			HeldBack int `json:"held_back"`
+		}
+		_ = json.Unmarshal(r.Detail, &d)
+		if d.HeldBack > 0 {
+			held += d.HeldBack
+		} else {
+			one++
+		}
+	}
+	if one+held != n || held == 0 || one >= n {
+		t.Errorf("%d refusals on record one by one and %d held back, want %d in all with some held back", one, held, n)
+	}
 }

@@ -94,6 +94,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	defer pipelinePub.Close()
 	tele := newTelemetry()
 	sink, intakeSink := natsSink{pub: pipelinePub}, natsSink{pub: intakePub}
+	// Refusals at the public endpoints are on record, but a flood of them
+	// is summarised rather than written one by one.
+	refusals := audit.NewRefusalBudget(intakeSink, refusalsPerSecond, refusalBurst, time.Now)
 	now := time.Now
 
 	targets, err := buildTargets(cfg, signer, now)
@@ -158,7 +161,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	hook, err := oktahook.New(oktahook.Config{
 		Header: cfg.Okta.Hook.Header, Secrets: cfg.Okta.Hook.Secrets, MaxBody: cfg.HTTP.MaxBodyBytes,
 		Mapping: mapping, Issuer: cfg.Okta.OrgURL, PublishTimeout: cfg.NATS.PublishTimeout,
-		Publisher: intakeSink, Recorder: intakeSink, Now: now, Log: log.With("component", "okta-hook"),
+		Publisher: intakeSink, Recorder: refusals, Now: now, Log: log.With("component", "okta-hook"),
 	})
 	if err != nil {
 		return err
@@ -169,11 +172,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	scimHandler, err := scim.New(scim.Config{Tokens: cfg.SCIM.Tokens, BaseURL: cfg.PublicURL, Issuer: cfg.SCIM.Issuer,
 		MaxBody: cfg.HTTP.MaxBodyBytes, PublishTimeout: cfg.NATS.PublishTimeout, Store: kvSCIM{scimKV, "u"}, Groups: kvSCIM{scimKV, "g"},
-		Publisher: intakeSink, Recorder: intakeSink, Now: now, Log: log.With("component", "scim")})
+		Publisher: intakeSink, Recorder: refusals, Now: now, Log: log.With("component", "scim")})
 	if err != nil {
 		return err
 	}
-	ssfReceiver, err := newSSFReceiver(cfg, intakeSink, now, log.With("component", "ssf"))
+	ssfReceiver, err := newSSFReceiver(cfg, intakeSink, refusals, now, log.With("component", "ssf"))
 	if err != nil {
 		return err
 	}
@@ -225,6 +228,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = poller.Run(pollCtx) }()
 	}
+	budgetCtx, stopBudget := context.WithCancel(context.WithoutCancel(ctx))
+	budgetDone := make(chan struct{})
+	go func() { defer close(budgetDone); refusals.Run(budgetCtx, 10*time.Second) }()
+	defer func() { stopBudget(); <-budgetDone }()
 	if cfg.Has(config.RolePoller) {
 		for _, tr := range cfg.SSF.Transmitters {
 			if tr.PollURL == "" {
@@ -263,6 +270,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		started(&instance{cfg: cfg, log: log, addr: ln.Addr(), bus: b, indexer: indexer})
 	}
 	serveErr := server.Serve(ctx, ln, handler, srvCfg, 10*time.Second)
+	stopBudget() // intake is closed: write what it held back
+	<-budgetDone
 
 	if router != nil {
 		log.Info("stopping: draining in-flight revocations")
@@ -528,8 +537,15 @@ func busConfig(cfg *config.Config, name string) bus.Config {
 	}
 }
 
+// The refusal budget: per source, this many refusal records a second (and
+// bursts of refusalBurst) are written one by one; the rest are summarised.
+const (
+	refusalsPerSecond = 10
+	refusalBurst      = 100
+)
+
 // newSSFReceiver builds the Shared Signals receiver from the config.
-func newSSFReceiver(cfg *config.Config, sink natsSink, now func() time.Time, log *slog.Logger) (*ssf.Receiver, error) {
+func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder, now func() time.Time, log *slog.Logger) (*ssf.Receiver, error) {
 	mapping, err := ssf.DefaultMapping().With(cfg.SSF.EventTypes)
 	if err != nil {
 		return nil, fmt.Errorf("ssf.event_types: %w", err)
@@ -545,5 +561,5 @@ func newSSFReceiver(cfg *config.Config, sink natsSink, now func() time.Time, log
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return ssf.New(ssf.Config{Transmitters: trs, Audience: cfg.SSF.Audience, Mapping: mapping,
 		MaxBody: min(cfg.HTTP.MaxBodyBytes, 64<<10), PublishTimeout: cfg.NATS.PublishTimeout,
-		Publisher: sink, Recorder: sink, Client: client, Now: now, Log: log})
+		Publisher: pub, Recorder: rec, Client: client, Now: now, Log: log})
 }

@@ -34,7 +34,7 @@ func cmdSSF(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "no SSF transmitters configured")
 		return nil
 	}
-	r, err := newSSFReceiver(cfg, natsSink{}, time.Now, slog.New(slog.DiscardHandler))
+	r, err := newSSFReceiver(cfg, natsSink{}, natsSink{}, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
