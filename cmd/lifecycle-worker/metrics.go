@@ -88,7 +88,7 @@ func (t *telemetry) observe(r audit.Record) {
 	switch r.Type {
 	case audit.TypeEventReceived:
 		result := "accepted" // once per event, by the planner
-		if r.Outcome == "duplicate" {
+		if r.Outcome == audit.OutcomeDuplicate {
 			result = "duplicate" // an IdP's repeated delivery of an event we hold
 		}
 		t.events.WithLabelValues(r.Source, r.Kind, result).Inc()

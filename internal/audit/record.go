@@ -77,6 +77,24 @@ func Detail(v any) json.RawMessage {
 	return b
 }
 
+// OutcomeDuplicate marks the receipt of an event the stream already held.
+const OutcomeDuplicate = "duplicate"
+
+// DuplicateReceipt records an event delivered again that the LIFECYCLE
+// stream already held (at seq): the repeat is visible in the trail and
+// revokes nothing twice. detail says how it came (delivery, jti, …).
+func DuplicateReceipt(ev events.Event, seq uint64, detail map[string]any) Record {
+	r := Record{Type: TypeEventReceived, EventID: ev.ID, Source: string(ev.Source), Kind: string(ev.Kind),
+		Subject: SubjectOf(ev.Subject), Outcome: OutcomeDuplicate}
+	if !ev.OccurredAt.IsZero() {
+		occurred := ev.OccurredAt
+		r.OccurredAt = &occurred
+	}
+	detail["event_type"], detail["lifecycle_seq"] = ev.Cause, seq
+	r.Detail = Detail(detail)
+	return r
+}
+
 // SubjectOf converts an event's subject to the audit form (nil when empty).
 func SubjectOf(s events.Subject) *Subject {
 	if s.Empty() {

@@ -174,9 +174,7 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request) {
 		if !pubs[i].Duplicate {
 			continue
 		}
-		recs = append(recs, audit.Record{Type: audit.TypeEventReceived, EventID: ev.ID, Source: string(ev.Source), Kind: string(ev.Kind),
-			Subject: audit.SubjectOf(ev.Subject), Outcome: "duplicate", OccurredAt: timePtr(ev.OccurredAt),
-			Detail: audit.Detail(map[string]any{"event_type": ev.Cause, "delivery": delivery.EventID, "lifecycle_seq": pubs[i].Sequence})})
+		recs = append(recs, audit.DuplicateReceipt(ev, pubs[i].Sequence, map[string]any{"delivery": delivery.EventID}))
 	}
 	if err := h.recordAll(pubCtx, recs); err != nil {
 		// The events are durable; only the note of a copy or an ignored

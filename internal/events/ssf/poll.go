@@ -52,7 +52,7 @@ func (r *Receiver) RunPoll(ctx context.Context, p Poll) error {
 	}
 	var pending pollRequest
 	for {
-		more, err := r.pollOnce(ctx, p, &pending, p.MaxEvents)
+		more, err := r.pollOnce(ctx, p, &pending)
 		if err != nil && ctx.Err() == nil {
 			r.cfg.Log.WarnContext(ctx, "ssf poll failed; trying again", "iss", p.Issuer, "err", err)
 		}
@@ -63,7 +63,8 @@ func (r *Receiver) RunPoll(ctx context.Context, p Poll) error {
 		case <-ctx.Done():
 			if len(pending.Ack) > 0 || len(pending.SetErrs) > 0 {
 				final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-				_, _ = r.pollOnce(final, p, &pending, 0) // acknowledge only
+				pending.ReturnImmediately = true // maxEvents 0: acknowledge only
+				_, _ = r.exchange(final, p, pending)
 				cancel()
 			}
 			return nil
@@ -73,31 +74,14 @@ func (r *Receiver) RunPoll(ctx context.Context, p Poll) error {
 }
 
 // pollOnce sends the pending acknowledgements, takes what comes, and
-// leaves in pending what the next request must acknowledge.
-func (r *Receiver) pollOnce(ctx context.Context, p Poll, pending *pollRequest, maxEvents int) (bool, error) {
-	pending.MaxEvents, pending.ReturnImmediately = maxEvents, true
-	body, _ := json.Marshal(pending)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(body))
+// leaves in pending what the next request must acknowledge. It reports
+// whether the transmitter has more to give right away.
+func (r *Receiver) pollOnce(ctx context.Context, p Poll, pending *pollRequest) (bool, error) {
+	req := *pending
+	req.MaxEvents, req.ReturnImmediately = p.MaxEvents, true
+	got, err := r.exchange(ctx, p, req)
 	if err != nil {
 		return false, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	if p.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+p.Token)
-	}
-	resp, err := r.cfg.Client.Do(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Errorf("poll endpoint answered %s", resp.Status)
-	}
-	var got pollResponse
-	limit := int64(max(p.MaxEvents, 1)) * r.cfg.MaxBody
-	if err := json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(&got); err != nil {
-		return false, fmt.Errorf("poll response: %w", err)
 	}
 	// The transmitter has what we sent: start the next request afresh.
 	*pending = pollRequest{}
@@ -122,7 +106,35 @@ func (r *Receiver) pollOnce(ctx context.Context, p Poll, pending *pollRequest, m
 			pending.Ack = append(pending.Ack, jti)
 		}
 	}
-	return got.MoreAvailable, nil
+	return got.MoreAvailable && len(got.Sets) > 0, nil
+}
+
+// exchange sends one poll request and returns the transmitter's answer.
+func (r *Receiver) exchange(ctx context.Context, p Poll, pr pollRequest) (pollResponse, error) {
+	var got pollResponse
+	body, _ := json.Marshal(pr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(body))
+	if err != nil {
+		return got, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if p.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.Token)
+	}
+	resp, err := r.cfg.Client.Do(req)
+	if err != nil {
+		return got, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return got, fmt.Errorf("poll endpoint answered %s", resp.Status)
+	}
+	limit := int64(max(pr.MaxEvents, 1)) * r.cfg.MaxBody
+	if err := json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(&got); err != nil {
+		return got, fmt.Errorf("poll response: %w", err)
+	}
+	return got, nil
 }
 
 // Check reports whether a transmitter's keys can be had, and how many
@@ -138,8 +150,8 @@ func (r *Receiver) Check(ctx context.Context, p Poll) (int, error) {
 		return 0, fmt.Errorf("keys: %w", err)
 	}
 	if p.URL != "" {
-		var nothing pollRequest
-		if _, err := r.pollOnce(ctx, p, &nothing, 0); err != nil {
+		// maxEvents 0: whatever the answer holds is not taken (nor acked).
+		if _, err := r.exchange(ctx, p, pollRequest{ReturnImmediately: true}); err != nil {
 			return len(found), fmt.Errorf("poll endpoint: %w", err)
 		}
 	}

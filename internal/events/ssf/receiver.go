@@ -180,9 +180,7 @@ func (r *Receiver) ingest(ctx context.Context, raw string, authorized func(*tran
 	recs := ignored
 	for i, ev := range evs {
 		if pubs[i].Duplicate { // a retransmission: on record, revoked once
-			recs = append(recs, audit.Record{Type: audit.TypeEventReceived, EventID: ev.ID, Kind: string(ev.Kind),
-				Subject: audit.SubjectOf(ev.Subject), Outcome: "duplicate", OccurredAt: &ev.OccurredAt,
-				Detail: audit.Detail(map[string]any{"event_type": ev.Cause, "jti": s.Jti, "lifecycle_seq": pubs[i].Sequence})})
+			recs = append(recs, audit.DuplicateReceipt(ev, pubs[i].Sequence, map[string]any{"jti": s.Jti}))
 		}
 	}
 	if err := r.record(ctx, recs...); err != nil {
@@ -202,7 +200,7 @@ func (r *Receiver) verify(ctx context.Context, raw string, authorized func(*tran
 		return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "a SET has exactly one signature")
 	}
 	h := tok.Signatures[0].Protected
-	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), "secevent+jwt") {
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); strings.TrimPrefix(strings.ToLower(typ), "application/") != "secevent+jwt" {
 		return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "typ %q is not secevent+jwt", typ)
 	}
 	var unverified set

@@ -201,6 +201,16 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		r.refuse(w, http.StatusUnauthorized, "no bearer token")
 		return
 	}
+	r.mu.Lock()
+	noKeys := r.jwksURL == ""
+	r.mu.Unlock()
+	if noKeys {
+		// Told nowhere to find the sender's keys yet (tests set them once
+		// the worker listens): a transient failure, as an AS whose key
+		// fetch failed would answer, not a verdict on the token.
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	hdr, cl, err := r.verify(tok)
 	if err != nil {
 		r.refuse(w, http.StatusUnauthorized, err.Error())
