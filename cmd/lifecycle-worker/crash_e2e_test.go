@@ -50,12 +50,12 @@ func TestSurvivesSIGKILL(t *testing.T) {
 listen: %s
 public_url: %s
 log: { level: warn }
-nats: { listen: %s }
+nats: { listen: %s, users: [ { name: monitor-1, password: %q, roles: [monitor] } ] }
 okta:
   org_url: %s
   hook: { secrets: [%q] }
 targets:
-%s`, filepath.Join(dir, "data"), addr, testPublicURL, natsAddr, testOktaOrg, testHookSecret, targets.String())); err != nil {
+%s`, filepath.Join(dir, "data"), addr, testPublicURL, natsAddr, monitorPassword, testOktaOrg, testHookSecret, targets.String())); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range receivers {
@@ -207,7 +207,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 // dumpConsumers logs every consumer's state, to see where work is stuck.
 func dumpConsumers(t *testing.T, url string) {
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, nats.UserInfo("monitor-1", monitorPassword), nats.CustomInboxPrefix("_INBOX_monitor-1"))
 	if err != nil {
 		t.Logf("dump: %v", err)
 		return

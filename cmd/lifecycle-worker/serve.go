@@ -532,9 +532,20 @@ func busConfig(cfg *config.Config, name string) bus.Config {
 	return bus.Config{
 		Embedded: cfg.NATS.EmbeddedServer(), StoreDir: filepath.Join(cfg.DataDir, "nats"),
 		Listen: cfg.NATS.Listen, SyncAlways: cfg.NATS.SyncAlways,
-		URLs: cfg.NATS.URLs, CredsFile: cfg.NATS.CredsFile, Replicas: cfg.NATS.Replicas,
+		URLs: cfg.NATS.URLs, Replicas: cfg.NATS.Replicas,
+		Credentials: bus.Credentials{User: cfg.NATS.User, Password: cfg.NATS.Password, NkeySeedFile: cfg.NATS.NkeySeedFile, CredsFile: cfg.NATS.CredsFile},
+		TLS:         bus.TLSFiles{CertFile: cfg.NATS.TLS.CertFile, KeyFile: cfg.NATS.TLS.KeyFile, CAFile: cfg.NATS.TLS.CAFile},
+		Users:       natsUsers(cfg.NATS.Users), StreamMaxBytes: cfg.NATS.StreamMaxBytes,
 		Name: name, PublishTimeout: cfg.NATS.PublishTimeout,
 	}
+}
+
+func natsUsers(us []config.NATSUserConfig) []bus.User {
+	out := make([]bus.User, len(us))
+	for i, u := range us {
+		out[i] = bus.User{Name: u.Name, Password: u.Password, Nkey: u.Nkey, Roles: u.Roles}
+	}
+	return out
 }
 
 // The refusal budget: per source, this many refusal records a second (and

@@ -25,10 +25,16 @@ type Config struct {
 	// Listen opens a TCP listener on the embedded server ("" = none).
 	Listen     string
 	SyncAlways bool
-	// URLs of an external cluster, when not embedded.
-	URLs      []string
-	CredsFile string
-	Replicas  int
+	// Users the embedded server's listener accepts (required with Listen);
+	// TLS is the listener's certificate (embedded) or the servers' CA and
+	// our client certificate (external).
+	Users []User
+	TLS   TLSFiles
+	// URLs of an external cluster, when not embedded, and how we
+	// authenticate to it.
+	URLs        []string
+	Credentials Credentials
+	Replicas    int
 	// Name identifies this process's connections in the server.
 	Name string
 	// PublishTimeout bounds the wait for a stream's acknowledgement of a
@@ -37,6 +43,8 @@ type Config struct {
 	// forever; with it the publish fails and its caller retries, which
 	// message IDs make harmless. Default 10s.
 	PublishTimeout time.Duration
+	// StreamMaxBytes caps LIFECYCLE and AUDIT (0: DefaultStreamMaxBytes).
+	StreamMaxBytes int64
 }
 
 // jetStream is the JetStream API on nc with the bus's publish timeout.
@@ -54,6 +62,9 @@ type Bus struct {
 	log    *slog.Logger
 	server *server.Server // nil when external
 	lock   *os.File       // the store's lock, when embedded
+	// internalPassword authenticates in-process connections to an
+	// embedded server that also listens.
+	internalPassword string
 	nc     *nats.Conn
 	js     jetstream.JetStream
 }
@@ -80,12 +91,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 			return nil, err
 		}
 		b.lock = lock
-		srv, err := startEmbedded(cfg, log)
+		srv, password, err := startEmbedded(cfg, log)
 		if err != nil {
 			b.Close()
 			return nil, err
 		}
-		b.server = srv
+		b.server, b.internalPassword = srv, password
 	}
 	nc, err := b.Connect(cfg.Name)
 	if err != nil {
@@ -124,7 +135,7 @@ func (b *Bus) provision(ctx context.Context) error {
 	}
 }
 
-func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, error) {
+func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, string, error) {
 	opts := &server.Options{
 		ServerName: "lifecycle-worker",
 		JetStream:  true,
@@ -138,24 +149,28 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, error) {
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("nats.listen: %w", err)
+			return nil, "", fmt.Errorf("nats.listen: %w", err)
 		}
 		opts.Host = host
 		if opts.Port, err = strconv.Atoi(port); err != nil {
-			return nil, fmt.Errorf("nats.listen port: %w", err)
+			return nil, "", fmt.Errorf("nats.listen port: %w", err)
 		}
+	}
+	password, err := serverAuth(opts, cfg)
+	if err != nil {
+		return nil, "", err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
+		return nil, "", fmt.Errorf("embedded nats: %w", err)
 	}
 	srv.SetLoggerV2(&natsLogger{log: log.With("component", "nats-server")}, false, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		return nil, errors.New("embedded nats: not ready after 30s")
+		return nil, "", errors.New("embedded nats: not ready after 30s")
 	}
-	return srv, nil
+	return srv, password, nil
 }
 
 // Connect opens a new client connection. Watermill subscribers drain their
@@ -175,13 +190,18 @@ func (b *Bus) Connect(name string) (*nats.Conn, error) {
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { b.log.Info("nats reconnected", "conn", name) }),
 	}
-	if b.cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(b.cfg.CredsFile))
-	}
 	var url string
 	if b.server != nil {
 		opts = append(opts, nats.InProcessServer(b.server))
+		if b.internalPassword != "" {
+			opts = append(opts, nats.UserInfo(internalUser, b.internalPassword))
+		}
 	} else {
+		auth, err := clientAuth(b.cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, auth...)
 		for i, u := range b.cfg.URLs {
 			if i > 0 {
 				url += ","

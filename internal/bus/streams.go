@@ -2,7 +2,9 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +22,23 @@ const (
 // retry, the System Log backstop's overlap and an IdP's retry after an outage.
 const dedupWindow = 24 * time.Hour
 
+// DefaultStreamMaxBytes caps LIFECYCLE and AUDIT when the config does not.
+// The server reserves a stream's cap in its store when the stream is
+// created, so the cap is also disk the worker needs free.
+const DefaultStreamMaxBytes = 1 << 30
+
+// CappedStreams are the streams with a size cap; past it the server refuses
+// new messages (DiscardNew) rather than dropping old ones, so nothing
+// accepted is ever lost silently: intake answers 503 and the IdP retries.
+var CappedStreams = []string{StreamLifecycle, StreamAudit}
+
+func (b *Bus) maxBytes() int64 {
+	if b.cfg.StreamMaxBytes > 0 {
+		return b.cfg.StreamMaxBytes
+	}
+	return DefaultStreamMaxBytes
+}
+
 func (b *Bus) streamConfigs() []jetstream.StreamConfig {
 	r := b.cfg.Replicas
 	return []jetstream.StreamConfig{
@@ -29,6 +48,8 @@ func (b *Bus) streamConfigs() []jetstream.StreamConfig {
 			Subjects:    []string{"lifecycle.>"},
 			Retention:   jetstream.LimitsPolicy,
 			MaxAge:      90 * 24 * time.Hour,
+			MaxBytes:    b.maxBytes(),
+			Discard:     jetstream.DiscardNew,
 			Duplicates:  dedupWindow,
 			Storage:     jetstream.FileStorage,
 			Replicas:    r,
@@ -56,7 +77,9 @@ func (b *Bus) streamConfigs() []jetstream.StreamConfig {
 			Name:        StreamAudit,
 			Description: "the audit log; SQLite indexes are projections of it",
 			Subjects:    []string{"audit.>"},
-			Retention:   jetstream.LimitsPolicy, // kept forever by default
+			Retention:   jetstream.LimitsPolicy, // kept until the cap, then new records are refused
+			MaxBytes:    b.maxBytes(),
+			Discard:     jetstream.DiscardNew,
 			Duplicates:  dedupWindow,
 			Storage:     jetstream.FileStorage,
 			Replicas:    r,
@@ -75,30 +98,56 @@ const (
 	KVSCIM = "lw_scim"
 )
 
+// provisionStreams creates what is missing and updates what differs from
+// this version's configuration. Worker identities may create but not
+// update or delete streams (see Permissions): a stream that differs then
+// needs one start with an admin identity, and the error says so.
 func (b *Bus) provisionStreams(ctx context.Context) error {
 	for _, sc := range b.streamConfigs() {
-		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+		if err := b.ensureStream(ctx, sc); err != nil {
+			return err
 		}
 	}
 	// Entries expire: a job that ended without clearing its entry (a crash
 	// at the wrong moment) must not keep it forever.
-	if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: KVAttempts, Description: "attempts of unfinished revocation jobs", History: 1,
-		TTL: 90 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas,
-	}); err != nil {
-		return fmt.Errorf("provision kv %s: %w", KVAttempts, err)
+	for _, kc := range []jetstream.KeyValueConfig{
+		{Bucket: KVAttempts, Description: "attempts of unfinished revocation jobs", History: 1,
+			TTL: 90 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
+		{Bucket: KVState, Description: "system log cursor and lease, ID-JAG inventory", History: 1,
+			Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
+		{Bucket: KVSCIM, Description: "SCIM users", History: 1, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
+	} {
+		_, err := b.js.KeyValue(ctx, kc.Bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			_, err = b.js.CreateKeyValue(ctx, kc)
+		}
+		if err != nil {
+			return fmt.Errorf("provision kv %s: %w", kc.Bucket, err)
+		}
 	}
-	if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: KVState, Description: "system log cursor and lease, ID-JAG inventory", History: 1,
-		Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas,
-	}); err != nil {
-		return fmt.Errorf("provision kv %s: %w", KVState, err)
+	return nil
+}
+
+func (b *Bus) ensureStream(ctx context.Context, want jetstream.StreamConfig) error {
+	s, err := b.js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := b.js.CreateStream(ctx, want); err != nil {
+			return fmt.Errorf("provision stream %s: %w", want.Name, err)
+		}
+		return nil
 	}
-	if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: KVSCIM, Description: "SCIM users", History: 1, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas,
-	}); err != nil {
-		return fmt.Errorf("provision kv %s: %w", KVSCIM, err)
+	if err != nil {
+		return fmt.Errorf("provision stream %s: %w", want.Name, err)
+	}
+	have := s.CachedInfo().Config
+	limit := func(n int64) int64 { return max(n, 0) } // the server stores "none" as -1
+	if slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention && have.MaxAge == want.MaxAge &&
+		limit(have.MaxBytes) == limit(want.MaxBytes) && have.Discard == want.Discard && have.Duplicates == want.Duplicates &&
+		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Description == want.Description {
+		return nil
+	}
+	if _, err := b.js.UpdateStream(ctx, want); err != nil {
+		return fmt.Errorf("provision stream %s: it differs from this version's configuration and updating it failed (it needs an identity with the admin role): %w", want.Name, err)
 	}
 	return nil
 }

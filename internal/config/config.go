@@ -64,9 +64,47 @@ type NATSConfig struct {
 	// PublishTimeout bounds how long intake waits for the broker before it
 	// answers the IdP 503. Okta gives up after 3 s.
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
-	// CredsFile is a NATS credentials file for an external cluster.
-	CredsFile string `yaml:"creds_file"`
+	// Users are the identities the embedded server's listener accepts,
+	// each limited by the server to what its roles do (intake, pipeline,
+	// poller, audit, admin, monitor). Required with listen: nobody
+	// connects without credentials.
+	Users []NATSUserConfig `yaml:"users"`
+	// TLS: on the embedded listener, its certificate and key, and the CA
+	// client certificates must chain to (required when listen is not a
+	// loopback address); for an external cluster, the servers' CA and our
+	// client certificate.
+	TLS NATSTLSConfig `yaml:"tls"`
+	// How this process authenticates to an external cluster (or another
+	// process's embedded server): one of user and password, an nkey seed
+	// file, or a credentials file.
+	User         string `yaml:"user"`
+	Password     string `yaml:"password"`
+	NkeySeedFile string `yaml:"nkey_seed_file"`
+	CredsFile    string `yaml:"creds_file"`
+	// StreamMaxBytes caps the LIFECYCLE and AUDIT streams on disk (0: 1
+	// GiB each, reserved in the server's store); lw_stream_bytes_ratio warns before a cap is reached, and
+	// at 90 % unauthenticated refusals are no longer written one by one.
+	StreamMaxBytes int64 `yaml:"stream_max_bytes"`
 }
+
+// NATSUserConfig is one identity of the embedded server: name and
+// password (plain or a bcrypt hash), or a public user nkey.
+type NATSUserConfig struct {
+	Name     string   `yaml:"name"`
+	Password string   `yaml:"password"`
+	Nkey     string   `yaml:"nkey"`
+	Roles    []string `yaml:"roles"`
+}
+
+// NATSTLSConfig holds PEM file paths.
+type NATSTLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
+}
+
+// NATSRoles are the roles a NATS identity can hold.
+var NATSRoles = []string{"intake", "pipeline", "poller", "audit", "admin", "monitor"}
 
 // EmbeddedServer reports whether lifecycle-worker runs its own nats-server.
 func (n NATSConfig) EmbeddedServer() bool {
@@ -590,6 +628,7 @@ func (c *Config) Validate() error {
 	if c.NATS.EmbeddedServer() && c.NATS.Replicas != 1 {
 		bad("nats.replicas: the embedded server holds one replica")
 	}
+	errs = append(errs, c.NATS.validate()...)
 	if c.Okta.OrgURL != "" {
 		if u, err := url.Parse(c.Okta.OrgURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname()))) {
 			bad("okta.org_url: %q is not an https URL", c.Okta.OrgURL)
@@ -687,6 +726,90 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (n NATSConfig) validate() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	tls := n.TLS.CertFile != "" || n.TLS.KeyFile != "" || n.TLS.CAFile != ""
+	if n.EmbeddedServer() && n.Listen != "" {
+		host, _, err := net.SplitHostPort(n.Listen)
+		if err != nil {
+			bad("nats.listen: %q is not host:port", n.Listen)
+		}
+		if len(n.Users) == 0 {
+			bad("nats.listen: the listener needs nats.users; nobody may connect to the worker's NATS without credentials")
+		}
+		if err == nil && !IsLoopback(host) && (n.TLS.CertFile == "" || n.TLS.KeyFile == "") {
+			bad("nats.listen: %q is not a loopback address; it needs nats.tls.cert_file and key_file", n.Listen)
+		}
+	}
+	if !n.EmbeddedServer() && len(n.Users) > 0 {
+		bad("nats.users: only the embedded server has users; an external cluster keeps its own")
+	}
+	for i, u := range n.Users {
+		where := fmt.Sprintf("nats.users[%d]", i)
+		if len(u.Roles) == 0 {
+			bad("%s.roles: none given (choose from %s)", where, strings.Join(NATSRoles, ", "))
+		}
+		for _, r := range u.Roles {
+			if !slices.Contains(NATSRoles, r) {
+				bad("%s.roles: %q is not one of %s", where, r, strings.Join(NATSRoles, ", "))
+			}
+		}
+		switch {
+		case u.Nkey != "":
+			if u.Name != "" || u.Password != "" {
+				bad("%s: an nkey user has no name or password", where)
+			}
+			if !strings.HasPrefix(u.Nkey, "U") || len(u.Nkey) != 56 {
+				bad("%s.nkey: not a public user nkey (U…, 56 characters)", where)
+			}
+		case u.Name == "":
+			bad("%s.name: required (or nkey)", where)
+		case len(u.Password) < 16:
+			bad("%s.password: empty or shorter than 16 characters (is its environment variable set?)", where)
+		}
+	}
+	creds := 0
+	for _, set := range []bool{n.User != "" || n.Password != "", n.NkeySeedFile != "", n.CredsFile != ""} {
+		if set {
+			creds++
+		}
+	}
+	if creds > 1 {
+		bad("nats: give one of user/password, nkey_seed_file and creds_file")
+	}
+	if !n.EmbeddedServer() {
+		for _, raw := range n.URLs {
+			u, err := url.Parse(raw)
+			if err != nil || u.Host == "" {
+				bad("nats.urls: %q is not a URL (nats://host:port or tls://host:port)", raw)
+				continue
+			}
+			switch u.Scheme {
+			case "nats", "tls":
+			default:
+				bad("nats.urls: %q: scheme must be nats or tls", raw)
+				continue
+			}
+			if u.User != nil {
+				bad("nats.urls: %q carries credentials; use nats.user and nats.password", u.Redacted())
+			}
+			if !IsLoopback(u.Hostname()) {
+				if u.Scheme != "tls" && !tls {
+					bad("nats.urls: %q is not a loopback address; use tls:// (or nats.tls) so credentials and events are encrypted", raw)
+				}
+				if creds == 0 {
+					bad("nats.urls: %q is not a loopback address; set nats credentials (user/password, nkey_seed_file or creds_file)", raw)
+				}
+			}
+		}
+	}
+	if n.StreamMaxBytes < 0 || (n.StreamMaxBytes > 0 && n.StreamMaxBytes < 1<<20) {
+		bad("nats.stream_max_bytes: %d must be 0 (default) or at least 1 MiB", n.StreamMaxBytes)
+	}
+	return errs
 }
 
 func validKind(k string) bool {
