@@ -65,8 +65,8 @@ type Bus struct {
 	// internalPassword authenticates in-process connections to an
 	// embedded server that also listens.
 	internalPassword string
-	nc     *nats.Conn
-	js     jetstream.JetStream
+	nc               *nats.Conn
+	js               jetstream.JetStream
 }
 
 // Open starts (or connects to) NATS and provisions the streams.

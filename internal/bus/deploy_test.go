@@ -2,10 +2,10 @@ package bus
 
 import (
 	"context"
-	"log/slog"
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
