@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -106,6 +108,8 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 	var c common
 	c.register(fs)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	publicKey := fs.String("public-key", "", "the pinned checkpoint public key (PEM), a copy kept away from this machine (the worker writes keys/checkpoint-key.pub.pem)")
+	jwks := fs.String("jwks", "", "or a JWKS (file, or https URL such as the worker's /.well-known/jwks.json) holding the pinned Ed25519 key")
 	var files []string
 	fs.Func("checkpoints", "also check the checkpoints in this JSONL file (repeatable), e.g. a copy kept elsewhere", func(v string) error {
 		files = append(files, v)
@@ -123,15 +127,16 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer r.Close()
-	opts := audit.VerifyOptions{CheckpointFiles: append([]string{cfg.Audit.CheckpointFile}, files...)}
-	if _, err := os.Stat(cfg.Keys.CheckpointKeyFile); err == nil {
-		k, err := keys.LoadOrCreateCheckpointKey(cfg.Keys.CheckpointKeyFile)
-		if err != nil {
-			return err
-		}
-		opts.Key = k.Public()
-	} else {
-		fmt.Fprintln(stderr, "warning: no checkpoint key at", cfg.Keys.CheckpointKeyFile, "- checkpoints not checked")
+	pinned, err := pinnedKeys(*publicKey, *jwks)
+	if err != nil {
+		return err
+	}
+	opts := audit.VerifyOptions{
+		Keys: pinned, CheckpointFiles: append([]string{cfg.Audit.CheckpointFile}, files...),
+		// The worker signs every checkpoint_every records or
+		// checkpoint_interval; allow one more interval and a margin for
+		// the indexer's lag before a missing checkpoint counts.
+		MaxUncovered: uint64(cfg.Audit.CheckpointEvery), MaxUncoveredAge: 2*cfg.Audit.CheckpointInterval + 30*time.Second, Now: time.Now(),
 	}
 	res, err := r.Verify(context.Background(), opts)
 	if err != nil {
@@ -140,7 +145,8 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		_ = json.NewEncoder(stdout).Encode(res)
 	} else if res.Problem == nil {
-		fmt.Fprintf(stdout, "ok: %d records, chain whole, head %d %s, %d signed checkpoints hold\n", res.Records, res.HeadSeq, res.Head, res.Checkpoints)
+		fmt.Fprintf(stdout, "ok: %d records, chain whole, head %d %s, %d checkpoints signed by the pinned key hold, the newest signs record %d\n",
+			res.Records, res.HeadSeq, res.Head, res.Checkpoints, res.NewestCheckpoint)
 	}
 	if res.Problem != nil {
 		return res.Problem
@@ -300,4 +306,56 @@ func (c *common) openFiltered(q url.Values) (*audit.Reader, audit.Filter, error)
 		return nil, audit.Filter{}, err
 	}
 	return r, f, nil
+}
+
+// pinnedKeys reads the verifier's pinned checkpoint key. There is no
+// default: a key read from the machine being verified proves nothing, since
+// whoever rewrote the trail could have re-keyed it too.
+func pinnedKeys(publicKey, jwks string) ([]ed25519.PublicKey, error) {
+	var raw []byte
+	var err error
+	switch {
+	case publicKey != "" && jwks != "":
+		return nil, errors.New("give one of --public-key and --jwks")
+	case publicKey != "":
+		raw, err = readSmall(publicKey)
+	case strings.HasPrefix(jwks, "https://") || strings.HasPrefix(jwks, "http://"):
+		raw, err = fetchJWKS(jwks)
+	case jwks != "":
+		raw, err = readSmall(jwks)
+	default:
+		return nil, errors.New("audit verify needs the pinned checkpoint key: --public-key FILE or --jwks URL|FILE " +
+			"(the worker writes keys/checkpoint-key.pub.pem; keep a copy away from this machine and verify against that copy)")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return keys.ParseCheckpointPublicKey(raw)
+}
+
+func readSmall(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 1<<20))
+}
+
+// fetchJWKS gets a JWKS over https (http only on loopback), following no
+// redirect.
+func fetchJWKS(raw string) ([]byte, error) {
+	if err := config.CheckEndpoint(raw, true); err != nil {
+		return nil, fmt.Errorf("--jwks: %w", err)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--jwks: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("--jwks: %s answered %d", raw, resp.StatusCode)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 }

@@ -5,12 +5,16 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
 )
 
@@ -40,9 +44,29 @@ func TestAuditVerifyAndRebuild(t *testing.T) {
 	writeConfig(t, cfgFile, cfg.DataDir)
 
 	var out, errb bytes.Buffer
-	if code := cli([]string{"audit", "verify", "--config", cfgFile}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "ok: ") ||
+	if code := cli([]string{"audit", "verify", "--config", cfgFile, "--public-key", pinnedKey(t, cfg.DataDir)}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "ok: ") ||
 		strings.Contains(out.String(), " 0 signed checkpoints") {
 		t.Fatalf("verify of an untouched trail: exit %d, %q %q", code, out.String(), errb.String())
+	}
+
+	// The pin is the verifier's: none, or the private key, is refused; a
+	// JWKS (file or URL) holding the checkpoint key will do.
+	for _, args := range [][]string{{}, {"--public-key", filepath.Join(cfg.DataDir, "keys", "checkpoint-key.pem")}} {
+		errb.Reset()
+		if code := cli(append([]string{"audit", "verify", "--config", cfgFile}, args...), &out, &errb); code != 1 || !strings.Contains(errb.String(), "pinned") && !strings.Contains(errb.String(), "never pin a private key") {
+			t.Errorf("verify %v: exit %d, %q", args, code, errb.String())
+		}
+	}
+	ck, err := keys.LoadOrCreateCheckpointKey(filepath.Join(cfg.DataDir, "keys", "checkpoint-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := keys.JWKS(ck.JWK())
+	jwksSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(set) }))
+	defer jwksSrv.Close()
+	out.Reset()
+	if code := cli([]string{"audit", "verify", "--config", cfgFile, "--jwks", jwksSrv.URL}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "ok: ") {
+		t.Errorf("verify --jwks URL: exit %d, %q %q", code, out.String(), errb.String())
 	}
 
 	s, err := audit.OpenStore(context.Background(), cfg.Audit.DB)
@@ -70,7 +94,7 @@ func TestAuditVerifyAndRebuild(t *testing.T) {
 	db.Close()
 	out.Reset()
 	errb.Reset()
-	if code := cli([]string{"audit", "verify", "--config", cfgFile}, &out, &errb); code != 3 || !strings.Contains(errb.String(), "record 5") {
+	if code := cli([]string{"audit", "verify", "--config", cfgFile, "--public-key", pinnedKey(t, cfg.DataDir)}, &out, &errb); code != 3 || !strings.Contains(errb.String(), "record 5") {
 		t.Errorf("verify of a tampered trail: exit %d, %q", code, errb.String())
 	}
 
@@ -89,7 +113,7 @@ func TestAuditVerifyAndRebuild(t *testing.T) {
 	}
 	db.Close()
 	errb.Reset()
-	if code := cli([]string{"audit", "verify", "--config", rebuiltCfg}, &out, &errb); code != 3 || !strings.Contains(errb.String(), fmt.Sprintf("record %d: missing", live.Seq-1)) {
+	if code := cli([]string{"audit", "verify", "--config", rebuiltCfg, "--public-key", pinnedKey(t, cfg.DataDir)}, &out, &errb); code != 3 || !strings.Contains(errb.String(), fmt.Sprintf("record %d: missing", live.Seq-1)) {
 		t.Errorf("verify of a cut-off trail: exit %d, %q", code, errb.String())
 	}
 }
@@ -100,4 +124,19 @@ func writeConfig(t *testing.T, path, dataDir string) {
 	if err := writeFile(path, fmt.Sprintf("data_dir: %s\n", dataDir)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// pinnedKey is a copy, outside dataDir, of the worker's checkpoint public
+// key: what a verifier pins.
+func pinnedKey(t *testing.T, dataDir string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dataDir, "keys", "checkpoint-key.pub.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "pinned.pub.pem")
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

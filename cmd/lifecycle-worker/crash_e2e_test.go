@@ -174,7 +174,7 @@ targets:
 		t.Errorf("%d pairs, %d revocation.succeeded records, %d duplicated record ids; want %d, %d, 0", pairs, records, dupes, want, want)
 	}
 	var out, errb bytes.Buffer
-	if code := cli([]string{"audit", "verify", "--config", cfgFile}, &out, &errb); code != 0 {
+	if code := cli([]string{"audit", "verify", "--config", cfgFile, "--public-key", pinnedKey(t, filepath.Join(dir, "data"))}, &out, &errb); code != 0 {
 		t.Errorf("audit verify after the kills: exit %d %s %s", code, out.String(), errb.String())
 	}
 	t.Log(strings.TrimSpace(out.String()))

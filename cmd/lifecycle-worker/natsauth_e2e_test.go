@@ -162,8 +162,11 @@ func TestNATSOnlyWorkerIdentities(t *testing.T) {
 	if recs := a.audit(audit.Filter{EventID: "okta:forged-1"}); len(recs) != 0 {
 		t.Errorf("forged records in the index: %+v", recs)
 	}
+	if err := a.stop(); err != nil { // its last checkpoint signs the head
+		t.Fatal(err)
+	}
 	var out, errOut bytes.Buffer
-	if code := cli([]string{"audit", "verify", "--data-dir", cfgA.DataDir}, &out, &errOut); code != 0 {
+	if code := cli([]string{"audit", "verify", "--data-dir", cfgA.DataDir, "--public-key", pinnedKey(t, cfgA.DataDir)}, &out, &errOut); code != 0 {
 		t.Errorf("audit verify exit %d: %s %s", code, out.String(), errOut.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -134,10 +135,10 @@ func ReadCheckpointFile(path string) ([]Checkpoint, error) {
 // checkCheckpoints holds each checkpoint against the index: a valid
 // signature, and the record at its seq carrying its hash. A checkpoint past
 // the head means the tail was cut off.
-func (r *Reader) checkCheckpoints(ctx context.Context, cs []Checkpoint, pub ed25519.PublicKey, head uint64, where string) (*Problem, error) {
+func (r *Reader) checkCheckpoints(ctx context.Context, cs []Checkpoint, keys []ed25519.PublicKey, head uint64, where string) (*Problem, error) {
 	for _, c := range cs {
-		if !c.Verify(pub) {
-			return &Problem{Seq: c.Seq, Reason: fmt.Sprintf("checkpoint (%s) signature does not verify", where)}, nil
+		if !slices.ContainsFunc(keys, c.Verify) {
+			return &Problem{Seq: c.Seq, Reason: fmt.Sprintf("checkpoint (%s, kid %s) is not signed by the pinned key", where, c.KeyID)}, nil
 		}
 		if c.Seq > head {
 			return &Problem{Seq: head + 1, Reason: fmt.Sprintf("missing: a checkpoint (%s) signed record %d, the index ends at %d", where, c.Seq, head)}, nil

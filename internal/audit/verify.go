@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 // Problem is the first thing wrong with an index.
@@ -22,11 +23,21 @@ func (p *Problem) Error() string { return fmt.Sprintf("record %d: %s", p.Seq, p.
 
 // VerifyOptions adds the checks that need something from outside the index.
 type VerifyOptions struct {
-	// Key checks the signatures of checkpoints; nil skips checkpoints.
-	Key ed25519.PublicKey
+	// Keys are the pinned public keys checkpoints must be signed with: held
+	// by the verifier, never read from the machine that writes the trail.
+	// None: only the chain is checked, which proves nothing against anyone
+	// who can write the index (they can recompute it).
+	Keys []ed25519.PublicKey
 	// CheckpointFiles are copies of checkpoints kept outside the index (the
 	// worker's checkpoint file, or one exported to a SIEM).
 	CheckpointFiles []string
+	// With Keys: the head may run at most MaxUncovered records, and its
+	// first uncovered record at most MaxUncoveredAge (at Now), ahead of the
+	// newest checkpoint; past that a checkpoint is missing (deleted, or the
+	// worker stopped signing). Zero: no limit.
+	MaxUncovered    uint64
+	MaxUncoveredAge time.Duration
+	Now             time.Time
 }
 
 // VerifyResult is what Verify found.
@@ -35,6 +46,8 @@ type VerifyResult struct {
 	HeadSeq     uint64 `json:"head_seq"`
 	Head        string `json:"head_hash"` // hex
 	Checkpoints int    `json:"checkpoints_checked"`
+	// NewestCheckpoint is the seq of the newest valid checkpoint (0: none).
+	NewestCheckpoint uint64 `json:"newest_checkpoint"`
 	// Problem is nil when the chain is whole.
 	Problem *Problem `json:"problem,omitempty"`
 }
@@ -63,17 +76,23 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, 
 		last = res.HeadSeq
 	}
 	res.Head = fmt.Sprintf("%x", prev)
-	if opts.Key == nil {
+	if len(opts.Keys) == 0 {
 		return res, nil
 	}
 	cs, err := r.Checkpoints(ctx)
 	if err != nil {
 		return res, err
 	}
-	if res.Problem, err = r.checkCheckpoints(ctx, cs, opts.Key, res.HeadSeq, "index"); err != nil || res.Problem != nil {
+	if res.Problem, err = r.checkCheckpoints(ctx, cs, opts.Keys, res.HeadSeq, "index"); err != nil || res.Problem != nil {
 		return res, err
 	}
-	res.Checkpoints += len(cs)
+	newest := func(cs []Checkpoint) {
+		res.Checkpoints += len(cs)
+		for _, c := range cs {
+			res.NewestCheckpoint = max(res.NewestCheckpoint, c.Seq)
+		}
+	}
+	newest(cs)
 	for _, f := range opts.CheckpointFiles {
 		cs, err := ReadCheckpointFile(f)
 		if errors.Is(err, os.ErrNotExist) {
@@ -82,12 +101,44 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, 
 		if err != nil {
 			return res, err
 		}
-		if res.Problem, err = r.checkCheckpoints(ctx, cs, opts.Key, res.HeadSeq, f); err != nil || res.Problem != nil {
+		if res.Problem, err = r.checkCheckpoints(ctx, cs, opts.Keys, res.HeadSeq, f); err != nil || res.Problem != nil {
 			return res, err
 		}
-		res.Checkpoints += len(cs)
+		newest(cs)
 	}
-	return res, nil
+	res.Problem, err = r.checkCoverage(ctx, res, opts)
+	return res, err
+}
+
+// checkCoverage fails a trail whose head no signed checkpoint pins: the
+// chain alone can be recomputed by whoever rewrites the index, so records
+// past the newest checkpoint are only as good as the time the worker had to
+// sign them.
+func (r *Reader) checkCoverage(ctx context.Context, res VerifyResult, opts VerifyOptions) (*Problem, error) {
+	if res.HeadSeq == 0 || res.NewestCheckpoint >= res.HeadSeq {
+		return nil, nil
+	}
+	first := res.NewestCheckpoint + 1
+	if res.NewestCheckpoint == 0 {
+		return &Problem{Seq: first, Reason: fmt.Sprintf("no signed checkpoint: nothing pins the %d records of this trail (checkpoints deleted, or none ever made)", res.Records)}, nil
+	}
+	uncovered := res.HeadSeq - res.NewestCheckpoint
+	if opts.MaxUncovered > 0 && uncovered > opts.MaxUncovered {
+		return &Problem{Seq: first, Reason: fmt.Sprintf("stale checkpoints: the newest signs record %d, %d records behind the head (the worker signs every %d)",
+			res.NewestCheckpoint, uncovered, opts.MaxUncovered)}, nil
+	}
+	if opts.MaxUncoveredAge <= 0 {
+		return nil, nil
+	}
+	var ms int64
+	if err := r.db.QueryRowContext(ctx, `SELECT time_ms FROM records WHERE seq = ?`, first).Scan(&ms); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if age := opts.Now.Sub(time.UnixMilli(ms)); age > opts.MaxUncoveredAge {
+		return &Problem{Seq: first, Reason: fmt.Sprintf("stale checkpoints: records %d..%d are %s old and no checkpoint signs them (allowed: %s)",
+			first, res.HeadSeq, age.Round(time.Second), opts.MaxUncoveredAge)}, nil
+	}
+	return nil, nil
 }
 
 func (r *Reader) verifyChunk(ctx context.Context, after uint64, prev *[]byte, res *VerifyResult) (int, error) {

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func verify(t *testing.T, path string) VerifyResult {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	res, err := r.Verify(context.Background(), VerifyOptions{Key: testKey.Public(), CheckpointFiles: []string{path + ".checkpoints"}})
+	res, err := r.Verify(context.Background(), VerifyOptions{Keys: []ed25519.PublicKey{testKey.Public()}, CheckpointFiles: []string{path + ".checkpoints"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestVerifyNamesTheFirstBadRecord(t *testing.T) {
 		// the index's checkpoints were cut too).
 		{"tail cut", []string{`DELETE FROM records WHERE seq > 7`}, 8, "missing: a checkpoint"},
 		{"tail and checkpoints cut", []string{`DELETE FROM records WHERE seq > 7`, `DELETE FROM checkpoints`}, 8, "missing: a checkpoint"},
-		{"checkpoint forged", []string{`UPDATE checkpoints SET signature = zeroblob(64)`}, 10, "signature does not verify"},
+		{"checkpoint forged", []string{`UPDATE checkpoints SET signature = zeroblob(64)`}, 10, "not signed by the pinned key"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := tamperable(t, 10)
@@ -104,5 +105,121 @@ func TestVerifyNamesTheFirstBadRecord(t *testing.T) {
 				t.Errorf("problem %+v, want record %d: %s", res.Problem, c.wantSeq, c.reason)
 			}
 		})
+	}
+}
+
+// rewrite is what a local attacker does: change record seq, recompute the
+// chain from there, and delete every checkpoint (index and file); with
+// rekey, they also sign fresh checkpoints of the new head with a key of
+// their own.
+func rewrite(t *testing.T, path string, seq uint64, rekey bool) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE records SET body = CAST(replace(body, 'as1', 'as9') AS BLOB), target = 'as9' WHERE seq = ?`, seq); err != nil {
+		t.Fatal(err)
+	}
+	var prev []byte
+	if err := db.QueryRow(`SELECT prev_hash FROM records WHERE seq = ?`, seq).Scan(&prev); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query(`SELECT seq, body FROM records WHERE seq >= ? ORDER BY seq`, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		seq  uint64
+		body []byte
+	}
+	var all []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.seq, &r.body); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, r)
+	}
+	rows.Close()
+	var head Head
+	for _, r := range all {
+		h := ChainHash(prev, r.seq, r.body)
+		if _, err := db.Exec(`UPDATE records SET prev_hash = ?, hash = ? WHERE seq = ?`, prev, h, r.seq); err != nil {
+			t.Fatal(err)
+		}
+		prev, head = h, Head{Seq: r.seq, Hash: h}
+	}
+	if _, err := db.Exec(`DELETE FROM checkpoints`); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path + ".checkpoints"); err != nil {
+		t.Fatal(err)
+	}
+	if rekey {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		s, err := OpenStore(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := s.AddCheckpoint(context.Background(), NewCheckpoint(head, time.Now(), &edKey{priv}), path+".checkpoints"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Someone who can write the index cannot make a rewritten trail verify: the
+// chain is whole again, but with the checkpoints gone nothing pins it, and
+// checkpoints they sign themselves are not signed by the pinned key. A
+// head far past the newest checkpoint (newer ones deleted) fails too.
+func TestVerifyWithAPinnedKeyCatchesALocalRewrite(t *testing.T) {
+	path := tamperable(t, 10)
+	rewrite(t, path, 4, false)
+	if res := verify(t, path); res.Problem == nil || res.Problem.Seq != 1 || !strings.Contains(res.Problem.Reason, "no signed checkpoint") {
+		t.Errorf("rewritten, checkpoints deleted: %+v", res.Problem)
+	}
+	path = tamperable(t, 10)
+	rewrite(t, path, 4, true)
+	if res := verify(t, path); res.Problem == nil || !strings.Contains(res.Problem.Reason, "not signed by the pinned key") {
+		t.Errorf("rewritten and re-signed with another key: %+v", res.Problem)
+	}
+
+	// Older checkpoints kept, the newer ones deleted: the head runs ahead.
+	path = tamperable(t, 10)
+	s, err := OpenStore(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var more []Entry
+	for i := 11; i <= 30; i++ {
+		more = append(more, rec(t, uint64(i), TypeRevocationSucceeded, "jane@example.com", "as1"))
+	}
+	if err := s.Append(context.Background(), more); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	r, err := OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	opts := VerifyOptions{Keys: []ed25519.PublicKey{testKey.Public()}, CheckpointFiles: []string{path + ".checkpoints"},
+		MaxUncovered: 15, MaxUncoveredAge: 100000 * time.Hour, Now: time.Now()}
+	if res, err := r.Verify(context.Background(), opts); err != nil || res.Problem == nil || res.Problem.Seq != 11 || !strings.Contains(res.Problem.Reason, "20 records behind") {
+		t.Errorf("head 20 records past the newest checkpoint: %+v %v", res.Problem, err)
+	}
+	opts.MaxUncovered, opts.MaxUncoveredAge = 100, time.Hour // the records are from 2024
+	if res, err := r.Verify(context.Background(), opts); err != nil || res.Problem == nil || !strings.Contains(res.Problem.Reason, "no checkpoint signs them") {
+		t.Errorf("uncovered records older than allowed: %+v %v", res.Problem, err)
+	}
+	opts.MaxUncoveredAge = 100000 * time.Hour
+	if res, err := r.Verify(context.Background(), opts); err != nil || res.Problem != nil {
+		t.Errorf("a recent uncovered tail within the limits: %+v %v", res.Problem, err)
+	}
+	opts.Keys = []ed25519.PublicKey{func() ed25519.PublicKey { p, _, _ := ed25519.GenerateKey(rand.Reader); return p }()}
+	if res, err := r.Verify(context.Background(), opts); err != nil || res.Problem == nil || !strings.Contains(res.Problem.Reason, "pinned") {
+		t.Errorf("another pinned key: %+v %v", res.Problem, err)
 	}
 }

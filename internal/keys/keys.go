@@ -69,24 +69,31 @@ func generate(path string, gen func() (any, error)) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("create key dir: %w", err)
 	}
-	// O_EXCL: two processes starting on one data dir must not overwrite
-	// each other's key; the loser reads the winner's.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return nil
-	}
+	// Written whole to a temporary file, then linked into place: two
+	// processes starting on one key dir (replicas sharing a volume) must
+	// not overwrite each other's key, and the loser must never read a key
+	// file the winner has not finished writing. link(2) fails if the name
+	// exists, so exactly one key wins and it is complete when it appears.
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".key-*")
 	if err != nil {
 		return fmt.Errorf("create signing key: %w", err)
 	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
+	defer os.Remove(tmp.Name())
+	if err := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		tmp.Close()
 		return fmt.Errorf("write signing key: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
 		return fmt.Errorf("sync signing key: %w", err)
 	}
-	return f.Close()
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write signing key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create signing key: %w", err)
+	}
+	return nil
 }
 
 // Parse builds a Signer from a PEM private key (PKCS#8, SEC 1 EC or PKCS#1 RSA).
