@@ -37,6 +37,7 @@ type telemetry struct {
 	timeToRevoke  *prometheus.HistogramVec
 	intakeTime    *prometheus.HistogramVec // endpoint
 	intakeAnswers *prometheus.CounterVec   // endpoint, code
+	refusals      *prometheus.CounterVec   // source, type
 }
 
 func newTelemetry() *telemetry {
@@ -63,9 +64,11 @@ func newTelemetry() *telemetry {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"endpoint"}),
 		intakeAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_intake_requests_total",
 			Help: "Intake requests by endpoint and HTTP status."}, []string{"endpoint", "code"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_refusals_total",
+			Help: "Refused requests at the public endpoints (intake and API), by source and record type, whether written one by one or summarised by the refusal budget."}, []string{"source", "type"}),
 	}
 	t.reg.MustRegister(t.events, t.authFailures, t.revocations, t.retries, t.replays, t.requestTime, t.timeToRevoke,
-		t.intakeTime, t.intakeAnswers,
+		t.intakeTime, t.intakeAnswers, t.refusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return t
 }
@@ -119,6 +122,11 @@ func (t *telemetry) observe(r audit.Record) {
 	case audit.TypeRevocationReplayed:
 		t.replays.WithLabelValues(r.Target).Inc()
 	}
+}
+
+// refused counts one refusal, as the refusal budget sees it.
+func (t *telemetry) refused(source string, typ audit.Type) {
+	t.refusals.WithLabelValues(source, string(typ)).Inc()
 }
 
 // intake wraps an IdP-facing handler to time it and count its answers.
@@ -176,10 +184,13 @@ var (
 	descIxLag      = prometheus.NewDesc("lw_audit_index_lag_seconds", "Record time to indexed, for the oldest record of the last batch.", nil, nil)
 	descIxBatches  = prometheus.NewDesc("lw_audit_index_batches_total", "Indexer transactions committed.", nil, nil)
 	descCkpts      = prometheus.NewDesc("lw_audit_checkpoints_total", "Signed checkpoints written.", nil, nil)
+	descStreamUsed = prometheus.NewDesc("lw_stream_bytes_ratio",
+		"A capped stream's size as a share of its cap (nats.stream_max_bytes); at 1 the stream refuses new messages. Alert well before: at 0.9 refusals are only summarised.", []string{"stream"}, nil)
+	descStreamBytes = prometheus.NewDesc("lw_stream_bytes", "A capped stream's size on disk.", []string{"stream"}, nil)
 )
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBacklog, descPlanner, descDead, descBreaker, descStreamLast, descIndexed, descIxBacklog, descIxLag, descIxBatches, descCkpts} {
+	for _, d := range []*prometheus.Desc{descBacklog, descPlanner, descDead, descBreaker, descStreamLast, descIndexed, descIxBacklog, descIxLag, descIxBatches, descCkpts, descStreamUsed, descStreamBytes} {
 		ch <- d
 	}
 }
@@ -231,6 +242,14 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	} else {
 		ch <- prometheus.NewInvalidMetric(descDead, err)
+	}
+	if usage, err := c.bus.CappedUsage(ctx); err == nil {
+		for _, u := range usage {
+			ch <- prometheus.MustNewConstMetric(descStreamUsed, prometheus.GaugeValue, u.Ratio(), u.Stream)
+			ch <- prometheus.MustNewConstMetric(descStreamBytes, prometheus.GaugeValue, float64(u.Bytes), u.Stream)
+		}
+	} else {
+		ch <- prometheus.NewInvalidMetric(descStreamUsed, err)
 	}
 	if c.ix == nil {
 		return // no audit index on this process

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 )
 
 // intakeFirst gives IdP requests priority over the pipeline. An IdP waits
@@ -23,16 +25,29 @@ func newIntakeFirst() *intakeFirst {
 	return &intakeFirst{idle: idle}
 }
 
-// wrap marks requests to h as intake.
+// wrap marks requests to h as intake from the moment h says they are
+// authenticated (events.Authenticated) until they are answered. A stranger's
+// request, however slow, never holds the pipeline back.
 func (p *intakeFirst) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		if p.active == 0 {
-			p.idle = make(chan struct{})
-		}
-		p.active++
-		p.mu.Unlock()
+		var once sync.Once
+		marked := false
+		ctx := events.WithOnAuthenticated(r.Context(), func() {
+			once.Do(func() {
+				marked = true
+				p.mu.Lock()
+				if p.active == 0 {
+					p.idle = make(chan struct{})
+				}
+				p.active++
+				p.mu.Unlock()
+			})
+		})
 		defer func() {
+			once.Do(func() {}) // no mark after the answer
+			if !marked {
+				return
+			}
 			p.mu.Lock()
 			p.active--
 			if p.active == 0 {
@@ -40,8 +55,15 @@ func (p *intakeFirst) wrap(h http.Handler) http.Handler {
 			}
 			p.mu.Unlock()
 		}()
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// inFlight is the number of authenticated intake requests in flight.
+func (p *intakeFirst) inFlight() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.active
 }
 
 // yield waits until no intake request is in flight, at most max.

@@ -94,9 +94,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	defer pipelinePub.Close()
 	tele := newTelemetry()
 	sink, intakeSink := natsSink{pub: pipelinePub}, natsSink{pub: intakePub}
-	// Refusals at the public endpoints are on record, but a flood of them
-	// is summarised rather than written one by one.
-	refusals := audit.NewRefusalBudget(intakeSink, refusalsPerSecond, refusalBurst, time.Now)
+	// Refusals at the public endpoints are on record, bounded in size, but
+	// a flood of them is summarised rather than written one by one; near
+	// the streams' caps only summaries are written.
+	pressure := &storePressure{}
+	budget := audit.DefaultBudget()
+	budget.Pressure, budget.Counted = pressure.high, tele.refused
+	refusals := audit.NewRefusalBudget(intakeSink, budget)
 	now := time.Now
 
 	targets, err := buildTargets(cfg, signer, now)
@@ -142,6 +146,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	} else if api, err = audit.NewAPI(nil, tokens, nil, log.With("component", "audit-api")); err != nil {
 		return err // only its token check, for /metrics
 	}
+	api.RecordRefusals(refusals, now)
 	tele.watch(b, indexer, targets)
 
 	// The pipeline: planner and one executor per target, on Watermill.
@@ -228,6 +233,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = poller.Run(pollCtx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); pressure.watch(pollCtx, b, log) }()
 	budgetCtx, stopBudget := context.WithCancel(context.WithoutCancel(ctx))
 	budgetDone := make(chan struct{})
 	go func() { defer close(budgetDone); refusals.Run(budgetCtx, 10*time.Second) }()
@@ -548,12 +555,39 @@ func natsUsers(us []config.NATSUserConfig) []bus.User {
 	return out
 }
 
-// The refusal budget: per source, this many refusal records a second (and
-// bursts of refusalBurst) are written one by one; the rest are summarised.
-const (
-	refusalsPerSecond = 10
-	refusalBurst      = 100
-)
+// storePressure says when a capped stream is nearly full: then refusals of
+// unauthenticated input are only summarised, so that what room is left goes
+// to accepted events and their records.
+type storePressure struct{ on atomic.Bool }
+
+// pressureAt is the share of a stream's cap past which refusals are held.
+const pressureAt = 0.9
+
+func (p *storePressure) high() bool { return p.on.Load() }
+
+func (p *storePressure) watch(ctx context.Context, b *bus.Bus, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		usage, err := b.CappedUsage(rctx)
+		cancel()
+		if err == nil {
+			high := false
+			for _, u := range usage {
+				high = high || u.Ratio() >= pressureAt
+			}
+			if p.on.Swap(high) != high {
+				log.Warn("stream store pressure changed: refusals are summarised only while high", "high", high, "usage", usage)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // newSSFReceiver builds the Shared Signals receiver from the config.
 func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder, now func() time.Time, log *slog.Logger) (*ssf.Receiver, error) {

@@ -13,6 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 )
 
 // Token is an API bearer token and its role.
@@ -33,6 +37,27 @@ type API struct {
 	tokens []Token
 	dlq    DeadLetterOps
 	log    *slog.Logger
+	// refusals records refused requests (through the refusal budget).
+	refusals Recorder
+	now      func() time.Time
+}
+
+// RecordRefusals puts every refused request (no or unknown token: 401; a
+// role that may not: 403) on record through rec, which should be the
+// refusal budget: the API is as reachable as the intake endpoints.
+func (a *API) RecordRefusals(rec Recorder, now func() time.Time) { a.refusals, a.now = rec, now }
+
+func (a *API) refused(r *http.Request, status int, reason string) {
+	if a.refusals == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+	defer cancel()
+	rec := Record{ID: "api/" + uuid.NewString(), Time: a.now().UTC(), Type: TypeAuthFailed, Source: "api", Outcome: "rejected",
+		HTTPStatus: status, Error: reason, Detail: Detail(map[string]any{"method": r.Method, "path": r.URL.Path, "remote": events.RemoteHost(r)})}
+	if err := a.refusals.Record(ctx, rec); err != nil {
+		a.log.ErrorContext(ctx, "audit api: refusal record lost", "err", err)
+	}
 }
 
 // NewAPI returns the API. With no tokens every request is refused; dlq may
@@ -101,11 +126,13 @@ func (a *API) authorize(next http.HandlerFunc, roles ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		role, fp := a.role(r)
 		if role == "" {
+			a.refused(r, http.StatusUnauthorized, "missing or unknown API token")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lifecycle-worker"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 			return
 		}
 		if !slices.Contains(roles, role) {
+			a.refused(r, http.StatusForbidden, "role "+role+" ("+fp+") may not do this")
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "role " + role + " may not do this"})
 			return
 		}

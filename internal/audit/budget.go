@@ -2,82 +2,179 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 )
 
+// What unauthenticated input may write. Every string a refusal record
+// carries (error, detail values, subject, ids) is cut to MaxFieldBytes with
+// the SHA-256 of the whole value, and a refusal's detail is at most
+// MaxDetailBytes: no refusal record holds more than about 3 KB of what a
+// stranger sent, whatever they sent.
+const (
+	MaxFieldBytes  = 256
+	MaxDetailBytes = 2048
+)
+
+// BudgetConfig bounds the refusals written one by one. Refusals past a
+// budget are counted, not lost: they are summarised per endpoint and source
+// address every flush.
+type BudgetConfig struct {
+	// Per (endpoint, source address): records a second, with bursts, and
+	// bytes a second, with bursts.
+	PerSource      float64
+	SourceBurst    int
+	PerSourceBytes float64
+	SourceBytes    int
+	// All sources together.
+	Global           float64
+	GlobalBurst      int
+	GlobalBytes      float64
+	GlobalBurstBytes int
+	// MaxSources bounds the (endpoint, address) pairs tracked one by one;
+	// past it, new addresses share one "other" budget and summary.
+	MaxSources int
+	// MaxSummaries bounds the summary records of one flush; the least
+	// frequent sources are folded into one record per endpoint and type.
+	MaxSummaries int
+	// Pressure, when it reports true (the trail's store is nearly full),
+	// holds back every refusal: only summaries are written.
+	Pressure func() bool
+	// Counted is told of every refusal, written or held back (metrics).
+	Counted func(source string, typ Type)
+	Now     func() time.Time
+}
+
+// DefaultBudget is the budget serve uses.
+func DefaultBudget() BudgetConfig {
+	return BudgetConfig{
+		PerSource: 2, SourceBurst: 20, PerSourceBytes: 4 << 10, SourceBytes: 32 << 10,
+		Global: 20, GlobalBurst: 100, GlobalBytes: 32 << 10, GlobalBurstBytes: 128 << 10,
+		MaxSources: 4096, MaxSummaries: 50, Now: time.Now,
+	}
+}
+
 // RefusalBudget keeps a flood of refused requests from flooding the trail.
 // An endpoint the IdP must reach is reachable by anyone, and every refusal
-// is a record; past a rate per source, refusals (auth.failed,
-// event.rejected) are counted instead, and each interval one record per
-// source and type says how many were held back, when, from where, and the
-// last reason. Nothing goes unrecorded; the trail grows by the summary.
+// is a record; past a budget per source address (and one for all sources),
+// refusals (auth.failed, event.rejected) are counted instead, and each
+// flush writes one record per endpoint, source and type saying how many were
+// held back, when, and the last reason. Nothing goes unrecorded; a flood
+// from one address neither fills the disk nor hides another's refusals.
 type RefusalBudget struct {
-	next  Recorder
-	now   func() time.Time
-	rate  rate.Limit
-	burst int
+	next Recorder
+	cfg  BudgetConfig
 
-	mu       sync.Mutex
-	limiters map[string]*rate.Limiter
-	held     map[string]*heldBack // by source + type
+	mu      sync.Mutex
+	global  *rate.Limiter
+	gBytes  *rate.Limiter
+	sources map[string]*sourceBudget
+	held    map[string]*heldBack // by source key + type
+}
+
+type sourceBudget struct {
+	count, bytes *rate.Limiter
+	seen         time.Time
 }
 
 type heldBack struct {
 	typ         Type
 	source      string
+	remote      string
 	n           int
 	first, last time.Time
-	remotes     map[string]int
 	lastError   string
 }
 
-// NewRefusalBudget passes at most perSecond refusal records per source
-// (bursts of burst) on to next.
-func NewRefusalBudget(next Recorder, perSecond float64, burst int, now func() time.Time) *RefusalBudget {
-	return &RefusalBudget{next: next, now: now, rate: rate.Limit(perSecond), burst: burst,
-		limiters: map[string]*rate.Limiter{}, held: map[string]*heldBack{}}
+// NewRefusalBudget passes refusal records within cfg's budgets on to next.
+func NewRefusalBudget(next Recorder, cfg BudgetConfig) *RefusalBudget {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &RefusalBudget{next: next, cfg: cfg,
+		global:  rate.NewLimiter(rate.Limit(cfg.Global), cfg.GlobalBurst),
+		gBytes:  rate.NewLimiter(rate.Limit(cfg.GlobalBytes), cfg.GlobalBurstBytes),
+		sources: map[string]*sourceBudget{}, held: map[string]*heldBack{}}
 }
 
-// Record passes records on, holding back refusals over the budget.
+// IsRefusal reports whether r is a refusal of outside input.
+func IsRefusal(r Record) bool { return r.Type == TypeAuthFailed || r.Type == TypeEventRejected }
+
+// Record passes records on, bounding refusals and holding back those over
+// the budget.
 func (b *RefusalBudget) Record(ctx context.Context, recs ...Record) error {
 	keep := recs[:0:0]
+	now := b.cfg.Now()
+	pressure := b.cfg.Pressure != nil && b.cfg.Pressure()
 	b.mu.Lock()
 	for _, r := range recs {
-		if r.Type != TypeAuthFailed && r.Type != TypeEventRejected {
+		if !IsRefusal(r) {
 			keep = append(keep, r)
 			continue
 		}
-		l := b.limiters[r.Source]
-		if l == nil {
-			l = rate.NewLimiter(b.rate, b.burst)
-			b.limiters[r.Source] = l
+		r = Bound(r)
+		if b.cfg.Counted != nil {
+			b.cfg.Counted(r.Source, r.Type)
 		}
-		if l.AllowN(b.now(), 1) {
+		remote := remoteOf(r)
+		key := r.Source + "|" + remote
+		sb := b.source(key, now)
+		if sb == nil {
+			key, remote = r.Source+"|other", "other"
+			sb = b.source(key, now)
+		}
+		size := len(r.Error) + len(r.Detail) + 256 // the envelope: ids, times, type
+		if !pressure && sb.count.AllowN(now, 1) && sb.bytes.AllowN(now, size) && b.global.AllowN(now, 1) && b.gBytes.AllowN(now, size) {
 			keep = append(keep, r)
 			continue
 		}
-		key := r.Source + "|" + string(r.Type)
-		h := b.held[key]
+		hk := key + "|" + string(r.Type)
+		h := b.held[hk]
 		if h == nil {
-			h = &heldBack{typ: r.Type, source: r.Source, first: r.Time, remotes: map[string]int{}}
-			b.held[key] = h
+			h = &heldBack{typ: r.Type, source: r.Source, remote: remote, first: r.Time}
+			b.held[hk] = h
 		}
 		h.n++
 		h.last, h.lastError = r.Time, r.Error
-		h.remotes[remoteOf(r)]++
 	}
 	b.mu.Unlock()
 	if len(keep) == 0 {
 		return nil
 	}
 	return b.next.Record(ctx, keep...)
+}
+
+// source returns the budget of key, or nil when too many are tracked.
+func (b *RefusalBudget) source(key string, now time.Time) *sourceBudget {
+	if sb := b.sources[key]; sb != nil {
+		sb.seen = now
+		return sb
+	}
+	if b.cfg.MaxSources > 0 && len(b.sources) >= b.cfg.MaxSources {
+		// Forget sources quiet for a minute; their limiters are full again.
+		for k, sb := range b.sources {
+			if now.Sub(sb.seen) > time.Minute {
+				delete(b.sources, k)
+			}
+		}
+		if len(b.sources) >= b.cfg.MaxSources && !strings.HasSuffix(key, "|other") {
+			return nil
+		}
+	}
+	sb := &sourceBudget{count: rate.NewLimiter(rate.Limit(b.cfg.PerSource), b.cfg.SourceBurst),
+		bytes: rate.NewLimiter(rate.Limit(b.cfg.PerSourceBytes), b.cfg.SourceBytes), seen: now}
+	b.sources[key] = sb
+	return sb
 }
 
 // Run writes the summaries every interval, and once more when ctx ends.
@@ -97,8 +194,9 @@ func (b *RefusalBudget) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Flush writes one record per source and type for what was held back.
-// On failure the counts are kept for the next flush.
+// Flush writes one record per endpoint, source address and type for what
+// was held back (the most frequent MaxSummaries; the rest folded into one
+// per endpoint and type). On failure the counts are kept for the next flush.
 func (b *RefusalBudget) Flush(ctx context.Context) error {
 	b.mu.Lock()
 	held := b.held
@@ -107,17 +205,62 @@ func (b *RefusalBudget) Flush(ctx context.Context) error {
 	if len(held) == 0 {
 		return nil
 	}
-	keys := make([]string, 0, len(held))
-	for k := range held {
-		keys = append(keys, k)
+	all := make([]*heldBack, 0, len(held))
+	for _, h := range held {
+		all = append(all, h)
 	}
-	sort.Strings(keys)
-	recs := make([]Record, 0, len(held))
-	for _, k := range keys {
-		h := held[k]
-		recs = append(recs, Record{ID: "budget/" + uuid.NewString(), Time: b.now().UTC(), Type: h.typ, Source: h.source,
-			Outcome: "rejected", Error: fmt.Sprintf("%d more refused requests held back by the refusal budget; the last: %s", h.n, h.lastError),
-			Detail: Detail(map[string]any{"held_back": h.n, "first": h.first, "last": h.last, "remotes": topRemotes(h.remotes, 10)})})
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].n != all[j].n {
+			return all[i].n > all[j].n
+		}
+		return all[i].source+all[i].remote+string(all[i].typ) < all[j].source+all[j].remote+string(all[j].typ)
+	})
+	limit := b.cfg.MaxSummaries
+	if limit <= 0 {
+		limit = len(all)
+	}
+	type foldKey struct {
+		source string
+		typ    Type
+	}
+	folded := map[foldKey]*heldBack{}
+	var foldOrder []foldKey
+	var recs []Record
+	summary := func(h *heldBack, addresses int) Record {
+		d := map[string]any{"held_back": h.n, "first": h.first, "last": h.last, "remote": h.remote}
+		if addresses > 0 {
+			d["addresses"] = addresses
+		}
+		return Record{ID: "budget/" + uuid.NewString(), Time: b.cfg.Now().UTC(), Type: h.typ, Source: h.source, Outcome: "rejected",
+			Error:  fmt.Sprintf("%d more refused requests held back by the refusal budget; the last: %s", h.n, h.lastError),
+			Detail: Detail(d)}
+	}
+	for i, h := range all {
+		if i < limit {
+			recs = append(recs, summary(h, 0))
+			continue
+		}
+		k := foldKey{h.source, h.typ}
+		f := folded[k]
+		if f == nil {
+			f = &heldBack{typ: h.typ, source: h.source, remote: "other", first: h.first}
+			folded[k] = f
+			foldOrder = append(foldOrder, k)
+		}
+		f.n++ // counted in addresses below
+		f.first, f.last = minTime(f.first, h.first), maxTime(f.last, h.last)
+		f.lastError = h.lastError
+	}
+	for _, k := range foldOrder {
+		f := folded[k]
+		addresses := f.n
+		f.n = 0
+		for _, h := range all[limit:] {
+			if h.source == k.source && h.typ == k.typ {
+				f.n += h.n
+			}
+		}
+		recs = append(recs, summary(f, addresses))
 	}
 	if err := b.next.Record(ctx, recs...); err != nil {
 		b.mu.Lock()
@@ -125,9 +268,6 @@ func (b *RefusalBudget) Flush(ctx context.Context) error {
 			if cur := b.held[k]; cur != nil {
 				h.n += cur.n
 				h.last, h.lastError = cur.last, cur.lastError
-				for r, n := range cur.remotes {
-					h.remotes[r] += n
-				}
 			}
 			b.held[k] = h
 		}
@@ -135,6 +275,20 @@ func (b *RefusalBudget) Flush(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // remoteOf is the "remote" of a refusal's detail, when it names one.
@@ -146,20 +300,86 @@ func remoteOf(r Record) string {
 	return d.Remote
 }
 
-// topRemotes names the most frequent sources, most first.
-func topRemotes(m map[string]int, n int) map[string]int {
-	type kv struct {
-		k string
-		v int
+// Bound cuts what a refusal record carries from outside to the documented
+// sizes: each string to MaxFieldBytes (valid UTF-8, with the length and
+// SHA-256 of the whole value), the detail to MaxDetailBytes.
+func Bound(r Record) Record {
+	r.ID, r.EventID, r.Kind, r.Target = BoundString(r.ID), BoundString(r.EventID), BoundString(r.Kind), BoundString(r.Target)
+	r.Error = BoundString(r.Error)
+	if r.Subject != nil {
+		s := *r.Subject
+		s.Issuer, s.ID, s.Login, s.Email = BoundString(s.Issuer), BoundString(s.ID), BoundString(s.Login), BoundString(s.Email)
+		r.Subject = &s
 	}
-	all := make([]kv, 0, len(m))
-	for k, v := range m {
-		all = append(all, kv{k, v})
+	if len(r.Detail) > 0 {
+		var v any
+		if err := json.Unmarshal(r.Detail, &v); err != nil {
+			r.Detail = Detail(map[string]any{"undecodable_detail": digest(string(r.Detail))})
+		} else if b, err := json.Marshal(boundValue(v, 0)); err == nil {
+			r.Detail = b
+		}
+		if len(r.Detail) > MaxDetailBytes {
+			r.Detail = Detail(map[string]any{"detail_cut": digest(string(r.Detail))})
+		}
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].v > all[j].v || all[i].v == all[j].v && all[i].k < all[j].k })
-	out := map[string]int{}
-	for _, e := range all[:min(n, len(all))] {
-		out[e.k] = e.v
+	return r
+}
+
+// BoundString returns s when it is valid UTF-8 of at most MaxFieldBytes,
+// else its first bytes (cut on a character boundary) and a note with the
+// whole value's length and SHA-256.
+func BoundString(s string) string {
+	if len(s) <= MaxFieldBytes && utf8.ValidString(s) {
+		return s
 	}
-	return out
+	return digest(s)
+}
+
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	head := strings.ToValidUTF8(s[:min(len(s), MaxFieldBytes-96)], "\uFFFD")
+	for len(head) > MaxFieldBytes-96 {
+		_, size := utf8.DecodeLastRuneInString(head)
+		head = head[:len(head)-size]
+	}
+	return fmt.Sprintf("%s…[cut: %d bytes, sha256 %s]", head, len(s), hex.EncodeToString(sum[:]))
+}
+
+// boundValue bounds every string of a decoded JSON value, and the number of
+// elements of its arrays and objects.
+func boundValue(v any, depth int) any {
+	const maxElems = 16
+	if depth > 4 {
+		return "[nested too deep]"
+	}
+	switch t := v.(type) {
+	case string:
+		return BoundString(t)
+	case []any:
+		out := make([]any, 0, min(len(t), maxElems))
+		for i, e := range t {
+			if i == maxElems {
+				out = append(out, fmt.Sprintf("[%d more]", len(t)-maxElems))
+				break
+			}
+			out = append(out, boundValue(e, depth+1))
+		}
+		return out
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		out := map[string]any{}
+		for i, k := range keys {
+			if i == maxElems {
+				out["_more_keys"] = len(keys) - maxElems
+				break
+			}
+			out[BoundString(k)] = boundValue(t[k], depth+1)
+		}
+		return out
+	}
+	return v
 }

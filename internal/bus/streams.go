@@ -249,3 +249,34 @@ func (b *Bus) DeleteMsg(ctx context.Context, stream string, seq uint64) error {
 	}
 	return s.DeleteMsg(ctx, seq)
 }
+
+// Usage is a capped stream's size against its cap.
+type Usage struct {
+	Stream          string
+	Bytes, MaxBytes int64
+}
+
+// Ratio is Bytes/MaxBytes (0 without a cap).
+func (u Usage) Ratio() float64 {
+	if u.MaxBytes <= 0 {
+		return 0
+	}
+	return float64(u.Bytes) / float64(u.MaxBytes)
+}
+
+// CappedUsage reads the size of every capped stream.
+func (b *Bus) CappedUsage(ctx context.Context) ([]Usage, error) {
+	var out []Usage
+	for _, name := range CappedStreams {
+		s, err := b.js.Stream(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Usage{Stream: name, Bytes: int64(info.State.Bytes), MaxBytes: info.Config.MaxBytes})
+	}
+	return out, nil
+}

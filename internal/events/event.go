@@ -138,3 +138,19 @@ func RemoteHost(r *http.Request) string {
 	}
 	return host
 }
+
+type authenticatedKey struct{}
+
+// WithOnAuthenticated returns ctx carrying fn, which Authenticated calls:
+// how an intake tells the server that a request proved who sent it (so that
+// only an IdP's requests, not a stranger's, take priority over revocations).
+func WithOnAuthenticated(ctx context.Context, fn func()) context.Context {
+	return context.WithValue(ctx, authenticatedKey{}, fn)
+}
+
+// Authenticated marks the request of ctx as authenticated.
+func Authenticated(ctx context.Context) {
+	if fn, ok := ctx.Value(authenticatedKey{}).(func()); ok {
+		fn()
+	}
+}

@@ -85,6 +85,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
+	events.Authenticated(ctx)
 	if r.Method == http.MethodGet {
 		h.verify(w, r)
 		return

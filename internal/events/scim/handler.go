@@ -84,11 +84,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if ok != 1 || got == "" {
 		h.record(r, audit.Record{Type: audit.TypeAuthFailed, Outcome: "rejected", Error: "missing or wrong SCIM bearer token",
-			Detail: audit.Detail(map[string]any{"method": r.Method, "path": r.URL.Path})})
+			Detail: audit.Detail(map[string]any{"method": r.Method, "path": r.URL.Path, "remote": events.RemoteHost(r)})})
 		w.Header().Set("WWW-Authenticate", `Bearer realm="lifecycle-worker-scim"`)
 		writeSCIM(w, 401, errorBody(errorf(401, "", "authentication required")))
 		return
 	}
+	events.Authenticated(r.Context())
 	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
 	r.URL.Path = canonicalPath(r.URL.Path)
 	h.mux.ServeHTTP(w, r)
@@ -145,7 +146,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if e.status >= 400 && e.status < 500 {
 		h.record(r, audit.Record{Type: audit.TypeEventRejected, Outcome: "rejected", HTTPStatus: e.status,
-			Error: strings.TrimSpace(e.scimType + " " + e.detail), Detail: audit.Detail(map[string]any{"method": r.Method, "path": r.URL.Path})})
+			Error: strings.TrimSpace(e.scimType + " " + e.detail), Detail: audit.Detail(map[string]any{"method": r.Method, "path": r.URL.Path, "remote": events.RemoteHost(r)})})
 	}
 	writeSCIM(w, e.status, errorBody(e))
 }

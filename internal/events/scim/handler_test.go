@@ -174,3 +174,42 @@ func TestFilterParsing(t *testing.T) {
 		}
 	}
 }
+
+type keepRecorder struct {
+	mu   sync.Mutex
+	recs []audit.Record
+}
+
+func (k *keepRecorder) Record(_ context.Context, recs ...audit.Record) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.recs = append(k.recs, recs...)
+	return nil
+}
+
+// Every SCIM refusal names where it came from.
+func TestRefusalsNameTheRemote(t *testing.T) {
+	rec := &keepRecorder{}
+	h, err := New(Config{Tokens: []string{"tok-0123456789abcdef"}, BaseURL: "https://lw.example", MaxBody: 1 << 20, PublishTimeout: time.Second,
+		Store: newMemStore(), Groups: newMemStore(), Publisher: &flaky{stored: map[string]bool{}}, Recorder: rec, Now: time.Now, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, token := range []string{"wrong", "tok-0123456789abcdef"} {
+		req := httptest.NewRequest("GET", Prefix+"/Users?filter=nope", nil)
+		req.RemoteAddr = "203.0.113.9:4711"
+		req.Header.Set("Authorization", "Bearer "+token)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	if len(rec.recs) != 2 {
+		t.Fatalf("%d records, want the auth failure and the rejected filter", len(rec.recs))
+	}
+	for _, r := range rec.recs {
+		var d struct {
+			Remote string `json:"remote"`
+		}
+		if json.Unmarshal(r.Detail, &d); d.Remote != "203.0.113.9" {
+			t.Errorf("%s record has remote %q", r.Type, d.Remote)
+		}
+	}
+}

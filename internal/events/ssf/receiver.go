@@ -167,6 +167,7 @@ func (r *Receiver) ingest(ctx context.Context, raw string, authorized func(*tran
 	if serr != nil {
 		return s, serr, nil
 	}
+	events.Authenticated(ctx)
 	evs, ignored, serr := r.events(s, payload)
 	if serr != nil {
 		return s, serr, nil
