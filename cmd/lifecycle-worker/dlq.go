@@ -64,7 +64,9 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+*token)
-	resp, err := http.DefaultClient.Do(req)
+	// The token goes to the URL given and nowhere else: no redirects.
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("is the worker running? %w", err)
 	}

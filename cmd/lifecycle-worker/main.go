@@ -138,6 +138,11 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if *listen != "" {
 		cfg.SetListen(*listen)
 	}
+	// Built-in defaults take secrets from the environment: they are
+	// checked like a file's (a one-letter hook secret is refused).
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
 	if *roles != "" {
 		if err := cfg.SetRoles(*roles); err != nil {
 			return err

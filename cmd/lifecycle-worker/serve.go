@@ -61,6 +61,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	// The data dir holds keys, the event store and the trail: this user's
+	// alone, even if it was created looser.
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(cfg.DataDir, fi.Mode().Perm()&0o700); err != nil {
+			return fmt.Errorf("restrict data dir: %w", err)
+		}
+		log.Warn("data dir was readable by others; restricted to its owner", "data_dir", cfg.DataDir, "was", fi.Mode().Perm().String())
+	}
 	signer, err := keys.LoadOrCreate(cfg.Keys.SigningKeyFile)
 	if err != nil {
 		return err

@@ -50,6 +50,11 @@ func OpenStore(ctx context.Context, path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create audit dir: %w", err)
 	}
+	// The index holds who was offboarded and why: readable by this user
+	// only. SQLite gives its -wal and -shm files the database's mode.
+	if err := ownerOnly(path); err != nil {
+		return nil, err
+	}
 	db, err := sql.Open("sqlite3", writerDSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("open audit db: %w", err)
@@ -218,3 +223,25 @@ func (s *Store) Checkpoint(ctx context.Context) error {
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
+
+// ownerOnly creates path with mode 0600, or takes group and other access
+// away from an existing file (and its -wal and -shm companions).
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open audit db: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("restrict %s: %w", p, err)
+			}
+		}
+	}
+	return nil
+}

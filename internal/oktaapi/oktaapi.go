@@ -31,9 +31,13 @@ func New(cfg Config) (*okta.APIClient, error) {
 	if err != nil || u.Host == "" || cfg.Token == "" || cfg.Client == nil {
 		return nil, errors.New("okta client: org url, API token and http client are required")
 	}
+	// Okta's API never redirects; a redirect is a misconfiguration or an
+	// attack, and following it would replay the SSWS token elsewhere.
+	client := *cfg.Client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	oc, err := okta.NewConfiguration(
 		okta.WithOrgUrl(cfg.OrgURL), okta.WithToken(cfg.Token), okta.WithAuthorizationMode("SSWS"),
-		okta.WithCache(false), okta.WithHttpClientPtr(cfg.Client),
+		okta.WithCache(false), okta.WithHttpClientPtr(&client),
 		okta.WithRateLimitMaxRetries(cfg.MaxRetries), okta.WithRateLimitMaxBackOff(cfg.MaxBackoff),
 		okta.WithUserAgentExtra("lifecycle-worker"),
 	)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,6 +45,7 @@ type Config struct {
 // Driver sends templated requests.
 type Driver struct {
 	cfg     Config
+	origin  string // scheme://host of the URL template
 	url     *template.Template
 	body    *template.Template
 	headers map[string]*template.Template
@@ -61,6 +64,67 @@ var funcs = template.FuncMap{
 		b, err := json.Marshal(v)
 		return string(b), err
 	},
+	"urlpart": urlPart,
+}
+
+// urlPart percent-encodes every byte but RFC 3986's unreserved characters,
+// so that a value is one path segment or one query value wherever the
+// template puts it: a subject such as "a@x/../admin?all=1" cannot change
+// the path, add a query parameter or move the request to another host.
+func urlPart(v any) string {
+	s := fmt.Sprint(v)
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// escapeActions pipes every action of the URL template through urlpart.
+func escapeActions(n parse.Node) {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n != nil {
+			for _, c := range n.Nodes {
+				escapeActions(c)
+			}
+		}
+	case *parse.ActionNode:
+		if len(n.Pipe.Decl) == 0 && !escaped(n.Pipe) {
+			n.Pipe.Cmds = append(n.Pipe.Cmds, &parse.CommandNode{NodeType: parse.NodeCommand, Args: []parse.Node{parse.NewIdentifier("urlpart")}})
+		}
+	case *parse.IfNode:
+		escapeActions(n.List)
+		escapeActions(n.ElseList)
+	case *parse.RangeNode:
+		escapeActions(n.List)
+		escapeActions(n.ElseList)
+	case *parse.WithNode:
+		escapeActions(n.List)
+		escapeActions(n.ElseList)
+	}
+}
+
+// escaped reports whether a pipe already ends in an escaper.
+func escaped(p *parse.PipeNode) bool {
+	last := p.Cmds[len(p.Cmds)-1]
+	id, ok := last.Args[0].(*parse.IdentifierNode)
+	return ok && (id.Ident == "urlquery" || id.Ident == "urlpart")
+}
+
+// placeholder is Data with every identifier set, for finding the template's
+// host.
+var placeholder = Data{Subject: events.Subject{Email: "x", Login: "x", ID: "x", Issuer: "x"},
+	Job: revoke.Job{ID: "x", EventID: "x", Target: "x"}}
+
+func mustRender(t *template.Template, data Data) string {
+	s, _ := render(t, data)
+	return s
 }
 
 // New parses the templates and returns a driver.
@@ -70,6 +134,15 @@ func New(cfg Config) (*Driver, error) {
 	var err error
 	if d.url, err = template.New("url").Funcs(funcs).Option("missingkey=error").Parse(cfg.URL); err != nil {
 		errs = append(errs, fmt.Errorf("httpcall: url template: %w", err))
+	} else {
+		escapeActions(d.url.Tree.Root)
+		// The host the template names, with every value a placeholder: a
+		// rendered URL must name the same.
+		if u, err := url.Parse(mustRender(d.url, placeholder)); err != nil || u.Host == "" {
+			errs = append(errs, fmt.Errorf("httpcall: url template %q does not render an absolute URL", cfg.URL))
+		} else {
+			d.origin = u.Scheme + "://" + u.Host
+		}
 	}
 	if cfg.Body != "" {
 		if d.body, err = template.New("body").Funcs(funcs).Option("missingkey=error").Parse(cfg.Body); err != nil {
@@ -125,6 +198,9 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 	// field must never turn an https call into an http one.
 	if err := config.CheckEndpoint(target, d.cfg.AllowInsecureHTTP); err != nil {
 		return revoke.Result{Class: revoke.Permanent, Err: fmt.Errorf("rendered url: %w", err)}
+	}
+	if u, err := url.Parse(target); err != nil || u.Scheme+"://"+u.Host != d.origin {
+		return revoke.Result{Class: revoke.Permanent, Err: fmt.Errorf("rendered url is not on the template's host %s", d.origin)}
 	}
 	var body []byte
 	if d.body != nil {

@@ -79,17 +79,38 @@ func TestJSONBodyAndClasses(t *testing.T) {
 	}
 }
 
-// A subject field cannot move the request to another scheme or host.
+// A subject field cannot move the request to another scheme or host, nor
+// change its path or query: every value is escaped into the URL, and a
+// template whose host is a value is refused.
 func TestRenderedURLMustStayAllowed(t *testing.T) {
-	d, err := httpcall.New(httpcall.Config{
+	if _, err := httpcall.New(httpcall.Config{
 		Method: "POST", URL: "{{.Subject.Email}}", Success: []int{200}, Client: http.DefaultClient, Now: time.Now,
+	}); err == nil {
+		t.Error("a template that is all subject was accepted")
+	}
+	d, err := httpcall.New(httpcall.Config{
+		Method: "POST", URL: "https://{{.Subject.Login}}.example.com/x", Success: []int{200}, Client: http.DefaultClient, Now: time.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := d.Revoke(context.Background(), revoke.Job{Subject: events.Subject{Email: "http://evil.example/x"}})
-	if res.Class != revoke.Permanent || !strings.Contains(res.Err.Error(), "https") {
-		t.Errorf("class %s err %v, want a permanent refusal", res.Class, res.Err)
+	res := d.Revoke(context.Background(), revoke.Job{Subject: events.Subject{Login: "evil.example"}})
+	if res.Class != revoke.Permanent || !strings.Contains(res.Err.Error(), "host") {
+		t.Errorf("a subject in the host: class %s err %v, want a permanent refusal", res.Class, res.Err)
+	}
+
+	srv, got := server(t, 204)
+	d, err = httpcall.New(httpcall.Config{
+		Method: "DELETE", URL: srv.URL + "/users/{{.Subject.Email}}/sessions?reason={{.Job.EventID}}", Success: []int{204},
+		AllowInsecureHTTP: true, Client: srv.Client(), Now: time.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = d.Revoke(context.Background(), revoke.Job{EventID: "okta:1&all=true", Subject: events.Subject{Email: "a@x.example/../../admin?all=1#"}})
+	want := "/users/a%40x.example%2F..%2F..%2Fadmin%3Fall%3D1%23/sessions?reason=okta%3A1%26all%3Dtrue"
+	if res.Class != revoke.Succeeded || len(*got) != 1 || (*got)[0].uri != want {
+		t.Errorf("class %s, request %+v, want %s", res.Class, *got, want)
 	}
 }
 

@@ -116,7 +116,10 @@ func (c *ClientCredentials) Token(ctx context.Context) (string, error) {
 		// RFC 6749 §2.3.1: form-urlencode both before Basic.
 		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.Secret))
 	}
-	resp, err := c.Client.Do(req)
+	// Never follow a redirect with our client secret or assertion.
+	client := *c.Client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("token endpoint: %w", err)
 	}
