@@ -612,7 +612,7 @@ func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder
 	}
 	client := &http.Client{Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return ssf.New(ssf.Config{Transmitters: trs, Audience: cfg.SSF.Audience, Mapping: mapping,
+	return ssf.New(ssf.Config{Transmitters: trs, Audience: cfg.SSF.Audience, Mapping: mapping, MaxAge: cfg.SSF.MaxSETAge,
 		MaxBody: min(cfg.HTTP.MaxBodyBytes, 64<<10), PublishTimeout: cfg.NATS.PublishTimeout,
 		Publisher: pub, Recorder: rec, Client: client, Now: now, Log: log})
 }

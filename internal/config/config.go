@@ -164,6 +164,9 @@ type SSFConfig struct {
 	// default: public_url.
 	Audience     []string               `yaml:"audience"`
 	Transmitters []SSFTransmitterConfig `yaml:"transmitters"`
+	// MaxSETAge refuses SETs issued longer ago (default 12h, at most 24h:
+	// a replay past the event store's 24 h dedup window would act again).
+	MaxSETAge time.Duration `yaml:"max_set_age"`
 	// EventTypes overrides the mapping of event-type URIs to kinds (or
 	// "ignore").
 	EventTypes map[string]string `yaml:"event_types"`
@@ -443,6 +446,9 @@ func (c *Config) setDefaults() {
 	if len(c.SSF.Audience) == 0 {
 		c.SSF.Audience = []string{c.PublicURL}
 	}
+	if c.SSF.MaxSETAge == 0 {
+		c.SSF.MaxSETAge = 12 * time.Hour
+	}
 	for i := range c.SSF.Transmitters {
 		if c.SSF.Transmitters[i].PollInterval == 0 {
 			c.SSF.Transmitters[i].PollInterval = 10 * time.Second
@@ -684,6 +690,9 @@ func (c *Config) Validate() error {
 				bad("%s.poll_interval: %s is shorter than 100ms", where, tr.PollInterval)
 			}
 		}
+	}
+	if c.SSF.MaxSETAge < time.Minute || c.SSF.MaxSETAge > 24*time.Hour {
+		bad("ssf.max_set_age: %s is not in [1m, 24h] (the dedup window is 24h)", c.SSF.MaxSETAge)
 	}
 	for uri, kind := range c.SSF.EventTypes {
 		if kind != "ignore" && !validKind(kind) {

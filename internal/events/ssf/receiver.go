@@ -38,7 +38,11 @@ type Config struct {
 	// Audience: a SET's aud must contain one of these.
 	Audience       []string
 	Mapping        events.Mapping
-	MaxBody        int64
+	// MaxAge refuses SETs whose iat is older (default 12h). It must stay
+	// below the LIFECYCLE stream's 24 h dedup window: a captured SET
+	// replayed after its ID left the window would revoke again.
+	MaxAge  time.Duration
+	MaxBody int64
 	PublishTimeout time.Duration
 	Publisher      events.Publisher
 	Recorder       audit.Recorder
@@ -72,6 +76,9 @@ func New(cfg Config) (*Receiver, error) {
 	}
 	if cfg.MaxBody <= 0 || cfg.PublishTimeout <= 0 || len(cfg.Audience) == 0 {
 		return nil, errors.New("ssf: body limit, publish timeout and audience are required")
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 12 * time.Hour
 	}
 	r := &Receiver{cfg: cfg, transmitters: map[string]*transmitter{}}
 	for _, t := range cfg.Transmitters {
@@ -193,6 +200,10 @@ func (r *Receiver) ingest(ctx context.Context, raw string, authorized func(*tran
 // verify authenticates the delivery and the SET and checks its claims. It
 // returns what it could read even on failure, for the record.
 func (r *Receiver) verify(ctx context.Context, raw string, authorized func(*transmitter) bool) (*set, []byte, *setError) {
+	// RFC 8417 §2.2 / RFC 8935: a SET is a compact JWS, nothing else.
+	if strings.Count(raw, ".") != 2 || strings.HasPrefix(raw, "{") {
+		return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "a SET must be a compact JWS (header.payload.signature)")
+	}
 	tok, err := jose.ParseSigned(raw, algorithms)
 	if err != nil {
 		return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "not a signed JWT (or an algorithm we do not accept): %v", err)
@@ -220,7 +231,7 @@ func (r *Receiver) verify(ctx context.Context, raw string, authorized func(*tran
 		if errors.Is(err, errUnknownKey) {
 			return &unverified, nil, refuse(http.StatusBadRequest, "invalid_key", "kid %q is not among the transmitter's keys", h.KeyID)
 		}
-		r.cfg.Log.WarnContext(ctx, "ssf: transmitter keys unavailable", "iss", tr.Issuer, "err", err)
+		r.cfg.Log.WarnContext(ctx, "ssf: transmitter keys unavailable", "iss", audit.BoundString(tr.Issuer), "err", err)
 		return &unverified, nil, refuse(http.StatusServiceUnavailable, "invalid_key", "the transmitter's keys could not be fetched; retry later")
 	}
 	var payload []byte
@@ -244,6 +255,8 @@ func (r *Receiver) verify(ctx context.Context, raw string, authorized func(*tran
 		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "no iat")
 	case unixTime(*s.Iat).After(now.Add(5 * time.Minute)):
 		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "iat is in the future")
+	case unixTime(*s.Iat).Before(now.Add(-r.cfg.MaxAge)):
+		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "iat is more than %s ago: too old to tell from a replay", r.cfg.MaxAge)
 	case s.Exp != nil && unixTime(*s.Exp).Before(now.Add(-time.Minute)):
 		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "expired")
 	case len(s.Events) == 0:

@@ -312,3 +312,79 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("%d key fetches, want 2", n)
 	}
 }
+
+// A jwks_uri that fails or hangs is fetched at most once per minRefresh,
+// one fetch at a time: a flood of SETs does not become a flood of fetches,
+// nor a queue behind one slow fetch.
+func TestKeyFetchesAreRateLimited(t *testing.T) {
+	var fetches atomic.Int32
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetches.Add(1)
+		<-release
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer slow.Close()
+	m := &eventstest.Broker{}
+	r, err := New(Config{Transmitters: []Transmitter{{Issuer: iss, JWKSURL: slow.URL}}, Audience: []string{aud},
+		Mapping: DefaultMapping(), MaxBody: 64 << 10, PublishTimeout: time.Second, Publisher: m, Recorder: m,
+		Client: slow.Client(), Now: time.Now, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTransmitter(t)
+	set := p.sign(claims(evRevoke, map[string]any{}, nil), "secevent+jwt", nil, "")
+	codes := make(chan int, 20)
+	for range 20 {
+		go func() { code, _ := post(r, set, setType, ""); codes <- code }()
+	}
+	waitFor(t, func() bool { return fetches.Load() >= 1 })
+	close(release)
+	for range 20 {
+		if code := <-codes; code != http.StatusServiceUnavailable {
+			t.Errorf("answer %d while the keys cannot be had, want 503 (the transmitter retries)", code)
+		}
+	}
+	if code, _ := post(r, set, setType, ""); code != http.StatusServiceUnavailable {
+		t.Errorf("after the failed fetch: %d", code)
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Errorf("%d fetches of a failing jwks_uri within a minute, want 1", n)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A SET older than the max age is refused (a replay past the dedup window
+// would act again); a SET in JWS JSON serialization is refused (RFC 8417:
+// compact only).
+func TestOldAndNonCompactSETsAreRefused(t *testing.T) {
+	p := newTransmitter(t)
+	m := &eventstest.Broker{}
+	r := newReceiver(t, p, m)
+	old := p.sign(claims(evRevoke, map[string]any{}, func(c map[string]any) { c["iat"] = time.Now().Add(-400 * 24 * time.Hour).Unix() }), "secevent+jwt", nil, "")
+	if code, body := post(r, old, setType, ""); code != http.StatusBadRequest || !strings.Contains(body["description"], "ago") {
+		t.Errorf("a 400-day-old SET: %d %v", code, body)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: p.rsaKey}, (&jose.SignerOptions{}).WithType("secevent+jwt").WithHeader("kid", p.kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(claims(evRevoke, map[string]any{}, nil))
+	obj, _ := s.Sign(payload)
+	if code, body := post(r, obj.FullSerialize(), setType, ""); code != http.StatusBadRequest || !strings.Contains(body["description"], "compact") {
+		t.Errorf("a SET in JSON serialization: %d %v", code, body)
+	}
+	if len(m.Events) != 0 {
+		t.Errorf("events from refused SETs: %v", m.Events)
+	}
+}
