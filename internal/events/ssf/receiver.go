@@ -36,13 +36,13 @@ type Transmitter struct {
 type Config struct {
 	Transmitters []Transmitter
 	// Audience: a SET's aud must contain one of these.
-	Audience       []string
-	Mapping        events.Mapping
+	Audience []string
+	Mapping  events.Mapping
 	// MaxAge refuses SETs whose iat is older (default 12h). It must stay
 	// below the LIFECYCLE stream's 24 h dedup window: a captured SET
 	// replayed after its ID left the window would revoke again.
-	MaxAge  time.Duration
-	MaxBody int64
+	MaxAge         time.Duration
+	MaxBody        int64
 	PublishTimeout time.Duration
 	Publisher      events.Publisher
 	Recorder       audit.Recorder
