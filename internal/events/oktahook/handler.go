@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -124,7 +125,17 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request) {
 			h.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", h.cfg.MaxBody))
 			return
 		}
-		h.reject(w, r, http.StatusBadRequest, "reading body: "+err.Error())
+		// The sender is authenticated; its body did not arrive (too slow,
+		// connection cut). Okta retries a 5xx once and never a 4xx: the
+		// events may well be real, so ask for them again.
+		h.cfg.Log.WarnContext(ctx, "okta hook: body not received; answering 503 so that Okta retries", "err", err)
+		http.Error(w, "body not received; retry", http.StatusServiceUnavailable)
+		return
+	}
+	// JSON is UTF-8 (RFC 8259); a decoder would turn invalid bytes into
+	// U+FFFD, and two different uuids into one event ID.
+	if !utf8.Valid(body) {
+		h.reject(w, r, http.StatusBadRequest, "body is not valid UTF-8")
 		return
 	}
 	delivery, raws, err := parseDelivery(body)

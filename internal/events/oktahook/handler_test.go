@@ -165,3 +165,40 @@ func FuzzParseDelivery(f *testing.F) {
 		}
 	})
 }
+
+// failingBody is a body whose sender stopped half way (a read deadline, a
+// cut connection).
+type failingBody struct{ sent bool }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, `{"data":{"events":[`), nil
+	}
+	return 0, fmt.Errorf("i/o timeout")
+}
+
+// An authenticated delivery whose body did not arrive is answered 503, so
+// that Okta retries (it never retries a 4xx); a body that is not UTF-8 is
+// refused whole: decoding would make two different uuids one event ID.
+func TestBodyNotReceivedAndNotUTF8(t *testing.T) {
+	m := &eventstest.Broker{}
+	h := newHandler(t, m)
+	req := httptest.NewRequest(http.MethodPost, "/hooks/okta", &failingBody{})
+	req.Header.Set("Authorization", secret)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("a body cut short: %d, want 503", rec.Code)
+	}
+	body := `{"eventType":"com.okta.event_hook","data":{"events":[` +
+		logEventJSON("user.lifecycle.deactivate", `[{"id":"00u1","type":"User","alternateId":"a@example.com"}]`, "SUCCESS", "") + `]}}`
+	body = strings.Replace(body, `"uuid":"`, "\"uuid\":\"\xff", 1)
+	req = httptest.NewRequest(http.MethodPost, "/hooks/okta", strings.NewReader(body))
+	req.Header.Set("Authorization", secret)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || len(m.Events) != 0 {
+		t.Errorf("a body with invalid UTF-8: %d, %d events", rec.Code, len(m.Events))
+	}
+}
