@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -57,16 +58,16 @@ func cmdTargets(args []string, stdout, stderr io.Writer) error {
 		}
 		if d != nil {
 			fmt.Fprintf(stdout, "MCP server             %s\nresource metadata      %s\nauthorization server   %s\nAS metadata            %s\n",
-				d.Resource, d.ResourceMetadataURL, d.AuthorizationServer, dash(d.ASMetadataURL))
+				printable(d.Resource), printable(d.ResourceMetadataURL), printable(d.AuthorizationServer), dash(printable(d.ASMetadataURL)))
 		}
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "global token revocation %s %v\nrevocation (RFC 7009)  %s %v\nback-channel logout    %v\naccepts ID-JAG         %v %v\n",
-			dash(d.GlobalTokenRevocationEndpoint), d.GTRAuthMethods, dash(d.RevocationEndpoint), d.RevocationAuthMethods,
-			d.BackchannelLogoutSupported, d.AcceptsIDJAG, d.AuthorizationGrantProfiles)
+			dash(printable(d.GlobalTokenRevocationEndpoint)), printable(fmt.Sprint(d.GTRAuthMethods)), dash(printable(d.RevocationEndpoint)),
+			printable(fmt.Sprint(d.RevocationAuthMethods)), d.BackchannelLogoutSupported, d.AcceptsIDJAG, printable(fmt.Sprint(d.AuthorizationGrantProfiles)))
 		for _, n := range d.Notes {
-			fmt.Fprintln(stdout, "note:", n)
+			fmt.Fprintln(stdout, "note:", printable(n))
 		}
 		fmt.Fprint(stdout, "\ntarget config (add under targets:):\n"+d.TargetYAML(*name))
 		return nil
@@ -151,4 +152,14 @@ func checkTarget(ctx context.Context, client *http.Client, cfg *config.Config, t
 	default:
 		return fmt.Sprintf("unexpected HTTP %d to a probe", resp.StatusCode)
 	}
+}
+
+// printable escapes control characters in what a remote server sent, so
+// that it cannot rewrite the operator's terminal or forge output lines.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 }) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }

@@ -56,7 +56,7 @@ func TestTargetsDiscover(t *testing.T) {
 		"global token revocation " + as.URL + "/tenant1/global-token-revocation [private_key_jwt]",
 		"back-channel logout    true",
 		"accepts ID-JAG         true",
-		"  - name: chat\n    driver: gtr\n    endpoint: " + as.URL + "/tenant1/global-token-revocation",
+		"  - name: chat\n    driver: gtr\n    endpoint: \"" + as.URL + "/tenant1/global-token-revocation\"",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("discover output lacks %q:\n%s", want, out.String())

@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
 )
 
 // Discovery is what an MCP server's metadata says about revoking there.
@@ -44,6 +48,11 @@ func Discover(ctx context.Context, client *http.Client, mcpURL string) (*Discove
 	if resp, err := get(ctx, client, mcpURL); err == nil {
 		d.ResourceMetadataURL = resourceMetadataParam(resp.Header.Values("WWW-Authenticate"))
 		resp.Body.Close()
+		if d.ResourceMetadataURL != "" {
+			if err := followable(u, d.ResourceMetadataURL); err != nil {
+				return d, fmt.Errorf("resource_metadata: %w", err)
+			}
+		}
 	}
 	if d.ResourceMetadataURL == "" {
 		d.ResourceMetadataURL = wellKnown(u, "oauth-protected-resource")
@@ -63,10 +72,10 @@ func Discover(ctx context.Context, client *http.Client, mcpURL string) (*Discove
 		d.Notes = append(d.Notes, fmt.Sprintf("%d authorization servers listed; using the first", len(prm.AuthorizationServers)))
 	}
 	d.AuthorizationServer = prm.AuthorizationServers[0]
-	as, err := url.Parse(d.AuthorizationServer)
-	if err != nil || as.Host == "" {
-		return d, fmt.Errorf("bad authorization server %q", d.AuthorizationServer)
+	if err := followable(u, d.AuthorizationServer); err != nil {
+		return d, fmt.Errorf("authorization server: %w", err)
 	}
+	as, _ := url.Parse(d.AuthorizationServer)
 	var meta map[string]any
 	for _, candidate := range []string{wellKnown(as, "oauth-authorization-server"), wellKnown(as, "openid-configuration"),
 		strings.TrimRight(d.AuthorizationServer, "/") + "/.well-known/openid-configuration"} {
@@ -89,6 +98,12 @@ func Discover(ctx context.Context, client *http.Client, mcpURL string) (*Discove
 		return out
 	}
 	d.GlobalTokenRevocationEndpoint, d.GTRAuthMethods = str("global_token_revocation_endpoint"), list("global_token_revocation_endpoint_auth_methods_supported")
+	if ep := d.GlobalTokenRevocationEndpoint; ep != "" {
+		if err := followable(u, ep); err != nil {
+			d.Notes = append(d.Notes, fmt.Sprintf("the metadata's global_token_revocation_endpoint is unusable: %v", err))
+			d.GlobalTokenRevocationEndpoint = ""
+		}
+	}
 	d.RevocationEndpoint, d.RevocationAuthMethods = str("revocation_endpoint"), list("revocation_endpoint_auth_methods_supported")
 	d.BackchannelLogoutSupported, _ = meta["backchannel_logout_supported"].(bool)
 	d.AuthorizationGrantProfiles = list("authorization_grant_profiles_supported")
@@ -99,24 +114,80 @@ func Discover(ctx context.Context, client *http.Client, mcpURL string) (*Discove
 	return d, nil
 }
 
-// TargetYAML is a ready target config for what was found.
+// followable checks a URL that a remote server named before we fetch it or
+// print it as config: https, or http on loopback only when the discovery
+// itself started on loopback (a local test); never a loopback, private or
+// link-local address named by a server that is not itself one — a metadata
+// document must not aim this command (or a config made from it) at the
+// operator's own network.
+func followable(start *url.URL, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '"' || r == '\'' || r == '\\' }) {
+		return fmt.Errorf("%q is not a plain absolute URL", raw)
+	}
+	local := func(host string) bool {
+		if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+			return true
+		}
+		ip := net.ParseIP(host)
+		return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified())
+	}
+	startLocal := start.Scheme == "http" && local(start.Hostname())
+	switch {
+	case u.Scheme == "http" && !(startLocal && config.IsLoopback(u.Hostname())):
+		return fmt.Errorf("%q is not https", raw)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q is not https", raw)
+	case local(u.Hostname()) && !(startLocal && config.IsLoopback(u.Hostname())):
+		return fmt.Errorf("%q is a loopback, private or link-local address", raw)
+	}
+	return nil
+}
+
+// yamlString is s as a YAML double-quoted scalar: whatever a server put in
+// it (newlines, quotes, colons) stays one value.
+func yamlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+var plainName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// TargetYAML is a ready target config for what was found. Every value that
+// came from a server is quoted.
 func (d *Discovery) TargetYAML(name string) string {
 	var b strings.Builder
+	if !plainName.MatchString(name) {
+		name = yamlString(name)
+	}
 	fmt.Fprintf(&b, "  - name: %s\n", name)
 	switch {
 	case d.GlobalTokenRevocationEndpoint != "":
-		fmt.Fprintf(&b, "    driver: gtr\n    endpoint: %s\n    subject_format: email   # or iss_sub: ask the AS which it resolves\n    auth: { type: signed_jwt }   # the AS must trust our JWKS (public_url/.well-known/jwks.json)\n", d.GlobalTokenRevocationEndpoint)
+		fmt.Fprintf(&b, "    driver: gtr\n    endpoint: %s\n    subject_format: email   # or iss_sub: ask the AS which it resolves\n    auth: { type: signed_jwt }   # the AS must trust our JWKS (public_url/.well-known/jwks.json)\n", yamlString(d.GlobalTokenRevocationEndpoint))
 	case d.BackchannelLogoutSupported:
 		fmt.Fprintf(&b, "    driver: backchannel\n    endpoint: <the RP's backchannel_logout_uri at this AS>\n    audience: <its client id>\n    # the AS supports OIDC back-channel logout; the logout URI is per client, not in its metadata\n")
 	default:
 		fmt.Fprintf(&b, "    driver: httpcall\n    endpoint: <the AS's admin API to revoke a user's tokens>\n    # no Global Token Revocation endpoint and no back-channel logout in its metadata")
 		if d.RevocationEndpoint != "" {
-			fmt.Fprintf(&b, "; RFC 7009 at %s revokes single tokens only", d.RevocationEndpoint)
+			fmt.Fprintf(&b, "; RFC 7009 at %s revokes single tokens only", strings.Trim(yamlString(d.RevocationEndpoint), `"`))
 		}
 		b.WriteString("\n")
 	}
 	if d.AuthorizationServer != "" {
-		fmt.Fprintf(&b, "    issuer: %s   # the audience of its ID-JAGs\n", d.AuthorizationServer)
+		fmt.Fprintf(&b, "    issuer: %s   # the audience of its ID-JAGs\n", yamlString(d.AuthorizationServer))
 	}
 	fmt.Fprintf(&b, "    kinds: [deprovisioned, suspended, sessions_revoked, credentials_changed, risk_elevated]\n    max_token_lifetime: 1h   # the AS's longest access-token lifetime\n")
 	return b.String()
