@@ -162,6 +162,37 @@ func TestNATSOnlyWorkerIdentities(t *testing.T) {
 	if recs := a.audit(audit.Filter{EventID: "okta:forged-1"}); len(recs) != 0 {
 		t.Errorf("forged records in the index: %+v", recs)
 	}
+	// Each refusal is on record with where it came from (written as the
+	// server refuses, so poll for the last ones).
+	tried := map[string]bool{}
+	check := func() bool {
+		clear(tried)
+		for _, r := range a.audit(audit.Filter{Type: string(audit.TypeAuthFailed)}) {
+			var d struct {
+				Remote string `json:"remote"`
+			}
+			_ = json.Unmarshal(r.Detail, &d)
+			if r.Source != "nats" || d.Remote != "127.0.0.1" {
+				continue
+			}
+			for _, what := range []string{"lifecycle.okta.deprovisioned", "audit.revocation.succeeded", "revoke.as1", "STREAM.PURGE.AUDIT", "_INBOX_pipeline-1", "monitor-1", "intake-1"} {
+				if strings.Contains(r.Error, what) {
+					tried[what] = true
+				}
+			}
+			if strings.Contains(strings.ToLower(r.Error), "authentication") {
+				tried["authentication"] = true
+			}
+		}
+		return len(tried) == 8
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !check() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(tried) != 8 {
+		t.Errorf("the NATS refusals on record name %v; want every attempt, who and from where", tried)
+	}
 	if err := a.stop(); err != nil { // its last checkpoint signs the head
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
@@ -83,7 +84,23 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	log.Info("keys loaded", "jwt_kid", signer.KeyID(), "alg", signer.Algorithm(), "checkpoint_kid", ckptKey.KeyID())
 
-	b, err := bus.Open(ctx, busConfig(cfg, "lifecycle-worker"), log)
+	// The embedded server's refusals of NATS clients go on record like the
+	// HTTP endpoints' (through the refusal budget, once it exists).
+	var natsRefusals atomic.Pointer[audit.RefusalBudget]
+	bcfg := busConfig(cfg, "lifecycle-worker")
+	bcfg.OnRefusal = func(remote, what string) {
+		rb := natsRefusals.Load()
+		if rb == nil {
+			return
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = rb.Record(ctx, audit.Record{ID: "nats/" + uuid.NewString(), Time: time.Now().UTC(), Type: audit.TypeAuthFailed, Source: "nats",
+				Outcome: "rejected", Error: what, Detail: audit.Detail(map[string]any{"remote": remote})})
+		}()
+	}
+	b, err := bus.Open(ctx, bcfg, log)
 	if err != nil {
 		return err
 	}
@@ -109,6 +126,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	budget := audit.DefaultBudget()
 	budget.Pressure, budget.Counted = pressure.high, tele.refused
 	refusals := audit.NewRefusalBudget(intakeSink, budget)
+	natsRefusals.Store(refusals)
 	now := time.Now
 
 	targets, err := buildTargets(cfg, signer, now)

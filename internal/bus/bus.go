@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +46,11 @@ type Config struct {
 	PublishTimeout time.Duration
 	// StreamMaxBytes caps LIFECYCLE and AUDIT (0: DefaultStreamMaxBytes).
 	StreamMaxBytes int64
+	// OnRefusal, when set, is told of every client the embedded server
+	// refused (failed authentication, a publish or subscribe its
+	// permissions deny): the remote address and what was tried. It is
+	// called on the server's goroutines and must not block.
+	OnRefusal func(remote, what string)
 }
 
 // jetStream is the JetStream API on nc with the bus's publish timeout.
@@ -164,7 +170,7 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, string, error)
 	if err != nil {
 		return nil, "", fmt.Errorf("embedded nats: %w", err)
 	}
-	srv.SetLoggerV2(&natsLogger{log: log.With("component", "nats-server")}, false, false, false)
+	srv.SetLoggerV2(&natsLogger{log: log.With("component", "nats-server"), onRefusal: cfg.OnRefusal}, false, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
@@ -259,11 +265,32 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-type natsLogger struct{ log *slog.Logger }
+type natsLogger struct {
+	log       *slog.Logger
+	onRefusal func(remote, what string)
+}
 
 func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Tracef(format string, v ...any)  {}
+func (l *natsLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	if l.onRefusal != nil && refusal(msg) {
+		remote, _, _ := strings.Cut(msg, " - ")
+		if host, _, err := net.SplitHostPort(remote); err == nil {
+			remote = host
+		}
+		l.onRefusal(remote, msg)
+	}
+}
+
+// refusal reports whether a server error line is a refused client: failed
+// authentication or a permissions violation. Client lines start with the
+// remote address: "127.0.0.1:5678 - cid:7 - … - Publish Violation - …".
+func refusal(msg string) bool {
+	return strings.Contains(msg, " - cid:") && (strings.Contains(msg, "Violation") || strings.Contains(msg, "Authentication Error") ||
+		strings.Contains(msg, "authentication error") || strings.Contains(msg, "Authorization Error"))
+}
+func (l *natsLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Tracef(format string, v ...any) {}
