@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
 )
@@ -122,7 +123,7 @@ func Discover(ctx context.Context, client *http.Client, mcpURL string) (*Discove
 // operator's own network.
 func followable(start *url.URL, raw string) error {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil || strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '"' || r == '\'' || r == '\\' }) {
+	if err != nil || u.Host == "" || u.User != nil || !utf8.ValidString(raw) || strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '"' || r == '\'' || r == '\\' }) {
 		return fmt.Errorf("%q is not a plain absolute URL", raw)
 	}
 	local := func(host string) bool {
@@ -154,7 +155,7 @@ func yamlString(s string) string {
 		case r == '"' || r == '\\':
 			b.WriteByte('\\')
 			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029:
+		case !yamlPrintable(r) || r == 0x85 || r == 0x2028 || r == 0x2029 || r == 0xfeff:
 			fmt.Fprintf(&b, "\\u%04x", r)
 		default:
 			b.WriteRune(r)
@@ -165,6 +166,11 @@ func yamlString(s string) string {
 }
 
 var plainName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// yamlPrintable is YAML 1.2's c-printable, less the line breaks.
+func yamlPrintable(r rune) bool {
+	return r >= 0x20 && r <= 0x7e || r >= 0xa0 && r <= 0xd7ff || r >= 0xe000 && r <= 0xfffd || r >= 0x10000 && r <= 0x10ffff
+}
 
 // TargetYAML is a ready target config for what was found. Every value that
 // came from a server is quoted.
