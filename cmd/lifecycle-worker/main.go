@@ -28,7 +28,7 @@ Usage:
   lifecycle-worker serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--roles intake,pipeline,poller,audit]
   lifecycle-worker audit query [--config FILE] [--data-dir DIR] [--subject S] [--event ID]
                                [--target T] [--type TYPE] [--since 24h|RFC3339] [--format table|json|csv]
-  lifecycle-worker audit verify [--config FILE] [--data-dir DIR] [--json]
+  lifecycle-worker audit verify --public-key PINNED.pem | --jwks FILE|URL [--checkpoints FILE] [--config FILE] [--data-dir DIR] [--json]
   lifecycle-worker audit rebuild --out FILE [--config FILE] [--data-dir DIR]
   lifecycle-worker audit export [--format jsonl|csv|ocsf] [--subject S] [--since 30d] [...]
   lifecycle-worker audit report [--since 30d] [--sla 1h] [--status complete|incomplete] [--format md|csv|json]

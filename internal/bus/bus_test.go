@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -179,5 +180,48 @@ func TestLostPubAckTimesOut(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("publish still waiting for an acknowledgement that will never come")
+	}
+}
+
+// A capped stream refuses new messages past its cap and never drops old
+// ones: the publisher gets an error (intake answers 503, the IdP retries),
+// and the usage shows how full it is.
+func TestCappedStreamsRefuseRatherThanDrop(t *testing.T) {
+	b, err := Open(context.Background(), Config{Embedded: true, StoreDir: t.TempDir(), Name: "test", StreamMaxBytes: 64 << 10}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	data := make([]byte, 1024)
+	var refused error
+	for i := range 200 {
+		if _, err := b.Publish(ctx, []Message{{Subject: "audit.auth.failed", ID: fmt.Sprint("r", i), Data: data}}); err != nil {
+			refused = err
+			break
+		}
+	}
+	if refused == nil {
+		t.Fatal("200 KB went into a 64 KB stream")
+	}
+	s, err := b.JetStream().Stream(ctx, StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.FirstSeq != 1 {
+		t.Errorf("the oldest record was dropped: first seq %d", info.State.FirstSeq)
+	}
+	usage, err := b.CappedUsage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range usage {
+		if u.Stream == StreamAudit && u.Ratio() < 0.9 {
+			t.Errorf("AUDIT usage %+v after a refusal", u)
+		}
 	}
 }
