@@ -115,3 +115,35 @@ func TestSignBothKeyTypes(t *testing.T) {
 		}
 	}
 }
+
+// Replicas starting together on one key dir all get the same, whole key: the
+// winner's file appears complete or not at all.
+func TestConcurrentFirstStartsShareOneKey(t *testing.T) {
+	for round := range 20 {
+		path := filepath.Join(t.TempDir(), "keys", "signing-key.pem")
+		kids := make(chan string, 8)
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() {
+				s, err := LoadOrCreate(path)
+				if err != nil {
+					errs <- err
+					return
+				}
+				kids <- s.KeyID()
+			}()
+		}
+		seen := map[string]bool{}
+		for range 8 {
+			select {
+			case err := <-errs:
+				t.Fatalf("round %d: %v", round, err)
+			case k := <-kids:
+				seen[k] = true
+			}
+		}
+		if len(seen) != 1 {
+			t.Fatalf("round %d: %d different keys", round, len(seen))
+		}
+	}
+}
