@@ -145,7 +145,7 @@ func (r *Receiver) Check(ctx context.Context, p Poll) (int, error) {
 	if !ok {
 		return 0, fmt.Errorf("%s is not a configured transmitter", p.Issuer)
 	}
-	found, err := tr.keys.find(ctx, "")
+	found, err := tr.keys.Find(ctx, "")
 	if err != nil {
 		return 0, fmt.Errorf("keys: %w", err)
 	}

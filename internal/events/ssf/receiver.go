@@ -22,6 +22,7 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/jwks"
 )
 
 // Transmitter is one source of SETs we accept.
@@ -54,7 +55,7 @@ type Config struct {
 
 type transmitter struct {
 	Transmitter
-	keys   *keySet
+	keys   *jwks.Set
 	tokens [][]byte
 }
 
@@ -89,11 +90,11 @@ func New(cfg Config) (*Receiver, error) {
 			if err != nil {
 				return nil, fmt.Errorf("ssf transmitter %s: %w", t.Issuer, err)
 			}
-			if tr.keys, err = staticKeys(raw); err != nil {
+			if tr.keys, err = jwks.Static(raw); err != nil {
 				return nil, fmt.Errorf("ssf transmitter %s: %w", t.Issuer, err)
 			}
 		case t.JWKSURL != "":
-			tr.keys = &keySet{url: t.JWKSURL, client: cfg.Client, now: cfg.Now, minRefresh: time.Minute}
+			tr.keys = jwks.Remote(t.JWKSURL, cfg.Client, cfg.Now, time.Minute)
 		default:
 			return nil, fmt.Errorf("ssf transmitter %s: no keys", t.Issuer)
 		}
@@ -226,9 +227,9 @@ func (r *Receiver) verify(ctx context.Context, raw string, authorized func(*tran
 	if authorized != nil && !authorized(tr) {
 		return &unverified, nil, refuse(http.StatusUnauthorized, "authentication_failed", "missing or wrong bearer token for this transmitter")
 	}
-	keys, err := tr.keys.find(ctx, h.KeyID)
+	keys, err := tr.keys.Find(ctx, h.KeyID)
 	if err != nil {
-		if errors.Is(err, errUnknownKey) {
+		if errors.Is(err, jwks.ErrUnknownKey) {
 			return &unverified, nil, refuse(http.StatusBadRequest, "invalid_key", "kid %q is not among the transmitter's keys", h.KeyID)
 		}
 		r.cfg.Log.WarnContext(ctx, "ssf: transmitter keys unavailable", "iss", audit.BoundString(tr.Issuer), "err", err)
@@ -352,7 +353,7 @@ func (r *Receiver) events(s *set, payload []byte) ([]events.Event, []audit.Recor
 		switch {
 		case len(subRaw) > 0:
 			var err error
-			if subject, why, err = subjectOf(subRaw); err != nil {
+			if subject, why, err = events.ParseSubjectID(subRaw); err != nil {
 				return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "sub_id: %v", err)
 			}
 		case s.Sub != "":

@@ -292,7 +292,13 @@ func TestRetransmissionAndBrokerDown(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	p := newTransmitter(t)
 	m := &eventstest.Broker{}
-	r := newReceiver(t, p, m)
+	now := time.Now()
+	r, err := New(Config{Transmitters: []Transmitter{{Issuer: iss, JWKSURL: p.srv.URL}}, Audience: []string{aud},
+		Mapping: DefaultMapping(), MaxBody: 64 << 10, PublishTimeout: time.Second, Publisher: m, Recorder: m,
+		Client: p.srv.Client(), Now: func() time.Time { return now }, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if code, _ := post(r, p.sign(claims(evRevoke, map[string]any{}, nil), "secevent+jwt", nil, ""), setType, ""); code != http.StatusAccepted {
 		t.Fatal(code)
 	}
@@ -304,7 +310,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatalf("%d %v", code, body)
 	}
 	// ...after it, it is.
-	r.transmitters[iss].keys.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	now = now.Add(2 * time.Minute)
 	if code, body := post(r, p.sign(c, "secevent+jwt", nil, ""), setType, ""); code != http.StatusAccepted {
 		t.Fatalf("%d %v", code, body)
 	}
