@@ -22,10 +22,12 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/logout"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktahook"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktalog"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/scim"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/ssf"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/jwks"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/backchannel"
@@ -211,6 +213,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err != nil {
 		return err
 	}
+	var logoutReceiver http.Handler
+	if len(cfg.UniversalLogout.Issuers) > 0 {
+		jtiKV, err := b.KV(ctx, bus.KVJTI)
+		if err != nil {
+			return err
+		}
+		if logoutReceiver, err = newLogoutReceiver(cfg, intakeSink, refusals, kvReplays{jtiKV}, now, log.With("component", "universal-logout")); err != nil {
+			return err
+		}
+	}
 	srvCfg := server.Config{
 		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
 		JWKS: jwks, Issuer: cfg.PublicURL, Register: register,
@@ -228,6 +240,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		srvCfg.OktaHook = tele.intake("okta_hook", prio.wrap(hook))
 		srvCfg.SCIM = tele.intake("scim", prio.wrap(scimHandler))
 		srvCfg.SSF = tele.intake("ssf", prio.wrap(ssfReceiver))
+		if logoutReceiver != nil {
+			srvCfg.Logout, srvCfg.LogoutPath = tele.intake("universal_logout", prio.wrap(logoutReceiver)), cfg.UniversalLogout.Path
+		}
 	}
 	handler, err := server.New(srvCfg)
 	if err != nil {
@@ -633,4 +648,39 @@ func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder
 	return ssf.New(ssf.Config{Transmitters: trs, Audience: cfg.SSF.Audience, Mapping: mapping, MaxAge: cfg.SSF.MaxSETAge,
 		MaxBody: min(cfg.HTTP.MaxBodyBytes, 64<<10), PublishTimeout: cfg.NATS.PublishTimeout,
 		Publisher: pub, Recorder: rec, Client: client, Now: now, Log: log})
+}
+
+// newLogoutReceiver builds the Universal Logout endpoint from the config.
+func newLogoutReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder, replays logout.Replays, now func() time.Time, log *slog.Logger) (*logout.Receiver, error) {
+	client := &http.Client{Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var issuers []logout.Issuer
+	for _, ic := range cfg.UniversalLogout.Issuers {
+		is := logout.Issuer{Issuer: ic.Issuer, Clients: ic.Clients, Kind: events.Kind(ic.Kind), Untyped: ic.AcceptUntyped}
+		for _, a := range ic.Scope.Apps {
+			is.Scope.Apps = append(is.Scope.Apps, events.ScopeRef{ID: a, Name: a})
+		}
+		for _, g := range ic.Scope.Groups {
+			is.Scope.Groups = append(is.Scope.Groups, events.ScopeRef{ID: g, Name: g})
+		}
+		allow := ic.AllowInsecureHTTP
+		switch {
+		case ic.JWKSFile != "":
+			raw, err := os.ReadFile(ic.JWKSFile)
+			if err != nil {
+				return nil, fmt.Errorf("universal_logout issuer %s: %w", ic.Issuer, err)
+			}
+			if is.Keys, err = jwks.Static(raw); err != nil {
+				return nil, fmt.Errorf("universal_logout issuer %s: %w", ic.Issuer, err)
+			}
+		case ic.JWKSURI != "":
+			is.Keys = jwks.Remote(ic.JWKSURI, client, now, time.Minute)
+		default:
+			is.Keys = jwks.Discovered(ic.Issuer, client, now, time.Minute, func(u string) error { return config.CheckEndpoint(u, allow) })
+		}
+		issuers = append(issuers, is)
+	}
+	return logout.New(logout.Config{Issuers: issuers, Audience: []string{cfg.PublicURL + cfg.UniversalLogout.Path},
+		MaxBody: min(cfg.HTTP.MaxBodyBytes, 64<<10), PublishTimeout: cfg.NATS.PublishTimeout,
+		Publisher: pub, Recorder: rec, Replays: replays, Now: now, Log: log})
 }

@@ -297,3 +297,20 @@ func (k kvInventory) Grants(ctx context.Context, s events.Subject) ([]revoke.Gra
 	}
 	return grants, nil
 }
+
+// kvReplays is the Universal Logout replay store on the jti bucket: the
+// first subject claimed for a key stays until the bucket's TTL.
+type kvReplays struct{ kv jetstream.KeyValue }
+
+func (k kvReplays) Claim(ctx context.Context, key, subject string) (string, error) {
+	if _, err := k.kv.Create(ctx, key, []byte(subject)); err == nil {
+		return subject, nil
+	} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		return "", err
+	}
+	e, err := k.kv.Get(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	return string(e.Value()), nil
+}

@@ -25,6 +25,13 @@ import (
 // the transmitter's JWKS and the compact SETs.
 func joseTransmit(t *testing.T, kid string, sets ...map[string]any) (json.RawMessage, []string) {
 	t.Helper()
+	return joseSign(t, kid, "secevent+jwt", sets...)
+}
+
+// joseSign signs each claims object with npm jose as a JWT of type typ, and
+// returns the signer's JWKS and the compact JWTs.
+func joseSign(t *testing.T, kid, typ string, sets ...map[string]any) (json.RawMessage, []string) {
+	t.Helper()
 	joseDir, _ := filepath.Abs("../../test/jose")
 	if _, err := os.Stat(filepath.Join(joseDir, "node_modules", "jose")); err != nil {
 		if os.Getenv("CI") != "" {
@@ -35,7 +42,7 @@ func joseTransmit(t *testing.T, kid string, sets ...map[string]any) (json.RawMes
 	if sets == nil {
 		sets = []map[string]any{} // just the key
 	}
-	in, _ := json.Marshal(map[string]any{"kid": kid, "sets": sets})
+	in, _ := json.Marshal(map[string]any{"kid": kid, "typ": typ, "sets": sets})
 	cmd := exec.Command("node", filepath.Join(joseDir, "transmit.mjs"))
 	cmd.Dir = joseDir
 	cmd.Stdin = bytes.NewReader(in)

@@ -80,7 +80,7 @@ func subjectToken(s string) string {
 }
 
 // streamsAndBuckets are the names the worker provisions.
-var provisioned = []string{StreamLifecycle, StreamRevoke, StreamDLQ, StreamAudit, "KV_" + KVAttempts, "KV_" + KVState, "KV_" + KVSCIM}
+var provisioned = []string{StreamLifecycle, StreamRevoke, StreamDLQ, StreamAudit, "KV_" + KVAttempts, "KV_" + KVState, "KV_" + KVSCIM, "KV_" + KVJTI}
 
 // Permissions are what an identity with roles may publish and subscribe.
 // A role grants the subjects of its own work and nothing else; roles add up.
@@ -113,6 +113,7 @@ func Permissions(name string, roles []string) *server.Permissions {
 			worker = true
 			pub = append(pub, "lifecycle.>")
 			kv(KVSCIM)
+			kv(KVJTI) // Universal Logout replay detection
 		case RolePoller:
 			worker = true
 			pub = append(pub, "lifecycle.>")

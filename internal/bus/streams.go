@@ -96,6 +96,9 @@ const (
 	KVState = "lw_state"
 	// KVSCIM holds the SCIM users the IdPs provisioned.
 	KVSCIM = "lw_scim"
+	// KVJTI remembers the jti of every Universal Logout request (and the
+	// subject it was for), longer than such a request can live.
+	KVJTI = "lw_jti"
 )
 
 // provisionStreams creates what is missing and updates what differs from
@@ -116,6 +119,8 @@ func (b *Bus) provisionStreams(ctx context.Context) error {
 		{Bucket: KVState, Description: "system log cursor and lease, ID-JAG inventory", History: 1,
 			Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 		{Bucket: KVSCIM, Description: "SCIM users", History: 1, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
+		{Bucket: KVJTI, Description: "jti of Universal Logout requests, for replay detection", History: 1,
+			TTL: 2 * time.Hour, MaxBytes: 64 << 20, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 	} {
 		_, err := b.js.KeyValue(ctx, kc.Bucket)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {

@@ -22,19 +22,22 @@ type Config struct {
 	// Roles this process plays (default: all): intake (the IdP-facing
 	// endpoints), pipeline (planner and executors), poller (the System Log
 	// backstop, when enabled), audit (the index, its API and checkpoints).
-	Roles     []string       `yaml:"roles"`
-	DataDir   string         `yaml:"data_dir"`
-	Listen    string         `yaml:"listen"`
-	PublicURL string         `yaml:"public_url"`
-	Log       LogConfig      `yaml:"log"`
-	HTTP      HTTPConfig     `yaml:"http"`
-	NATS      NATSConfig     `yaml:"nats"`
-	Keys      KeysConfig     `yaml:"keys"`
-	Okta      OktaConfig     `yaml:"okta"`
-	SCIM      SCIMConfig     `yaml:"scim"`
-	SSF       SSFConfig      `yaml:"ssf"`
-	Audit     AuditConfig    `yaml:"audit"`
-	Targets   []TargetConfig `yaml:"targets"`
+	Roles     []string   `yaml:"roles"`
+	DataDir   string     `yaml:"data_dir"`
+	Listen    string     `yaml:"listen"`
+	PublicURL string     `yaml:"public_url"`
+	Log       LogConfig  `yaml:"log"`
+	HTTP      HTTPConfig `yaml:"http"`
+	NATS      NATSConfig `yaml:"nats"`
+	Keys      KeysConfig `yaml:"keys"`
+	Okta      OktaConfig `yaml:"okta"`
+	SCIM      SCIMConfig `yaml:"scim"`
+	SSF       SSFConfig  `yaml:"ssf"`
+	// UniversalLogout makes the worker the IdPs' Universal Logout (Global
+	// Token Revocation) endpoint.
+	UniversalLogout UniversalLogoutConfig `yaml:"universal_logout"`
+	Audit           AuditConfig           `yaml:"audit"`
+	Targets         []TargetConfig        `yaml:"targets"`
 }
 
 // LogConfig selects the log level and format.
@@ -189,6 +192,35 @@ type SSFTransmitterConfig struct {
 	PollToken         string        `yaml:"poll_token"`
 	PollInterval      time.Duration `yaml:"poll_interval"`
 	AllowInsecureHTTP bool          `yaml:"allow_insecure_http"` // http:// jwks_uri and poll_url on loopback, for tests
+}
+
+// UniversalLogoutConfig configures the Global Token Revocation receiver.
+type UniversalLogoutConfig struct {
+	// Path of the endpoint (default /global-token-revocation); a request's
+	// aud must be public_url + path, exactly.
+	Path    string               `yaml:"path"`
+	Issuers []LogoutIssuerConfig `yaml:"issuers"`
+}
+
+// LogoutIssuerConfig is one IdP whose Universal Logout requests we take.
+type LogoutIssuerConfig struct {
+	// Issuer is the JWTs' iss, exactly (Okta: https://acme.okta.com; Auth0:
+	// https://tenant.auth0.com/ with the slash).
+	Issuer string `yaml:"issuer"`
+	// JWKSURI or JWKSFile override finding the keys through the issuer's
+	// metadata (/.well-known/openid-configuration).
+	JWKSURI  string `yaml:"jwks_uri"`
+	JWKSFile string `yaml:"jwks_file"`
+	// Clients, when set, are the only callers (the JWT's sub: the app's
+	// client id or SAML appInstanceId at the IdP) taken.
+	Clients []string `yaml:"clients"`
+	// Kind is what a logout means (default sessions_revoked; deprovisioned
+	// or suspended to act harder).
+	Kind  string      `yaml:"kind"`
+	Scope ScopeConfig `yaml:"scope"`
+	// AcceptUntyped takes JWTs whose typ is absent or "JWT" (older senders).
+	AcceptUntyped     bool `yaml:"accept_untyped"`
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"` // http:// issuer metadata and keys on loopback, for tests
 }
 
 // AuditConfig configures the audit index and its API.
@@ -446,6 +478,14 @@ func (c *Config) setDefaults() {
 	if len(c.SSF.Audience) == 0 {
 		c.SSF.Audience = []string{c.PublicURL}
 	}
+	if c.UniversalLogout.Path == "" {
+		c.UniversalLogout.Path = "/global-token-revocation"
+	}
+	for i := range c.UniversalLogout.Issuers {
+		if c.UniversalLogout.Issuers[i].Kind == "" {
+			c.UniversalLogout.Issuers[i].Kind = "sessions_revoked"
+		}
+	}
 	if c.SSF.MaxSETAge == 0 {
 		c.SSF.MaxSETAge = 12 * time.Hour
 	}
@@ -693,6 +733,35 @@ func (c *Config) Validate() error {
 	}
 	if c.SSF.MaxSETAge < time.Minute || c.SSF.MaxSETAge > 24*time.Hour {
 		bad("ssf.max_set_age: %s is not in [1m, 24h] (the dedup window is 24h)", c.SSF.MaxSETAge)
+	}
+	if p := c.UniversalLogout.Path; !strings.HasPrefix(p, "/") || strings.ContainsAny(p, " ?#{}") ||
+		slices.Contains([]string{"/hooks/okta", "/ssf/events", "/metrics", "/healthz", "/readyz"}, p) ||
+		strings.HasPrefix(p, "/scim/") || strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/.well-known/") {
+		bad("universal_logout.path: %q is not a free absolute path", p)
+	}
+	ulIssuers := map[string]bool{}
+	for i, is := range c.UniversalLogout.Issuers {
+		where := fmt.Sprintf("universal_logout.issuers[%d]", i)
+		if u, err := url.Parse(is.Issuer); err != nil || u.Host == "" {
+			bad("%s.issuer: %q is not a URL", where, is.Issuer)
+		} else if err := CheckEndpoint(is.Issuer, is.AllowInsecureHTTP); err != nil && is.JWKSFile == "" && is.JWKSURI == "" {
+			bad("%s.issuer: its metadata is fetched: %v", where, err)
+		}
+		if ulIssuers[is.Issuer] {
+			bad("%s.issuer: %q is listed twice", where, is.Issuer)
+		}
+		ulIssuers[is.Issuer] = true
+		if is.JWKSURI != "" && is.JWKSFile != "" {
+			bad("%s: set at most one of jwks_uri and jwks_file", where)
+		}
+		if is.JWKSURI != "" {
+			if err := CheckEndpoint(is.JWKSURI, is.AllowInsecureHTTP); err != nil {
+				bad("%s.jwks_uri: %v", where, err)
+			}
+		}
+		if !validKind(is.Kind) || is.Kind == "reactivated" || is.Kind == "access_removed" && len(is.Scope.Apps) == 0 && len(is.Scope.Groups) == 0 {
+			bad("%s.kind: %q is not a kind that revokes (access_removed needs a scope)", where, is.Kind)
+		}
 	}
 	for uri, kind := range c.SSF.EventTypes {
 		if kind != "ignore" && !validKind(kind) {

@@ -18,6 +18,9 @@ const (
 	SourceOktaLog  Source = "okta-log"
 	SourceSCIM     Source = "scim"
 	SourceSSF      Source = "ssf"
+	// SourceLogout is the Universal Logout (Global Token Revocation)
+	// endpoint an IdP calls.
+	SourceLogout Source = "universal-logout"
 )
 
 // Kind is what happened to the subject, independent of the IdP's vocabulary.

@@ -20,6 +20,10 @@ type Config struct {
 	OktaHook http.Handler
 	SCIM     http.Handler
 	SSF      http.Handler
+	// Logout serves the Universal Logout (Global Token Revocation)
+	// endpoint at LogoutPath (nil: not mounted).
+	Logout     http.Handler
+	LogoutPath string
 	// JWKS is our public key set; Issuer our issuer (SSF metadata).
 	JWKS   []byte
 	Issuer string
@@ -48,6 +52,9 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	if cfg.SCIM != nil {
 		mux.Handle("/scim/v2/", cfg.SCIM)
+	}
+	if cfg.Logout != nil {
+		mux.Handle(cfg.LogoutPath, cfg.Logout)
 	}
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/jwk-set+json")

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/logout/logouttest"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
+)
+
+// One Universal Logout from an Okta org reaches every MCP authorization
+// server behind the worker, each by its own channel: Global Token
+// Revocation, OIDC back-channel logout and a CAEP SET. The trail names the
+// signal ("Universal Logout from <org> (app …)"), and the offboarding view
+// shows all three confirmed. A request signed by npm jose for a second
+// issuer (keys from a file) is taken too; an expired one is refused with
+// 401 and an auth.failed record.
+func TestUniversalLogoutRevokesEverywhere(t *testing.T) {
+	idp := logouttest.Okta(t)
+	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
+	defer peer.Close()
+	var mu sync.Mutex
+	got := map[string]int{}
+	capture := func(name string, status int) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			got[name]++
+			if name == "backchannel" {
+				v, _ := url.ParseQuery(string(body))
+				if v.Get("logout_token") == "" {
+					got["bad-backchannel"]++
+				}
+			}
+			mu.Unlock()
+			w.WriteHeader(status)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	bcl, ssf := capture("backchannel", 200), capture("ssf", 202)
+	targets := gtrTarget("gtr", peer.URL, "email") +
+		"  - { name: bcl, driver: backchannel, endpoint: " + bcl.URL + "/logout, audience: mcp-as-client, subject_format: iss_sub, allow_insecure_http: true }\n" +
+		"  - { name: ssf, driver: ssfpush, endpoint: " + ssf.URL + "/events, audience: https://receiver.example, allow_insecure_http: true }\n"
+	cfg := testConfig(t, t.TempDir(), targets)
+	cfg.UniversalLogout.Issuers = []config.LogoutIssuerConfig{{Issuer: idp.Issuer, Kind: "sessions_revoked", AllowInsecureHTTP: true}}
+
+	// A second issuer whose requests npm jose signs (skipped without npm).
+	var joseToken string
+	joseIssuer := "https://idp.jose.example"
+	endpoint := testPublicURL + "/global-token-revocation"
+	if _, err := os.Stat("../../test/jose/node_modules/jose"); err == nil || os.Getenv("CI") != "" {
+		now := time.Now().Unix()
+		keys, toks := joseSign(t, "jose-1", "global-token-revocation+jwt", map[string]any{"iss": joseIssuer, "sub": "0oajose", "aud": endpoint,
+			"jti": uuid.NewString(), "iat": now, "nbf": now - 300, "exp": now + 300})
+		file := filepath.Join(t.TempDir(), "jose-jwks.json")
+		if err := os.WriteFile(file, keys, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.UniversalLogout.Issuers = append(cfg.UniversalLogout.Issuers, config.LogoutIssuerConfig{Issuer: joseIssuer, JWKSFile: file, Kind: "sessions_revoked"})
+		joseToken = toks[0]
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, cfg)
+	setJWKS(peer, w)
+
+	jane := map[string]any{"format": "aliases", "identifiers": []any{
+		map[string]any{"format": "email", "email": "jane@example.com"},
+		map[string]any{"format": "iss_sub", "iss": idp.Issuer, "sub": "00ujane"}}}
+	req := idp.Request(t, w.url+"/global-token-revocation", jane)
+	// The JWT's aud is the endpoint's public URL, not the address we dial.
+	req.Header.Set("Authorization", "Bearer "+idp.Token(t, idp.Claims(endpoint), "global-token-revocation+jwt"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("Universal Logout answered %d", resp.StatusCode)
+	}
+	post := func(token string, body string) int {
+		req, _ := http.NewRequest(http.MethodPost, w.url+"/global-token-revocation", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if joseToken != "" {
+		if code := post(joseToken, `{"sub_id":{"format":"email","email":"jo@example.com"}}`); code != http.StatusNoContent {
+			t.Errorf("the jose-signed request: %d", code)
+		}
+	}
+	expired := idp.Claims(endpoint)
+	expired["exp"] = time.Now().Add(-time.Hour).Unix()
+	if code := post(idp.Token(t, expired, "global-token-revocation+jwt"), string(idp.Body(jane))); code != http.StatusUnauthorized {
+		t.Errorf("an expired request: %d", code)
+	}
+	w.idle(30 * time.Second)
+
+	if ok := peer.Succeeded(); ok["jane@example.com"] != 1 {
+		t.Errorf("GTR target saw %v", ok)
+	}
+	mu.Lock()
+	if got["backchannel"] < 1 || got["ssf"] < 1 || got["bad-backchannel"] != 0 {
+		t.Errorf("back-channel and SSF targets saw %v", got)
+	}
+	mu.Unlock()
+	if joseToken != "" && peer.Succeeded()["jo@example.com"] != 1 {
+		t.Errorf("the jose-signed logout was not revoked: %v", peer.Succeeded())
+	}
+
+	recs := w.audit(audit.Filter{Subject: "jane@example.com", Type: string(audit.TypeEventReceived)})
+	if len(recs) != 1 || recs[0].Source != "universal-logout" {
+		t.Fatalf("jane's receipt: %+v", recs)
+	}
+	r, err := audit.OpenReader(cfg.Audit.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	o, err := r.Offboarding(context.Background(), recs[0].EventID, time.Hour)
+	if err != nil || o == nil {
+		t.Fatalf("offboarding: %v %v", o, err)
+	}
+	if !strings.HasPrefix(o.Cause, "Universal Logout from "+idp.Issuer) || o.Status != "complete" || len(o.Targets) != 3 {
+		t.Errorf("offboarding %+v", o)
+	}
+	for _, tg := range o.Targets {
+		if tg.Status != "succeeded" {
+			t.Errorf("target %s: %s", tg.Target, tg.Status)
+		}
+	}
+	refused := w.audit(audit.Filter{Type: string(audit.TypeAuthFailed)})
+	if len(refused) != 1 || refused[0].Source != "universal-logout" || refused[0].HTTPStatus != 401 || !bytes.Contains(refused[0].Detail, []byte(idp.Issuer)) {
+		t.Errorf("refusals on record: %+v", refused)
+	}
+}
