@@ -75,9 +75,14 @@ func newSETSigner(t *testing.T, issuer string) *setSigner {
 
 func (s *setSigner) sign(t *testing.T, jti, email string) string {
 	t.Helper()
-	payload, _ := json.Marshal(map[string]any{"iss": s.issuer, "jti": jti, "iat": time.Now().Unix(), "aud": testPublicURL,
+	return s.signClaims(t, map[string]any{"iss": s.issuer, "jti": jti, "iat": time.Now().Unix(), "aud": testPublicURL,
 		"sub_id": map[string]any{"format": "email", "email": email},
 		"events": map[string]any{"https://schemas.openid.net/secevent/risc/event-type/account-disabled": map[string]any{}}})
+}
+
+func (s *setSigner) signClaims(t *testing.T, claims map[string]any) string {
+	t.Helper()
+	payload, _ := json.Marshal(claims)
 	jws, err := s.signer.Sign(payload)
 	if err != nil {
 		t.Fatal(err)

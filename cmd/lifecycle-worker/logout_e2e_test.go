@@ -56,6 +56,14 @@ func TestUniversalLogoutRevokesEverywhere(t *testing.T) {
 	targets := gtrTarget("gtr", peer.URL, "email") +
 		"  - { name: bcl, driver: backchannel, endpoint: " + bcl.URL + "/logout, audience: mcp-as-client, subject_format: iss_sub, allow_insecure_http: true }\n" +
 		"  - { name: ssf, driver: ssfpush, endpoint: " + ssf.URL + "/events, audience: https://receiver.example, allow_insecure_http: true }\n"
+	// The GTR target's authorization server confirms each revocation with a
+	// signed CAEP session-revoked SET (GTR draft -06 §5).
+	asSigner := newSETSigner(t, "https://as.gtr.example")
+	asKeys := filepath.Join(t.TempDir(), "as-jwks.json")
+	if err := os.WriteFile(asKeys, asSigner.jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	targets = strings.Replace(targets, "    max_attempts: 5\n", "    max_attempts: 5\n    confirmations: { issuer: \"https://as.gtr.example\", jwks_file: \""+asKeys+"\", window: 1h }\n", 1)
 	cfg := testConfig(t, t.TempDir(), targets)
 	cfg.UniversalLogout.Issuers = []config.LogoutIssuerConfig{{Issuer: idp.Issuer, Kind: "sessions_revoked", AllowInsecureHTTP: true}}
 
@@ -138,17 +146,57 @@ func TestUniversalLogoutRevokesEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	o, err := r.Offboarding(context.Background(), recs[0].EventID, time.Hour)
-	if err != nil || o == nil {
-		t.Fatalf("offboarding: %v %v", o, err)
-	}
-	if !strings.HasPrefix(o.Cause, "Universal Logout from "+idp.Issuer) || o.Status != "complete" || len(o.Targets) != 3 {
-		t.Errorf("offboarding %+v", o)
-	}
-	for _, tg := range o.Targets {
-		if tg.Status != "succeeded" {
-			t.Errorf("target %s: %s", tg.Target, tg.Status)
+	view := func() *audit.Offboarding {
+		t.Helper()
+		o, err := r.Offboarding(context.Background(), recs[0].EventID, time.Hour)
+		if err != nil || o == nil {
+			t.Fatalf("offboarding: %v %v", o, err)
 		}
+		return o
+	}
+	o := view()
+	if !strings.HasPrefix(o.Cause, "Universal Logout from "+idp.Issuer) || o.Status != "complete" || len(o.Targets) != 3 ||
+		len(o.AwaitingConfirmation) != 1 || o.AwaitingConfirmation[0] != "gtr" {
+		t.Errorf("offboarding before the confirmation %+v", o)
+	}
+	// The authorization server says it is done, signing a SET; a stray one
+	// for someone we never revoked is on record as ignored.
+	confirm := func(jti, email string) {
+		t.Helper()
+		payload := map[string]any{"iss": "https://as.gtr.example", "jti": jti, "iat": time.Now().Unix(), "aud": testPublicURL,
+			"sub_id": map[string]any{"format": "email", "email": email},
+			"events": map[string]any{"https://schemas.openid.net/secevent/caep/event-type/session-revoked": map[string]any{"event_timestamp": time.Now().Unix()}}}
+		if code, body := w.postSET(asSigner.signClaims(t, payload), ""); code != http.StatusAccepted {
+			t.Fatalf("completion SET: %d %s", code, body)
+		}
+	}
+	confirm("done-1", "jane@example.com")
+	confirm("stray-1", "nobody@example.com")
+	w.idle(30 * time.Second)
+	o = view()
+	for _, tg := range o.Targets {
+		want := ""
+		if tg.Target == "gtr" {
+			want = "confirmed"
+			if tg.ConfirmedBy == nil || tg.ConfirmedBy.Issuer != "https://as.gtr.example" || tg.ConfirmedBy.JTI != "done-1" {
+				t.Errorf("gtr confirmed by %+v", tg.ConfirmedBy)
+			}
+		}
+		if tg.Status != "succeeded" || tg.Confirmation != want {
+			t.Errorf("target %s: %s, confirmation %q", tg.Target, tg.Status, tg.Confirmation)
+		}
+	}
+	if len(o.AwaitingConfirmation) != 0 {
+		t.Errorf("still awaiting %v", o.AwaitingConfirmation)
+	}
+	if n := len(w.audit(audit.Filter{Type: string(audit.TypeRevocationConfirmed)})); n != 1 {
+		t.Errorf("%d revocation.confirmed records", n)
+	}
+	if stray := w.audit(audit.Filter{Subject: "nobody@example.com"}); len(stray) != 1 || stray[0].Type != audit.TypeEventIgnored {
+		t.Errorf("the stray confirmation: %+v", stray)
+	}
+	if peer.Succeeded()["nobody@example.com"] != 0 {
+		t.Error("a confirmation SET caused a revocation")
 	}
 	refused := w.audit(audit.Filter{Type: string(audit.TypeAuthFailed)})
 	if len(refused) != 1 || refused[0].Source != "universal-logout" || refused[0].HTTPStatus != 401 || !bytes.Contains(refused[0].Detail, []byte(idp.Issuer)) {

@@ -131,7 +131,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	natsRefusals.Store(refusals)
 	now := time.Now
 
-	targets, err := buildTargets(cfg, signer, now)
+	confirmKV, err := b.KV(ctx, bus.KVConfirm)
+	if err != nil {
+		return err
+	}
+	confirmations := kvConfirm{confirmKV}
+	targets, err := buildTargets(cfg, signer, confirmations, now)
 	if err != nil {
 		return err
 	}
@@ -209,7 +214,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err != nil {
 		return err
 	}
-	ssfReceiver, err := newSSFReceiver(cfg, intakeSink, refusals, now, log.With("component", "ssf"))
+	ssfReceiver, err := newSSFReceiver(cfg, intakeSink, refusals, confirmations, now, log.With("component", "ssf"))
 	if err != nil {
 		return err
 	}
@@ -464,7 +469,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsS
 	return router, g, nil
 }
 
-func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time) ([]*revoke.Target, error) {
+func buildTargets(cfg *config.Config, signer *keys.Signer, confirmations revoke.ConfirmLog, now func() time.Time) ([]*revoke.Target, error) {
 	var targets []*revoke.Target
 	var errs []error
 	// Subjects without the email a target needs are completed from Okta's
@@ -557,6 +562,9 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, now func() time.Time)
 			Breaker: &revoke.Breaker{Failures: tc.Breaker.Failures, Cooldown: tc.Breaker.Cooldown, MaxCooldown: tc.Breaker.MaxCooldown, Now: now},
 			Limiter: limiter(tc.Rate, tc.Concurrency), MaxRetryAfter: tc.MaxRetryAfter,
 		})
+		if tc.Confirmations.Issuer != "" {
+			targets[len(targets)-1].ConfirmWindow, targets[len(targets)-1].Confirmations = tc.Confirmations.Window, confirmations
+		}
 	}
 	return targets, errors.Join(errs...)
 }
@@ -631,7 +639,7 @@ func (p *storePressure) watch(ctx context.Context, b *bus.Bus, log *slog.Logger)
 }
 
 // newSSFReceiver builds the Shared Signals receiver from the config.
-func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder, now func() time.Time, log *slog.Logger) (*ssf.Receiver, error) {
+func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder, confirmations revoke.ConfirmLog, now func() time.Time, log *slog.Logger) (*ssf.Receiver, error) {
 	mapping, err := ssf.DefaultMapping().With(cfg.SSF.EventTypes)
 	if err != nil {
 		return nil, fmt.Errorf("ssf.event_types: %w", err)
@@ -640,6 +648,13 @@ func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder
 	for _, t := range cfg.SSF.Transmitters {
 		trs = append(trs, ssf.Transmitter{Issuer: t.Issuer, JWKSURL: t.JWKSURI, JWKSFile: t.JWKSFile, Tokens: t.Tokens})
 	}
+	// Targets whose authorization servers confirm revocations push their
+	// SETs to the same endpoint.
+	for _, t := range cfg.Targets {
+		if c := t.Confirmations; c.Issuer != "" {
+			trs = append(trs, ssf.Transmitter{Issuer: c.Issuer, JWKSURL: c.JWKSURI, JWKSFile: c.JWKSFile, Confirms: t.Name})
+		}
+	}
 	if len(trs) == 0 {
 		log.Warn("SSF has no transmitter configured: every SET will be refused (set ssf.transmitters)")
 	}
@@ -647,7 +662,7 @@ func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return ssf.New(ssf.Config{Transmitters: trs, Audience: cfg.SSF.Audience, Mapping: mapping, MaxAge: cfg.SSF.MaxSETAge,
 		MaxBody: min(cfg.HTTP.MaxBodyBytes, 64<<10), PublishTimeout: cfg.NATS.PublishTimeout,
-		Publisher: pub, Recorder: rec, Client: client, Now: now, Log: log})
+		Publisher: pub, Recorder: rec, Confirmations: confirmations, Client: client, Now: now, Log: log})
 }
 
 // newLogoutReceiver builds the Universal Logout endpoint from the config.

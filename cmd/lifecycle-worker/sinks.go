@@ -314,3 +314,45 @@ func (k kvReplays) Claim(ctx context.Context, key, subject string) (string, erro
 	}
 	return string(e.Value()), nil
 }
+
+// kvConfirm keeps revocations awaiting a signed confirmation, one entry
+// under each identifier of the subject (a SET may name the subject by any
+// of them); the latest revocation of a subject at a target is the one a
+// confirmation ends.
+type kvConfirm struct{ kv jetstream.KeyValue }
+
+func (k kvConfirm) Expect(ctx context.Context, a revoke.Awaiting) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	for _, key := range revoke.ConfirmKeys(a.Target, a.Subject) {
+		if _, err := k.kv.Put(ctx, key, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (k kvConfirm) Take(ctx context.Context, target string, s events.Subject) (*revoke.Awaiting, error) {
+	for _, key := range revoke.ConfirmKeys(target, s) {
+		e, err := k.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var a revoke.Awaiting
+		if err := json.Unmarshal(e.Value(), &a); err != nil {
+			return nil, fmt.Errorf("awaiting confirmation %s: %w", key, err)
+		}
+		for _, other := range revoke.ConfirmKeys(a.Target, a.Subject) {
+			if err := k.kv.Delete(ctx, other); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return nil, err
+			}
+		}
+		return &a, nil
+	}
+	return nil, nil
+}

@@ -10,7 +10,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/ssf"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
 // cmdSSF: `ssf check` fetches every configured transmitter's keys, and
@@ -34,7 +36,7 @@ func cmdSSF(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "no SSF transmitters configured")
 		return nil
 	}
-	r, err := newSSFReceiver(cfg, natsSink{}, natsSink{}, time.Now, slog.New(slog.DiscardHandler))
+	r, err := newSSFReceiver(cfg, natsSink{}, natsSink{}, noConfirmations{}, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -60,4 +62,13 @@ func cmdSSF(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d of %d transmitters failed the check", failed, len(cfg.SSF.Transmitters))
 	}
 	return nil
+}
+
+// noConfirmations stands in for the confirmation log where nothing is
+// received (ssf check only fetches keys and probes).
+type noConfirmations struct{}
+
+func (noConfirmations) Expect(context.Context, revoke.Awaiting) error { return nil }
+func (noConfirmations) Take(context.Context, string, events.Subject) (*revoke.Awaiting, error) {
+	return nil, nil
 }

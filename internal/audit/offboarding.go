@@ -32,6 +32,9 @@ type Offboarding struct {
 	// ID-JAGs for that no planned target revokes at (from the System Log's
 	// ID-JAG inventory): where the subject may keep tokens.
 	Uncovered []string `json:"uncovered_id_jag_audiences,omitempty"`
+	// AwaitingConfirmation names the targets that accepted the revocation
+	// (2xx) and promised a signed confirmation that has not come.
+	AwaitingConfirmation []string `json:"awaiting_confirmation,omitempty"`
 }
 
 // TargetOutcome is one target's part of an offboarding.
@@ -45,6 +48,20 @@ type TargetOutcome struct {
 	HTTPStatus     int        `json:"http_status,omitempty"`
 	Error          string     `json:"error,omitempty"`
 	ExposedUntil   *time.Time `json:"exposed_until,omitempty"`
+	// Confirmation, for a target whose authorization server confirms
+	// revocations with a signed SET: "awaiting" (accepted, not confirmed
+	// yet), "overdue" (the window passed), or "confirmed" (ConfirmedBy says
+	// who signed it, and when it came).
+	Confirmation    string        `json:"confirmation,omitempty"`
+	ConfirmationDue *time.Time    `json:"confirmation_due,omitempty"`
+	ConfirmedBy     *Confirmation `json:"confirmed_by,omitempty"`
+}
+
+// Confirmation is the signed SET that confirmed a revocation.
+type Confirmation struct {
+	Issuer string    `json:"iss"`
+	JTI    string    `json:"jti"`
+	At     time.Time `json:"at"`
 }
 
 // Totals sum a set of offboardings.
@@ -184,7 +201,7 @@ func (r *Reader) Offboarding(ctx context.Context, eventID string, sla time.Durat
 					byTarget[name] = &TargetOutcome{Target: name, Status: "pending"}
 				}
 			}
-		case TypeRevocationAttempted, TypeRevocationSucceeded, TypeRevocationNotApplicable, TypeRevocationDeadLettered, TypeRevocationReplayed:
+		case TypeRevocationAttempted, TypeRevocationSucceeded, TypeRevocationNotApplicable, TypeRevocationDeadLettered, TypeRevocationReplayed, TypeRevocationConfirmed:
 			tg := byTarget[rec.Target]
 			if tg == nil {
 				tg = &TargetOutcome{Target: rec.Target}
@@ -210,6 +227,15 @@ func (r *Reader) Offboarding(ctx context.Context, eventID string, sla time.Durat
 }
 
 func (tg *TargetOutcome) apply(rec Record) {
+	if rec.Type == TypeRevocationConfirmed {
+		var d struct {
+			Iss string `json:"iss"`
+			JTI string `json:"jti"`
+		}
+		_ = json.Unmarshal(rec.Detail, &d)
+		tg.Confirmation, tg.ConfirmedBy = "confirmed", &Confirmation{Issuer: d.Iss, JTI: d.JTI, At: rec.Time}
+		return
+	}
 	if rec.Attempt > 0 {
 		tg.Attempts++
 	}
@@ -217,6 +243,9 @@ func (tg *TargetOutcome) apply(rec Record) {
 	switch rec.Type {
 	case TypeRevocationAttempted, TypeRevocationReplayed:
 		tg.Status, tg.ConfirmedAt, tg.TimeToRevokeMS, tg.ExposedUntil = "pending", nil, nil, nil
+		if tg.Confirmation != "confirmed" {
+			tg.Confirmation, tg.ConfirmationDue = "", nil
+		}
 		if rec.Type == TypeRevocationReplayed {
 			tg.Error = ""
 		}
@@ -227,9 +256,13 @@ func (tg *TargetOutcome) apply(rec Record) {
 		var d struct {
 			TTR          *int64     `json:"time_to_revoke_ms"`
 			ExposedUntil *time.Time `json:"exposed_until"`
+			Due          *time.Time `json:"confirmation_expected_by"`
 		}
 		_ = json.Unmarshal(rec.Detail, &d)
 		tg.TimeToRevokeMS, tg.ExposedUntil = d.TTR, d.ExposedUntil
+		if d.Due != nil && tg.Confirmation != "confirmed" {
+			tg.Confirmation, tg.ConfirmationDue = "awaiting", d.Due
+		}
 	case TypeRevocationDeadLettered:
 		tg.Status = "dead_lettered"
 	}
@@ -245,6 +278,12 @@ func (o *Offboarding) finish(byTarget map[string]*TargetOutcome, sla time.Durati
 	var last *time.Time
 	for _, n := range names {
 		tg := byTarget[n]
+		if tg.Confirmation == "awaiting" && tg.ConfirmationDue != nil && time.Now().After(*tg.ConfirmationDue) {
+			tg.Confirmation = "overdue"
+		}
+		if tg.Confirmation == "awaiting" || tg.Confirmation == "overdue" {
+			o.AwaitingConfirmation = append(o.AwaitingConfirmation, n)
+		}
 		o.Targets = append(o.Targets, *tg)
 		switch tg.Status {
 		case "succeeded", "not_applicable":

@@ -24,8 +24,11 @@ const (
 	TypeRevocationFailed        Type = "revocation.failed"
 	TypeRevocationDeadLettered  Type = "revocation.dead_lettered"
 	TypeRevocationReplayed      Type = "revocation.replayed"
-	TypeCheckpoint              Type = "checkpoint"
-	TypeDLQListed               Type = "dlq.listed" // who looked at the dead letters
+	// TypeRevocationConfirmed: the target's authorization server said, in a
+	// SET it signed, that it finished a revocation we made.
+	TypeRevocationConfirmed Type = "revocation.confirmed"
+	TypeCheckpoint          Type = "checkpoint"
+	TypeDLQListed           Type = "dlq.listed" // who looked at the dead letters
 )
 
 // Subject is who a record is about. Only identifiers, never credentials.

@@ -94,6 +94,11 @@ func (o Offboarding) problems() string {
 		}
 		p = append(p, s)
 	}
+	for _, t := range o.Targets {
+		if t.Confirmation == "awaiting" || t.Confirmation == "overdue" {
+			p = append(p, t.Target+": signed confirmation "+t.Confirmation)
+		}
+	}
 	for _, aud := range o.Uncovered {
 		p = append(p, "ID-JAGs issued for "+aud+", which no target revokes at")
 	}
@@ -118,7 +123,11 @@ func (r Report) writeMarkdown(w io.Writer) error {
 	b.WriteString("\n## Per target\n\n| subject | event | target | status | confirmed | time to revoke | attempts | HTTP | error |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, o := range r.Offboardings {
 		for _, tg := range o.Targets {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", mdCell(o.Subject.Label()), o.EventID, tg.Target, tg.Status,
+			status := tg.Status
+			if tg.Confirmation != "" {
+				status += " (signed confirmation: " + tg.Confirmation + ")"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d | %s | %s |\n", mdCell(o.Subject.Label()), o.EventID, tg.Target, status,
 				ts(tg.ConfirmedAt), msDur(tg.TimeToRevokeMS), tg.Attempts, intOrEmpty(tg.HTTPStatus), mdCell(tg.Error))
 		}
 	}
@@ -141,7 +150,7 @@ func (r Report) writeCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"event_id", "subject_email", "subject_login", "subject_id", "idp_event_time", "received_at", "status",
 		"time_to_revoke_ms", "within_sla", "residual_exposure_until", "target", "target_status", "confirmed_at",
-		"target_time_to_revoke_ms", "attempts", "http_status", "error"})
+		"target_time_to_revoke_ms", "attempts", "http_status", "error", "signed_confirmation"})
 	for _, o := range r.Offboardings {
 		var s Subject
 		if o.Subject != nil {
@@ -153,7 +162,7 @@ func (r Report) writeCSV(w io.Writer) error {
 		}
 		base := []string{o.EventID, s.Email, s.Login, s.ID, ts(o.OccurredAt), ts(o.ReceivedAt), o.Status, ttr, sla(o.WithinSLA), o.exposure()}
 		if len(o.Targets) == 0 {
-			_ = cw.Write(append(base, "", "", "", "", "", "", ""))
+			_ = cw.Write(append(base, "", "", "", "", "", "", "", ""))
 		}
 		for _, tg := range o.Targets {
 			tttr := ""
@@ -161,7 +170,7 @@ func (r Report) writeCSV(w io.Writer) error {
 				tttr = strconv.FormatInt(*tg.TimeToRevokeMS, 10)
 			}
 			_ = cw.Write(append(append([]string{}, base...), tg.Target, tg.Status, ts(tg.ConfirmedAt), tttr,
-				strconv.Itoa(tg.Attempts), intOrEmpty(tg.HTTPStatus), tg.Error))
+				strconv.Itoa(tg.Attempts), intOrEmpty(tg.HTTPStatus), tg.Error, tg.Confirmation))
 		}
 	}
 	cw.Flush()

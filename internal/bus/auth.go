@@ -80,7 +80,7 @@ func subjectToken(s string) string {
 }
 
 // streamsAndBuckets are the names the worker provisions.
-var provisioned = []string{StreamLifecycle, StreamRevoke, StreamDLQ, StreamAudit, "KV_" + KVAttempts, "KV_" + KVState, "KV_" + KVSCIM, "KV_" + KVJTI}
+var provisioned = []string{StreamLifecycle, StreamRevoke, StreamDLQ, StreamAudit, "KV_" + KVAttempts, "KV_" + KVState, "KV_" + KVSCIM, "KV_" + KVJTI, "KV_" + KVConfirm}
 
 // Permissions are what an identity with roles may publish and subscribe.
 // A role grants the subjects of its own work and nothing else; roles add up.
@@ -113,18 +113,21 @@ func Permissions(name string, roles []string) *server.Permissions {
 			worker = true
 			pub = append(pub, "lifecycle.>")
 			kv(KVSCIM)
-			kv(KVJTI) // Universal Logout replay detection
+			kv(KVJTI)     // Universal Logout replay detection
+			kv(KVConfirm) // confirmations arriving as SETs
 		case RolePoller:
 			worker = true
 			pub = append(pub, "lifecycle.>")
 			kv(KVState)
+			kv(KVConfirm) // polled SETs may be confirmations
 		case RolePipeline:
 			worker = true
 			pub = append(pub, "revoke.>", "revoke_dlq.>")
 			consume(StreamLifecycle)
 			consume(StreamRevoke)
 			kv(KVAttempts)
-			kv(KVState) // the ID-JAG inventory
+			kv(KVState)   // the ID-JAG inventory
+			kv(KVConfirm) // revocations awaiting a confirmation
 		case RoleAudit:
 			worker = true
 			consume(StreamAudit)

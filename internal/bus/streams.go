@@ -99,6 +99,9 @@ const (
 	// KVJTI remembers the jti of every Universal Logout request (and the
 	// subject it was for), longer than such a request can live.
 	KVJTI = "lw_jti"
+	// KVConfirm holds the revocations whose target promised a signed
+	// confirmation, until it comes (or a week passes).
+	KVConfirm = "lw_confirm"
 )
 
 // provisionStreams creates what is missing and updates what differs from
@@ -119,6 +122,8 @@ func (b *Bus) provisionStreams(ctx context.Context) error {
 		{Bucket: KVState, Description: "system log cursor and lease, ID-JAG inventory", History: 1,
 			Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 		{Bucket: KVSCIM, Description: "SCIM users", History: 1, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
+		{Bucket: KVConfirm, Description: "revocations awaiting a signed confirmation from their target", History: 1,
+			TTL: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 		{Bucket: KVJTI, Description: "jti of Universal Logout requests, for replay detection", History: 1,
 			TTL: 2 * time.Hour, MaxBytes: 64 << 20, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 	} {

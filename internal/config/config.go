@@ -291,6 +291,22 @@ type TargetConfig struct {
 	// AllowInsecureHTTP permits http:// to a loopback address, for tests.
 	AllowInsecureHTTP bool           `yaml:"allow_insecure_http"`
 	HTTP              HTTPCallConfig `yaml:"http"`
+	// Confirmations, when its issuer is set, says the target's
+	// authorization server confirms each revocation with a signed CAEP
+	// session-revoked SET pushed to our /ssf/events (GTR draft -06 §5).
+	Confirmations ConfirmationsConfig `yaml:"confirmations"`
+}
+
+// ConfirmationsConfig is a target's authorization server as the transmitter
+// of its completion notices.
+type ConfirmationsConfig struct {
+	Issuer   string `yaml:"issuer"`    // the SETs' iss
+	JWKSURI  string `yaml:"jwks_uri"`  // its keys (https), or
+	JWKSFile string `yaml:"jwks_file"` // fixed keys
+	// Window is how long after the 2xx a confirmation may come (default 1h,
+	// at most 7 days); later ones are on record as late, and the
+	// revocation is listed as unconfirmed.
+	Window time.Duration `yaml:"window"`
 }
 
 // BreakerConfig opens a target's breaker after Failures consecutive
@@ -622,6 +638,9 @@ func (t *TargetConfig) setDefaults() {
 	if t.MaxRetryAfter == 0 {
 		t.MaxRetryAfter = time.Hour
 	}
+	if t.Confirmations.Issuer != "" && t.Confirmations.Window == 0 {
+		t.Confirmations.Window = time.Hour
+	}
 	if t.Driver == "httpcall" {
 		if t.HTTP.Method == "" {
 			t.HTTP.Method = "POST"
@@ -786,6 +805,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.BatchSize < 1 || c.Audit.BatchSize > 10000 {
 		bad("audit.batch_size: %d is not in 1..10000", c.Audit.BatchSize)
+	}
+	confirmers := map[string]bool{}
+	for i, t := range c.Targets {
+		if iss := t.Confirmations.Issuer; iss != "" {
+			if ssfIssuers[iss] || confirmers[iss] {
+				bad("targets[%d].confirmations.issuer: %q is already a transmitter; one issuer, one role", i, iss)
+			}
+			confirmers[iss] = true
+		}
 	}
 	seen := map[string]bool{}
 	for i, t := range c.Targets {
@@ -991,6 +1019,22 @@ func (t TargetConfig) validate() []error {
 	for _, d := range t.Backoff {
 		if d <= 0 {
 			bad("backoff: %s is not positive", d)
+		}
+	}
+	if c := t.Confirmations; c.Issuer != "" || c.JWKSURI != "" || c.JWKSFile != "" {
+		if u, err := url.Parse(c.Issuer); err != nil || u.Host == "" {
+			bad("confirmations.issuer: %q is not a URL", c.Issuer)
+		}
+		switch {
+		case (c.JWKSURI == "") == (c.JWKSFile == ""):
+			bad("confirmations: set one of jwks_uri and jwks_file")
+		case c.JWKSURI != "":
+			if err := CheckEndpoint(c.JWKSURI, t.AllowInsecureHTTP); err != nil {
+				bad("confirmations.jwks_uri: %w", err)
+			}
+		}
+		if c.Window <= 0 || c.Window > 7*24*time.Hour {
+			bad("confirmations.window: %s is not in (0, 7d]", c.Window)
 		}
 	}
 	if t.Driver == "httpcall" {

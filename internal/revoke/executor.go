@@ -135,6 +135,16 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 			} else {
 				detail["exposure"] = "unknown: the target declares no max_token_lifetime"
 			}
+			if t.ConfirmWindow > 0 {
+				// Expected before the record says so: a crash between
+				// repeats both, harmlessly.
+				deadline := rec.Time.Add(t.ConfirmWindow)
+				if err := t.Confirmations.Expect(ctx, Awaiting{EventID: job.EventID, RecordID: job.recordID(), Target: t.Name,
+					Source: string(job.Source), Kind: string(job.Kind), Subject: job.Subject, Accepted: rec.Time, Deadline: deadline}); err != nil {
+					return fmt.Errorf("expect confirmation of %s: %w", job.ID, err)
+				}
+				detail["confirmation_expected_by"] = deadline
+			}
 		}
 		rec.Detail = audit.Detail(detail)
 		if err := e.recorder.Record(ctx, rec); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,5 +152,39 @@ func TestRetryAfterHeader(t *testing.T) {
 		if got := RetryAfter(h, now, time.Hour); got != c.want {
 			t.Errorf("Retry-After %q: %s, want %s", c.v, got, c.want)
 		}
+	}
+}
+
+type memConfirm struct{ expected []Awaiting }
+
+func (m *memConfirm) Expect(_ context.Context, a Awaiting) error {
+	m.expected = append(m.expected, a)
+	return nil
+}
+func (m *memConfirm) Take(context.Context, string, events.Subject) (*Awaiting, error) {
+	return nil, nil
+}
+
+// A target that promises signed confirmations: a success is recorded with
+// the confirmation's deadline and the revocation is left awaiting it.
+func TestSuccessAwaitsAPromisedConfirmation(t *testing.T) {
+	now := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	confirm := &memConfirm{}
+	e, _, rec, _ := executor(t, &scripted{res: []Result{{Class: Succeeded, HTTPStatus: 204}}}, func() time.Time { return now }, func(tg *Target) {
+		tg.ConfirmWindow, tg.Confirmations = time.Hour, confirm
+	})
+	job := Job{ID: "okta:1|as1", EventID: "okta:1", Target: "as1", Kind: events.KindDeprovisioned, Subject: events.Subject{Email: "a@x"}, ReceivedAt: now}
+	if err := e.Execute(context.Background(), job, 1); err != nil {
+		t.Fatal(err)
+	}
+	if len(confirm.expected) != 1 || confirm.expected[0].EventID != "okta:1" || !confirm.expected[0].Deadline.Equal(now.Add(time.Hour)) {
+		t.Fatalf("awaiting %+v", confirm.expected)
+	}
+	if len(rec.recs) != 1 || !strings.Contains(string(rec.recs[0].Detail), `"confirmation_expected_by":"2026-11-30T11:00:00Z"`) {
+		t.Errorf("record %+v", rec.recs)
+	}
+	if len(ConfirmKeys("as1", events.Subject{Email: "A@X", Issuer: "https://i", ID: "00u1"})) != 3 ||
+		ConfirmKeys("as1", events.Subject{Email: "A@X"})[0] != ConfirmKeys("as1", events.Subject{Email: "a@x"})[0] {
+		t.Error("confirm keys: one per identifier, emails case-insensitive")
 	}
 }

@@ -40,6 +40,11 @@ type Target struct {
 	Limiter *rate.Limiter
 	// MaxRetryAfter caps how long a Retry-After may hold the target.
 	MaxRetryAfter time.Duration
+	// ConfirmWindow, when set, is how long after its 2xx the target's
+	// authorization server has to confirm a revocation with a signed SET;
+	// Confirmations keeps the revocations waiting for one.
+	ConfirmWindow time.Duration
+	Confirmations ConfirmLog
 }
 
 // exposure says until when a token issued before a revocation confirmed at
@@ -63,6 +68,9 @@ func (t *Target) Validate() error {
 	}
 	if t.Driver == nil {
 		errs = append(errs, errors.New("target "+t.Name+": nil driver"))
+	}
+	if t.ConfirmWindow > 0 && t.Confirmations == nil {
+		errs = append(errs, errors.New("target "+t.Name+": confirmations expected but nowhere to keep them"))
 	}
 	if t.Concurrency < 1 || t.Timeout <= 0 || t.MaxAttempts < 1 || len(t.Backoff) == 0 {
 		errs = append(errs, errors.New("target "+t.Name+": concurrency, timeout, max attempts and backoff must be set"))

@@ -1,6 +1,7 @@
 package ssf
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -23,6 +24,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/jwks"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
 // Transmitter is one source of SETs we accept.
@@ -31,6 +33,11 @@ type Transmitter struct {
 	JWKSURL  string // fetched lazily, refetched for an unknown kid
 	JWKSFile string // or fixed keys
 	Tokens   []string
+	// Confirms, when set, makes this transmitter a target's authorization
+	// server confirming revocations (GTR draft -06 §5): its session-revoked
+	// SETs end revocations awaiting confirmation at that target, and are
+	// never lifecycle events themselves.
+	Confirms string
 }
 
 // Config configures the receiver.
@@ -47,6 +54,9 @@ type Config struct {
 	PublishTimeout time.Duration
 	Publisher      events.Publisher
 	Recorder       audit.Recorder
+	// Confirmations holds the revocations awaiting a confirmation (needed
+	// when a transmitter Confirms a target).
+	Confirmations revoke.ConfirmLog
 	// Client fetches transmitters' keys (HTTPS, no redirects, a timeout).
 	Client *http.Client
 	Now    func() time.Time
@@ -100,6 +110,12 @@ func New(cfg Config) (*Receiver, error) {
 		}
 		for _, tok := range t.Tokens {
 			tr.tokens = append(tr.tokens, []byte(tok))
+		}
+		if t.Confirms != "" && cfg.Confirmations == nil {
+			return nil, fmt.Errorf("ssf transmitter %s confirms target %s, but there is no confirmation log", t.Issuer, t.Confirms)
+		}
+		if _, dup := r.transmitters[t.Issuer]; dup {
+			return nil, fmt.Errorf("ssf transmitter %s is listed twice", t.Issuer)
 		}
 		r.transmitters[t.Issuer] = tr
 	}
@@ -176,6 +192,13 @@ func (r *Receiver) ingest(ctx context.Context, raw string, authorized func(*tran
 		return s, serr, nil
 	}
 	events.Authenticated(ctx)
+	if tr := r.transmitters[s.Iss]; tr.Confirms != "" {
+		recs, serr, err := r.confirm(ctx, s, tr.Confirms)
+		if serr != nil || err != nil {
+			return s, serr, err
+		}
+		return s, nil, r.record(ctx, recs...)
+	}
 	evs, ignored, serr := r.events(s, payload)
 	if serr != nil {
 		return s, serr, nil
@@ -383,6 +406,69 @@ func (r *Receiver) events(s *set, payload []byte) ([]events.Event, []audit.Recor
 	return evs, ignored, nil
 }
 
+// confirm turns an authorization server's session-revoked SETs into
+// revocation.confirmed records for the revocations at target awaiting one;
+// what matches none (or comes after the window) is on record as ignored.
+// Record IDs come from the SET, so a retransmission is dropped by the
+// stream's dedup rather than recorded as a stray.
+func (r *Receiver) confirm(ctx context.Context, s *set, target string) ([]audit.Record, *setError, error) {
+	var recs []audit.Record
+	uris := make([]string, 0, len(s.Events))
+	for uri := range s.Events {
+		uris = append(uris, uri)
+	}
+	sort.Strings(uris)
+	now := r.cfg.Now().UTC()
+	for _, uri := range uris {
+		id := "ssf-confirm/" + s.Iss + "/" + s.Jti + "#" + uri
+		detail := map[string]any{"event_type": uri, "jti": s.Jti, "iss": s.Iss, "target": target}
+		eventID := ""
+		ignore := func(reason string, subject *audit.Subject) {
+			detail["reason"] = reason
+			recs = append(recs, audit.Record{ID: id, Type: audit.TypeEventIgnored, EventID: eventID, Target: target, Subject: subject, Outcome: "ignored", Detail: audit.Detail(detail)})
+		}
+		if uri != TypeSessionRevoked {
+			ignore("a confirming authorization server's SET that is not session-revoked", nil)
+			continue
+		}
+		var body struct {
+			Subject json.RawMessage `json:"subject"`
+		}
+		_ = json.Unmarshal(s.Events[uri], &body)
+		raw := s.SubID
+		if len(raw) == 0 {
+			raw = body.Subject
+		}
+		subject, why, err := events.ParseSubjectID(raw)
+		switch {
+		case err != nil:
+			return nil, refuse(http.StatusBadRequest, "invalid_request", "sub_id: %v", err), nil
+		case why != "":
+			ignore(why, nil)
+			continue
+		}
+		a, err := r.cfg.Confirmations.Take(ctx, target, subject)
+		if err != nil {
+			return nil, nil, fmt.Errorf("confirmations: %w", err)
+		}
+		switch {
+		case a == nil:
+			ignore("confirms no revocation at "+target+" awaiting one", audit.SubjectOf(subject))
+		case now.After(a.Deadline):
+			eventID, detail["deadline"] = a.EventID, a.Deadline
+			ignore("came after the confirmation window", audit.SubjectOf(a.Subject))
+		default:
+			detail["accepted_at"], detail["confirmation_delay_ms"] = a.Accepted, now.Sub(a.Accepted).Milliseconds()
+			if s.Iat != nil {
+				detail["set_iat"] = unixTime(*s.Iat)
+			}
+			recs = append(recs, audit.Record{ID: id, Type: audit.TypeRevocationConfirmed, EventID: a.EventID, Source: a.Source, Kind: a.Kind,
+				Subject: audit.SubjectOf(a.Subject), Target: target, Outcome: "confirmed", Detail: audit.Detail(detail)})
+		}
+	}
+	return recs, nil, nil
+}
+
 // answer refuses a delivery in RFC 8935 form and puts the refusal on record.
 func (r *Receiver) answer(w http.ResponseWriter, req *http.Request, e *setError, s *set) {
 	r.refused(req.Context(), e, s, map[string]any{"delivery": "push", "remote": events.RemoteHost(req)})
@@ -418,6 +504,10 @@ func (r *Receiver) record(ctx context.Context, recs ...audit.Record) error {
 	}
 	now := r.cfg.Now().UTC()
 	for i := range recs {
+		if recs[i].ID != "" {
+			recs[i].Time, recs[i].Source = now, cmp.Or(recs[i].Source, string(events.SourceSSF))
+			continue
+		}
 		recs[i].ID = "ssf/" + uuid.NewString()
 		recs[i].Time = now
 		recs[i].Source = string(events.SourceSSF)

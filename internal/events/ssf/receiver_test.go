@@ -1,11 +1,13 @@
 package ssf
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +21,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/eventstest"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
 const (
@@ -392,5 +395,58 @@ func TestOldAndNonCompactSETsAreRefused(t *testing.T) {
 	}
 	if len(m.Events) != 0 {
 		t.Errorf("events from refused SETs: %v", m.Events)
+	}
+}
+
+type memConfirm struct {
+	waiting map[string]*revoke.Awaiting
+}
+
+func (m *memConfirm) Expect(context.Context, revoke.Awaiting) error { return nil }
+func (m *memConfirm) Take(_ context.Context, target string, s events.Subject) (*revoke.Awaiting, error) {
+	a := m.waiting[target+"/"+s.Email]
+	delete(m.waiting, target+"/"+s.Email)
+	return a, nil
+}
+
+// A target's authorization server confirming revocations: its
+// session-revoked SET becomes revocation.confirmed for the revocation
+// awaiting it, never a lifecycle event; one after the window, one matching
+// nothing, and other event types are on record as ignored.
+func TestConfirmationSETs(t *testing.T) {
+	p := newTransmitter(t)
+	m := &eventstest.Broker{}
+	now := time.Now()
+	conf := &memConfirm{waiting: map[string]*revoke.Awaiting{
+		"as1/ana@example.com": {EventID: "okta:1", Target: "as1", Subject: events.Subject{Email: "ana@example.com"}, Accepted: now.Add(-time.Minute), Deadline: now.Add(time.Hour)},
+		"as1/bo@example.com":  {EventID: "okta:2", Target: "as1", Subject: events.Subject{Email: "bo@example.com"}, Accepted: now.Add(-2 * time.Hour), Deadline: now.Add(-time.Hour)},
+	}}
+	r, err := New(Config{Transmitters: []Transmitter{{Issuer: iss, JWKSURL: p.srv.URL, Confirms: "as1"}}, Audience: []string{aud},
+		Mapping: DefaultMapping(), MaxBody: 64 << 10, PublishTimeout: time.Second, Publisher: m, Recorder: m, Confirmations: conf,
+		Client: p.srv.Client(), Now: time.Now, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct{ event, email string }{
+		{TypeSessionRevoked, "ana@example.com"}, {TypeSessionRevoked, "bo@example.com"}, {TypeSessionRevoked, "cy@example.com"}, {TypeAccountDisabled, "ana@example.com"},
+	} {
+		set := p.sign(claims(c.event, map[string]any{}, func(cl map[string]any) {
+			cl["jti"] = fmt.Sprint("c-", i)
+			cl["sub_id"] = map[string]any{"format": "email", "email": c.email}
+		}), "secevent+jwt", nil, "")
+		if code, body := post(r, set, setType, ""); code != http.StatusAccepted {
+			t.Fatalf("%s for %s: %d %v", c.event, c.email, code, body)
+		}
+	}
+	if len(m.Events) != 0 {
+		t.Errorf("confirmations became lifecycle events: %v", m.Events)
+	}
+	var got []string
+	for _, rec := range m.Records {
+		got = append(got, string(rec.Type)+":"+rec.EventID)
+	}
+	want := "revocation.confirmed:okta:1 event.ignored:okta:2 event.ignored: event.ignored:"
+	if strings.Join(got, " ") != want || m.Records[0].Target != "as1" {
+		t.Errorf("records %v, want %s", got, want)
 	}
 }
