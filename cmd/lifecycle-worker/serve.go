@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +29,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktalog"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/scim"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/ssf"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/ssf/stream"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/jwks"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
@@ -214,7 +217,17 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err != nil {
 		return err
 	}
-	ssfReceiver, err := newSSFReceiver(cfg, intakeSink, refusals, confirmations, now, log.With("component", "ssf"))
+	var streams ssf.Streams
+	var registry *stream.Registry
+	if managedStreams(cfg) {
+		stateKV, err := b.KV(ctx, bus.KVState)
+		if err != nil {
+			return err
+		}
+		registry = &stream.Registry{State: kvState{stateKV}, Recorder: intakeSink, Now: now, Log: log.With("component", "ssf-streams")}
+		streams = registry
+	}
+	ssfReceiver, err := newSSFReceiver(cfg, intakeSink, refusals, confirmations, streams, now, log.With("component", "ssf"))
 	if err != nil {
 		return err
 	}
@@ -285,6 +298,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	budgetDone := make(chan struct{})
 	go func() { defer close(budgetDone); refusals.Run(budgetCtx, 10*time.Second) }()
 	defer func() { stopBudget(); <-budgetDone }()
+	if registry != nil && cfg.Has(config.RolePoller) {
+		keeper, err := streamKeeper(cfg, signer, registry, now, log.With("component", "ssf-streams"))
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); keeper.Run(pollCtx) }()
+	}
 	if cfg.Has(config.RolePoller) {
 		for _, tr := range cfg.SSF.Transmitters {
 			if tr.PollURL == "" {
@@ -639,14 +660,14 @@ func (p *storePressure) watch(ctx context.Context, b *bus.Bus, log *slog.Logger)
 }
 
 // newSSFReceiver builds the Shared Signals receiver from the config.
-func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder, confirmations revoke.ConfirmLog, now func() time.Time, log *slog.Logger) (*ssf.Receiver, error) {
+func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder, confirmations revoke.ConfirmLog, streams ssf.Streams, now func() time.Time, log *slog.Logger) (*ssf.Receiver, error) {
 	mapping, err := ssf.DefaultMapping().With(cfg.SSF.EventTypes)
 	if err != nil {
 		return nil, fmt.Errorf("ssf.event_types: %w", err)
 	}
 	var trs []ssf.Transmitter
 	for _, t := range cfg.SSF.Transmitters {
-		trs = append(trs, ssf.Transmitter{Issuer: t.Issuer, JWKSURL: t.JWKSURI, JWKSFile: t.JWKSFile, Tokens: t.Tokens})
+		trs = append(trs, ssf.Transmitter{Issuer: t.Issuer, JWKSURL: t.JWKSURI, JWKSFile: t.JWKSFile, Tokens: t.Tokens, Managed: t.Stream != nil})
 	}
 	// Targets whose authorization servers confirm revocations push their
 	// SETs to the same endpoint.
@@ -662,7 +683,7 @@ func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return ssf.New(ssf.Config{Transmitters: trs, Audience: cfg.SSF.Audience, Mapping: mapping, MaxAge: cfg.SSF.MaxSETAge,
 		MaxBody: min(cfg.HTTP.MaxBodyBytes, 64<<10), PublishTimeout: cfg.NATS.PublishTimeout,
-		Publisher: pub, Recorder: rec, Confirmations: confirmations, Client: client, Now: now, Log: log})
+		Publisher: pub, Recorder: rec, Confirmations: confirmations, Streams: streams, Client: client, Now: now, Log: log})
 }
 
 // newLogoutReceiver builds the Universal Logout endpoint from the config.
@@ -698,4 +719,76 @@ func newLogoutReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recor
 	return logout.New(logout.Config{Issuers: issuers, Audience: []string{cfg.PublicURL + cfg.UniversalLogout.Path},
 		MaxBody: min(cfg.HTTP.MaxBodyBytes, 64<<10), PublishTimeout: cfg.NATS.PublishTimeout,
 		Publisher: pub, Recorder: rec, Replays: replays, Now: now, Log: log})
+}
+
+// managedStreams reports whether any transmitter's stream is ours to keep.
+func managedStreams(cfg *config.Config) bool {
+	for _, t := range cfg.SSF.Transmitters {
+		if t.Stream != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// streamClient is the management API client of one transmitter.
+func streamClient(cfg *config.Config, t config.SSFTransmitterConfig, signer *keys.Signer, now func() time.Time) (*stream.Client, error) {
+	client := &http.Client{Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var tokens stream.TokenSource
+	switch a := t.Stream.Auth; a.Type {
+	case "bearer":
+		tokens = outauth.Static(a.Token)
+	case "client_credentials":
+		cc := &outauth.ClientCredentials{TokenURL: a.TokenURL, ClientID: a.ClientID, Secret: a.ClientSecret, Method: a.Method,
+			Scope: cmp.Or(a.Scope, "ssf.manage"), Signer: signer, Client: client, Now: now}
+		if err := cc.Validate(); err != nil {
+			return nil, fmt.Errorf("ssf stream %s: %w", t.Issuer, err)
+		}
+		tokens = cc
+	}
+	allow := t.AllowInsecureHTTP
+	return &stream.Client{Issuer: t.Issuer, HTTP: client, Tokens: tokens, CheckURL: func(u string) error { return config.CheckEndpoint(u, allow) }}, nil
+}
+
+// streamEvents are the event types a managed stream asks for by default:
+// every one we act on.
+func streamEvents(cfg *config.Config) ([]string, error) {
+	mapping, err := ssf.DefaultMapping().With(cfg.SSF.EventTypes)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for uri := range mapping {
+		out = append(out, uri)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// streamKeeper builds the managers of every managed stream.
+func streamKeeper(cfg *config.Config, signer *keys.Signer, registry *stream.Registry, now func() time.Time, log *slog.Logger) (*stream.Keeper, error) {
+	host, _ := os.Hostname()
+	k := &stream.Keeper{State: registry.State, Owner: fmt.Sprintf("%s/%d/%d", host, os.Getpid(), time.Now().UnixNano()), Now: now, Log: log}
+	defaults, err := streamEvents(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range cfg.SSF.Transmitters {
+		if t.Stream == nil {
+			continue
+		}
+		c, err := streamClient(cfg, t, signer, now)
+		if err != nil {
+			return nil, err
+		}
+		evs := t.Stream.EventsRequested
+		if len(evs) == 0 {
+			evs = defaults
+		}
+		k.Managers = append(k.Managers, &stream.Manager{Client: c, Registry: registry, Endpoint: cfg.PublicURL + "/ssf/events", Events: evs,
+			Description: t.Stream.Description, RotateEvery: t.Stream.RotateEvery, VerifyEvery: t.Stream.VerifyEvery, VerifyWithin: t.Stream.VerifyWithin})
+		k.Intervals = append(k.Intervals, t.Stream.ReconcileInterval)
+	}
+	return k, nil
 }

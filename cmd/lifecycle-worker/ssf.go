@@ -36,7 +36,7 @@ func cmdSSF(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "no SSF transmitters configured")
 		return nil
 	}
-	r, err := newSSFReceiver(cfg, natsSink{}, natsSink{}, noConfirmations{}, time.Now, slog.New(slog.DiscardHandler))
+	r, err := newSSFReceiver(cfg, natsSink{}, natsSink{}, noConfirmations{}, noStreams{}, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -72,3 +72,10 @@ func (noConfirmations) Expect(context.Context, revoke.Awaiting) error { return n
 func (noConfirmations) Take(context.Context, string, events.Subject) (*revoke.Awaiting, error) {
 	return nil, nil
 }
+
+// noStreams stands in for the managed streams' state in ssf check.
+type noStreams struct{}
+
+func (noStreams) Tokens(context.Context, string) [][]byte                     { return nil }
+func (noStreams) Verified(context.Context, string, string) (bool, error)      { return false, nil }
+func (noStreams) StatusChanged(context.Context, string, string, string) error { return nil }

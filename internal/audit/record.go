@@ -27,8 +27,11 @@ const (
 	// TypeRevocationConfirmed: the target's authorization server said, in a
 	// SET it signed, that it finished a revocation we made.
 	TypeRevocationConfirmed Type = "revocation.confirmed"
-	TypeCheckpoint          Type = "checkpoint"
-	TypeDLQListed           Type = "dlq.listed" // who looked at the dead letters
+	// TypeStream: a Shared Signals stream we manage changed (created,
+	// updated, verified, verification overdue, its status).
+	TypeStream     Type = "ssf.stream"
+	TypeCheckpoint Type = "checkpoint"
+	TypeDLQListed  Type = "dlq.listed" // who looked at the dead letters
 )
 
 // Subject is who a record is about. Only identifiers, never credentials.

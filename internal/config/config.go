@@ -192,6 +192,28 @@ type SSFTransmitterConfig struct {
 	PollToken         string        `yaml:"poll_token"`
 	PollInterval      time.Duration `yaml:"poll_interval"`
 	AllowInsecureHTTP bool          `yaml:"allow_insecure_http"` // http:// jwks_uri and poll_url on loopback, for tests
+	// Stream, when set, makes the worker create and keep its own push
+	// stream at the transmitter (SSF 1.0 stream management): pointed at
+	// public_url/ssf/events, with a bearer token it generates and rotates.
+	Stream *SSFStreamConfig `yaml:"stream"`
+}
+
+// SSFStreamConfig is a stream the worker manages at its transmitter.
+type SSFStreamConfig struct {
+	// EventsRequested (default: every event type we act on).
+	EventsRequested []string `yaml:"events_requested"`
+	Description     string   `yaml:"description"`
+	// Auth is how we call the transmitter's management API: bearer, or
+	// client_credentials (scope ssf.manage per the interoperability profile).
+	Auth AuthConfig `yaml:"auth"`
+	// ReconcileInterval: how often the stream is checked (default 5m);
+	// VerifyEvery: how often a verification is asked for (default 24h);
+	// VerifyWithin: how long it may take before it is overdue (default
+	// 5m); RotateEvery: how often the delivery token changes (default 720h).
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	VerifyEvery       time.Duration `yaml:"verify_every"`
+	VerifyWithin      time.Duration `yaml:"verify_within"`
+	RotateEvery       time.Duration `yaml:"rotate_every"`
 }
 
 // UniversalLogoutConfig configures the Global Token Revocation receiver.
@@ -509,6 +531,26 @@ func (c *Config) setDefaults() {
 		if c.SSF.Transmitters[i].PollInterval == 0 {
 			c.SSF.Transmitters[i].PollInterval = 10 * time.Second
 		}
+		if st := c.SSF.Transmitters[i].Stream; st != nil {
+			if st.ReconcileInterval == 0 {
+				st.ReconcileInterval = 5 * time.Minute
+			}
+			if st.VerifyEvery == 0 {
+				st.VerifyEvery = 24 * time.Hour
+			}
+			if st.VerifyWithin == 0 {
+				st.VerifyWithin = 5 * time.Minute
+			}
+			if st.RotateEvery == 0 {
+				st.RotateEvery = 30 * 24 * time.Hour
+			}
+			if st.Description == "" {
+				st.Description = "lifecycle-worker: revoke MCP authorization server tokens when the IdP says a person is gone"
+			}
+			if st.Auth.Type == "client_credentials" && st.Auth.Method == "" {
+				st.Auth.Method = "client_secret_basic"
+			}
+		}
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -739,6 +781,35 @@ func (c *Config) Validate() error {
 		for j, t := range tr.Tokens {
 			if len(t) < 16 {
 				bad("%s.tokens[%d] is empty or shorter than 16 characters (is its environment variable set?)", where, j)
+			}
+		}
+		if st := tr.Stream; st != nil {
+			if tr.PollURL != "" {
+				bad("%s: a managed stream is pushed to us; poll_url is for a stream someone else configured", where)
+			}
+			if len(tr.Tokens) > 0 {
+				bad("%s.tokens: a managed stream's token is generated; leave tokens out", where)
+			}
+			switch st.Auth.Type {
+			case "bearer":
+				if len(st.Auth.Token) < 16 {
+					bad("%s.stream.auth.token: empty or shorter than 16 characters (is its environment variable set?)", where)
+				}
+			case "client_credentials":
+				if err := CheckEndpoint(st.Auth.TokenURL, tr.AllowInsecureHTTP); err != nil {
+					bad("%s.stream.auth.token_url: %v", where, err)
+				}
+				if st.Auth.ClientID == "" || (st.Auth.Method != "private_key_jwt" && st.Auth.ClientSecret == "") {
+					bad("%s.stream.auth: client_credentials needs client_id and client_secret (or method private_key_jwt)", where)
+				}
+			default:
+				bad("%s.stream.auth.type: %q is not bearer or client_credentials", where, st.Auth.Type)
+			}
+			if st.ReconcileInterval < time.Second || st.VerifyWithin < time.Second || st.VerifyEvery < st.VerifyWithin || st.RotateEvery < time.Hour {
+				bad("%s.stream: reconcile_interval and verify_within >= 1s, verify_every >= verify_within, rotate_every >= 1h", where)
+			}
+			if err := CheckEndpoint(tr.Issuer, tr.AllowInsecureHTTP); err != nil {
+				bad("%s.issuer: the stream is managed through the issuer's metadata: %v", where, err)
 			}
 		}
 		if tr.PollURL != "" {

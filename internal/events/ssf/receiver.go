@@ -33,6 +33,10 @@ type Transmitter struct {
 	JWKSURL  string // fetched lazily, refetched for an unknown kid
 	JWKSFile string // or fixed keys
 	Tokens   []string
+	// Managed marks a stream this worker created at the transmitter (see
+	// package stream): its delivery token comes from Config.Streams, and is
+	// required.
+	Managed bool
 	// Confirms, when set, makes this transmitter a target's authorization
 	// server confirming revocations (GTR draft -06 §5): its session-revoked
 	// SETs end revocations awaiting confirmation at that target, and are
@@ -57,6 +61,9 @@ type Config struct {
 	// Confirmations holds the revocations awaiting a confirmation (needed
 	// when a transmitter Confirms a target).
 	Confirmations revoke.ConfirmLog
+	// Streams is the shared state of managed streams (needed when a
+	// transmitter is Managed).
+	Streams Streams
 	// Client fetches transmitters' keys (HTTPS, no redirects, a timeout).
 	Client *http.Client
 	Now    func() time.Time
@@ -67,6 +74,14 @@ type transmitter struct {
 	Transmitter
 	keys   *jwks.Set
 	tokens [][]byte
+}
+
+// Streams is what the receiver needs of the streams it manages: their
+// current delivery tokens, and where verification and status SETs go.
+type Streams interface {
+	Tokens(ctx context.Context, iss string) [][]byte
+	Verified(ctx context.Context, iss, state string) (bool, error)
+	StatusChanged(ctx context.Context, iss, status, reason string) error
 }
 
 // Receiver serves POST /ssf/events.
@@ -110,6 +125,9 @@ func New(cfg Config) (*Receiver, error) {
 		}
 		for _, tok := range t.Tokens {
 			tr.tokens = append(tr.tokens, []byte(tok))
+		}
+		if t.Managed && cfg.Streams == nil {
+			return nil, fmt.Errorf("ssf transmitter %s has a managed stream, but no stream state", t.Issuer)
 		}
 		if t.Confirms != "" && cfg.Confirmations == nil {
 			return nil, fmt.Errorf("ssf transmitter %s confirms target %s, but there is no confirmation log", t.Issuer, t.Confirms)
@@ -168,7 +186,12 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.answer(w, req, refuse(http.StatusBadRequest, "invalid_request", "reading body: %v", err), nil)
 		return
 	}
-	authorized := func(tr *transmitter) bool { return len(tr.tokens) == 0 || tokenOK(req, tr.tokens) }
+	authorized := func(tr *transmitter) bool {
+		if tr.Managed { // the token we gave the transmitter is required
+			return tokenOK(req, append(slices.Clone(tr.tokens), r.cfg.Streams.Tokens(req.Context(), tr.Issuer)...))
+		}
+		return len(tr.tokens) == 0 || tokenOK(req, tr.tokens)
+	}
 	s, serr, err := r.ingest(req.Context(), strings.TrimSpace(string(body)), authorized)
 	switch {
 	case serr != nil:
@@ -199,7 +222,7 @@ func (r *Receiver) ingest(ctx context.Context, raw string, authorized func(*tran
 		}
 		return s, nil, r.record(ctx, recs...)
 	}
-	evs, ignored, serr := r.events(s, payload)
+	evs, ignored, serr := r.events(ctx, s, payload)
 	if serr != nil {
 		return s, serr, nil
 	}
@@ -330,7 +353,7 @@ func unixTime(f float64) time.Time {
 
 // events turns the SET's events into lifecycle events; those we do not act
 // on become event.ignored records.
-func (r *Receiver) events(s *set, payload []byte) ([]events.Event, []audit.Record, *setError) {
+func (r *Receiver) events(ctx context.Context, s *set, payload []byte) ([]events.Event, []audit.Record, *setError) {
 	uris := make([]string, 0, len(s.Events))
 	for uri := range s.Events {
 		uris = append(uris, uri)
@@ -346,6 +369,7 @@ func (r *Receiver) events(s *set, payload []byte) ([]events.Event, []audit.Recor
 			ChangeDirection string          `json:"change_direction"`
 			State           string          `json:"state"`
 			Status          string          `json:"status"`
+			Reason          string          `json:"reason"`
 		}
 		if err := json.Unmarshal(s.Events[uri], &body); err != nil {
 			return nil, nil, refuse(http.StatusBadRequest, "invalid_request", "events[%s] is not an object", uri)
@@ -358,12 +382,30 @@ func (r *Receiver) events(s *set, payload []byte) ([]events.Event, []audit.Recor
 			ignored = append(ignored, audit.Record{Type: audit.TypeEventIgnored, EventID: id, Subject: subject, Outcome: "ignored",
 				Detail: audit.Detail(map[string]any{"reason": reason, "event_type": uri, "jti": s.Jti, "iss": s.Iss})})
 		}
+		managed := r.transmitters[s.Iss].Managed
 		switch uri {
 		case TypeVerification:
-			ignore("stream verification (state "+body.State+")", nil)
+			reason := "stream verification (state " + body.State + ")"
+			if managed {
+				ok, err := r.cfg.Streams.Verified(ctx, s.Iss, body.State)
+				switch {
+				case err != nil:
+					r.cfg.Log.WarnContext(ctx, "ssf: verification not recorded", "iss", audit.BoundString(s.Iss), "err", err)
+				case ok:
+					reason = "stream verification: the state we asked for"
+				default:
+					reason = "stream verification with a state we did not ask for (" + body.State + ")"
+				}
+			}
+			ignore(reason, nil)
 			continue
 		case TypeStreamUpdated:
-			r.cfg.Log.Warn("ssf: transmitter changed the stream's status", "iss", s.Iss, "status", body.Status)
+			r.cfg.Log.Warn("ssf: transmitter changed the stream's status", "iss", audit.BoundString(s.Iss), "status", audit.BoundString(body.Status))
+			if managed {
+				if err := r.cfg.Streams.StatusChanged(ctx, s.Iss, body.Status, body.Reason); err != nil {
+					r.cfg.Log.WarnContext(ctx, "ssf: stream status not recorded", "iss", audit.BoundString(s.Iss), "err", err)
+				}
+			}
 			ignore("stream status is now "+body.Status, nil)
 			continue
 		}

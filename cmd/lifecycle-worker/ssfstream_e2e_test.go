@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/ssf/ssftest"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
+)
+
+const ssfMgmtToken = "ssf-management-token-0123456789"
+
+// The worker creates its own push stream at an SSF 1.0 transmitter (which
+// checks every management request): pointed at public_url/ssf/events with a
+// token the worker generated, the events it acts on requested. The
+// transmitter's verification SET arrives and is on record; a
+// session-revoked SET on the stream revokes; a delivery without the
+// stream's token is refused; a stream-updated SET (paused) is on record;
+// and a stream deleted at the transmitter is created again.
+func TestManagedSSFStream(t *testing.T) {
+	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
+	defer peer.Close()
+	addr := freePort(t)
+	workerURL := "http://" + addr
+	tr := ssftest.New(t, ssftest.Options{ManagementToken: ssfMgmtToken, Audience: testPublicURL,
+		Route: func(u string) string { return strings.Replace(u, testPublicURL, workerURL, 1) }})
+	cfg := testConfig(t, t.TempDir(), gtrTarget("as1", peer.URL, "email"))
+	cfg.SSF.Transmitters = []config.SSFTransmitterConfig{{Issuer: tr.Issuer, JWKSURI: tr.JWKSURL(), AllowInsecureHTTP: true,
+		Stream: &config.SSFStreamConfig{Auth: config.AuthConfig{Type: "bearer", Token: ssfMgmtToken}, ReconcileInterval: time.Second,
+			VerifyEvery: time.Hour, VerifyWithin: 30 * time.Second, RotateEvery: 720 * time.Hour}}}
+	cfg.SetListen(addr)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, cfg)
+	setJWKS(peer, w)
+
+	eventually(t, 30*time.Second, "the stream created and verified", func() bool {
+		for _, r := range w.audit(audit.Filter{Type: string(audit.TypeStream)}) {
+			if r.Outcome == "verified" {
+				return true
+			}
+		}
+		return false
+	})
+	s := tr.Stream()
+	if s == nil || s.EndpointURL != testPublicURL+"/ssf/events" || s.Method != "urn:ietf:rfc:8935" ||
+		!strings.HasPrefix(s.Authorization, "Bearer ") || len(s.EventsRequested) < 5 {
+		t.Fatalf("stream at the transmitter: %+v", s)
+	}
+	if p := tr.Problems(); len(p) > 0 {
+		t.Fatalf("the transmitter saw wrong requests: %v", p)
+	}
+
+	code, err := tr.Push(map[string]any{"format": "email", "email": "kim@example.com"},
+		"https://schemas.openid.net/secevent/caep/event-type/session-revoked", map[string]any{"initiating_entity": "policy"})
+	if err != nil || code != http.StatusAccepted {
+		t.Fatalf("session-revoked on the stream: %d %v", code, err)
+	}
+	eventually(t, 30*time.Second, "kim revoked", func() bool { return peer.Succeeded()["kim@example.com"] == 1 })
+
+	// Someone else's delivery, without the stream's token.
+	req, _ := http.NewRequest(http.MethodPost, w.url+"/ssf/events", bytes.NewReader([]byte("a.b.c")))
+	req.Header.Set("Content-Type", "application/secevent+jwt")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode == http.StatusAccepted {
+		t.Errorf("a delivery without the stream token: %v %v", resp, err)
+	}
+
+	if code, err := tr.SetStatus("paused", "maintenance"); err != nil || code != http.StatusAccepted {
+		t.Fatalf("stream-updated: %d %v", code, err)
+	}
+	eventually(t, 30*time.Second, "the pause on record", func() bool {
+		for _, r := range w.audit(audit.Filter{Type: string(audit.TypeStream)}) {
+			if r.Outcome == "status_paused" {
+				return true
+			}
+		}
+		return false
+	})
+
+	old := tr.Stream().ID
+	tr.DeleteStream()
+	eventually(t, 30*time.Second, "the stream created again", func() bool { s := tr.Stream(); return s != nil && s.ID != old })
+	if p := tr.Problems(); len(p) > 0 {
+		t.Errorf("the transmitter saw wrong requests: %v", p)
+	}
+}
