@@ -36,6 +36,7 @@ Usage:
   lifecycle-worker targets list|check [--config FILE]
   lifecycle-worker targets discover MCP_SERVER_URL [--name N] [--json]
   lifecycle-worker ssf check [--config FILE]
+  lifecycle-worker ssf streams list|get|create|update|delete|verify|status [--issuer ISS] [--stream-id ID] [--rotate] [--json]
   lifecycle-worker version
 
 Every command reads the same config file; with none, built-in defaults apply

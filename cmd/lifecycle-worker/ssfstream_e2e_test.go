@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +84,34 @@ func TestManagedSSFStream(t *testing.T) {
 		}
 		return false
 	})
+
+	// The CLI reads the stream at the transmitter; what needs the shared
+	// state says where to run it.
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := writeFile(cfgFile, fmt.Sprintf(`data_dir: %s
+public_url: %s
+ssf:
+  transmitters:
+    - issuer: %s
+      jwks_uri: %s
+      allow_insecure_http: true
+      stream: { auth: { type: bearer, token: %s } }
+`, cfg.DataDir, testPublicURL, tr.Issuer, tr.JWKSURL(), ssfMgmtToken)); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := cli([]string{"ssf", "streams", "list", "--config", cfgFile}, &out, &errb); code != 0 || !strings.Contains(out.String(), tr.Stream().ID) ||
+		!strings.Contains(out.String(), "true") {
+		t.Errorf("ssf streams list: %d %s %s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := cli([]string{"ssf", "streams", "status", "--config", cfgFile}, &out, &errb); code != 0 || !strings.Contains(out.String(), `"paused"`) {
+		t.Errorf("ssf streams status: %d %s %s", code, out.String(), errb.String())
+	}
+	errb.Reset()
+	if code := cli([]string{"ssf", "streams", "verify", "--config", cfgFile}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "reconciles its streams") {
+		t.Errorf("ssf streams verify beside the running worker: %d %s", code, errb.String())
+	}
 
 	old := tr.Stream().ID
 	tr.DeleteStream()
