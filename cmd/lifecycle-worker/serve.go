@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -299,7 +301,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	go func() { defer close(budgetDone); refusals.Run(budgetCtx, 10*time.Second) }()
 	defer func() { stopBudget(); <-budgetDone }()
 	if registry != nil && cfg.Has(config.RolePoller) {
-		keeper, err := streamKeeper(cfg, signer, registry, now, log.With("component", "ssf-streams"))
+		keeper, err := streamKeeper(cfg, signer, registry, scimSubjects(kvSCIM{scimKV, "u"}), now, log.With("component", "ssf-streams"))
 		if err != nil {
 			return err
 		}
@@ -767,7 +769,8 @@ func streamEvents(cfg *config.Config) ([]string, error) {
 }
 
 // streamKeeper builds the managers of every managed stream.
-func streamKeeper(cfg *config.Config, signer *keys.Signer, registry *stream.Registry, now func() time.Time, log *slog.Logger) (*stream.Keeper, error) {
+func streamKeeper(cfg *config.Config, signer *keys.Signer, registry *stream.Registry, subjects func(context.Context) ([]map[string]any, error),
+	now func() time.Time, log *slog.Logger) (*stream.Keeper, error) {
 	host, _ := os.Hostname()
 	k := &stream.Keeper{State: registry.State, Owner: fmt.Sprintf("%s/%d/%d", host, os.Getpid(), time.Now().UnixNano()), Now: now, Log: log}
 	defaults, err := streamEvents(cfg)
@@ -787,8 +790,47 @@ func streamKeeper(cfg *config.Config, signer *keys.Signer, registry *stream.Regi
 			evs = defaults
 		}
 		k.Managers = append(k.Managers, &stream.Manager{Client: c, Registry: registry, Endpoint: cfg.PublicURL + "/ssf/events", Events: evs,
-			Description: t.Stream.Description, RotateEvery: t.Stream.RotateEvery, VerifyEvery: t.Stream.VerifyEvery, VerifyWithin: t.Stream.VerifyWithin})
+			Description: t.Stream.Description, RotateEvery: t.Stream.RotateEvery, VerifyEvery: t.Stream.VerifyEvery, VerifyWithin: t.Stream.VerifyWithin,
+			Subjects: subjects})
 		k.Intervals = append(k.Intervals, t.Stream.ReconcileInterval)
 	}
 	return k, nil
+}
+
+// scimSubjects lists the active users the IdPs provisioned over SCIM, by
+// email: the people a stream whose default is NONE must be told about.
+func scimSubjects(users kvSCIM) func(context.Context) ([]map[string]any, error) {
+	return func(ctx context.Context) ([]map[string]any, error) {
+		docs, err := users.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var out []map[string]any
+		for _, raw := range docs {
+			var u struct {
+				UserName string `json:"userName"`
+				Active   *bool  `json:"active"`
+				Emails   []struct {
+					Value   string `json:"value"`
+					Primary bool   `json:"primary"`
+				} `json:"emails"`
+			}
+			if json.Unmarshal(raw, &u) != nil || (u.Active != nil && !*u.Active) {
+				continue
+			}
+			email := ""
+			for _, e := range u.Emails {
+				if email == "" || e.Primary {
+					email = e.Value
+				}
+			}
+			if email == "" && strings.Contains(u.UserName, "@") {
+				email = u.UserName
+			}
+			if email != "" {
+				out = append(out, map[string]any{"format": "email", "email": email})
+			}
+		}
+		return out, nil
+	}
 }

@@ -8,6 +8,7 @@ package ssftest
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -49,6 +50,9 @@ type Options struct {
 	Route func(string) string
 	// RefuseCreate answers stream creation with this status (0: create).
 	RefuseCreate int
+	// DefaultSubjects is "ALL" (default) or "NONE": then events flow only
+	// for subjects added to the stream.
+	DefaultSubjects string
 }
 
 // Stream is the transmitter's view of the receiver's stream.
@@ -146,7 +150,7 @@ func (tr *Transmitter) metadata(w http.ResponseWriter, _ *http.Request) {
 		"delivery_methods_supported": []string{"urn:ietf:rfc:8935", "urn:ietf:rfc:8936"},
 		"configuration_endpoint":     base + "/ssf/mgmt/stream", "status_endpoint": base + "/ssf/mgmt/status",
 		"add_subject_endpoint": base + "/ssf/mgmt/subject:add", "verification_endpoint": base + "/ssf/mgmt/verification",
-		"authorization_schemes": []map[string]string{{"spec_urn": "urn:ietf:rfc:6749"}}, "default_subjects": "ALL",
+		"authorization_schemes": []map[string]string{{"spec_urn": "urn:ietf:rfc:6749"}}, "default_subjects": cmp.Or(tr.opts.DefaultSubjects, "ALL"),
 	})
 }
 

@@ -39,8 +39,10 @@ type Record struct {
 	VerifySent  time.Time `json:"verify_sent"`
 	VerifiedAt  time.Time `json:"verified_at"`
 	Overdue     bool      `json:"overdue,omitempty"`
-	Status      string    `json:"status,omitempty"`
-	Reason      string    `json:"reason,omitempty"`
+	// SubjectsNoted: the trail says why no subject was added.
+	SubjectsNoted bool   `json:"subjects_noted,omitempty"`
+	Status        string `json:"status,omitempty"`
+	Reason        string `json:"reason,omitempty"`
 }
 
 // Verified reports whether the last verification asked for has come.
@@ -187,6 +189,11 @@ type Manager struct {
 	// VerifyEvery asks for a verification again (default a day);
 	// VerifyWithin is how long one may take before it is overdue (5 min).
 	RotateEvery, VerifyEvery, VerifyWithin time.Duration
+	// Subjects lists the people we revoke for, as RFC 9493 subject
+	// identifiers: a transmitter whose default_subjects is NONE sends events
+	// only for subjects added to the stream, so they are added (nil: we
+	// cannot know them; the trail says so).
+	Subjects func(ctx context.Context) ([]map[string]any, error)
 }
 
 func newToken() string {
@@ -299,7 +306,58 @@ func (m *Manager) Reconcile(ctx context.Context) (Record, error) {
 			g.Log.WarnContext(ctx, "ssf stream status", "iss", m.Client.Issuer, "err", err)
 		}
 	}
+	if meta.DefaultSubjects == "NONE" {
+		if err := m.addSubjects(ctx, &r); err != nil {
+			return r, err
+		}
+	}
 	return r, m.verify(ctx, r)
+}
+
+// addSubjects adds to the stream every subject we know that it lacks (a
+// marker per subject in the shared state); with none known, it says once
+// on the trail why nothing was added.
+func (m *Manager) addSubjects(ctx context.Context, r *Record) error {
+	g := m.Registry
+	var subjects []map[string]any
+	if m.Subjects != nil {
+		var err error
+		if subjects, err = m.Subjects(ctx); err != nil {
+			return fmt.Errorf("subjects: %w", err)
+		}
+	}
+	if len(subjects) == 0 {
+		if r.SubjectsNoted {
+			return nil
+		}
+		r.SubjectsNoted = true
+		if err := g.save(ctx, *r); err != nil {
+			return err
+		}
+		g.Log.WarnContext(ctx, "the transmitter sends events only for subjects added to the stream, and we know none to add", "iss", r.Issuer)
+		return g.record(ctx, *r, "subjects_none", "the transmitter's default_subjects is NONE and no subject is known to add "+
+			"(subjects come from the SCIM users the IdPs provisioned to this worker); add them at the transmitter", nil)
+	}
+	added := 0
+	for _, sub := range subjects {
+		b, _ := json.Marshal(sub)
+		sum := sha256.Sum256(append([]byte(r.Issuer+"\x00"+r.StreamID+"\x00"), b...))
+		k := "ssf-subject." + hex.EncodeToString(sum[:16])
+		if _, _, found, err := g.State.Get(ctx, k); err != nil || found {
+			continue
+		}
+		if err := m.Client.AddSubject(ctx, r.StreamID, sub); err != nil {
+			return err
+		}
+		if err := g.State.Put(ctx, k, []byte("1")); err != nil {
+			return err
+		}
+		added++
+	}
+	if added > 0 {
+		return g.record(ctx, *r, "subjects_added", fmt.Sprintf("%d subjects added to the stream", added), map[string]any{"added": added})
+	}
+	return nil
 }
 
 // verify asks for a verification when none was asked for yet, or the last

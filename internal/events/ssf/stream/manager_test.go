@@ -173,3 +173,35 @@ type garbage struct{}
 func (garbage) RoundTrip(r *http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
 }
+
+// A transmitter that sends events only for added subjects gets the people
+// we know, once each; knowing none is said on the trail, once.
+func TestSubjectsWhenTheDefaultIsNone(t *testing.T) {
+	tr := ssftest.New(t, ssftest.Options{ManagementToken: "mgmt-token-0123456789", DefaultSubjects: "NONE",
+		Route: func(string) string { return "http://127.0.0.1:1/unreachable" }})
+	now := time.Now()
+	m, rec := manager(t, tr, &now)
+	if _, err := m.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.outcomes(); strings.Count(got, "subjects_none") != 1 {
+		t.Errorf("records %s: want one subjects_none", got)
+	}
+	m.Subjects = func(context.Context) ([]map[string]any, error) {
+		return []map[string]any{{"format": "email", "email": "a@x.example"}, {"format": "email", "email": "b@x.example"}}, nil
+	}
+	for range 2 {
+		if _, err := m.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(tr.Stream().Subjects); n != 2 {
+		t.Errorf("%d subjects added, want 2 (once each)", n)
+	}
+	if p := tr.Problems(); len(p) > 0 {
+		t.Errorf("wrong requests: %v", p)
+	}
+}
