@@ -38,6 +38,8 @@ type telemetry struct {
 	intakeTime    *prometheus.HistogramVec // endpoint
 	intakeAnswers *prometheus.CounterVec   // endpoint, code
 	refusals      *prometheus.CounterVec   // source, type
+	confirmations *prometheus.CounterVec   // target
+	streams       *prometheus.CounterVec   // outcome
 }
 
 func newTelemetry() *telemetry {
@@ -66,9 +68,13 @@ func newTelemetry() *telemetry {
 			Help: "Intake requests by endpoint and HTTP status."}, []string{"endpoint", "code"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_refusals_total",
 			Help: "Refused requests at the public endpoints (intake and API), by source and record type, whether written one by one or summarised by the refusal budget."}, []string{"source", "type"}),
+		confirmations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_revocation_confirmations_total",
+			Help: "Revocations a target's authorization server confirmed with a signed SET."}, []string{"target"}),
+		streams: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_ssf_stream_events_total",
+			Help: "What happened to the SSF streams the worker manages: created, updated, verified, verification_overdue, status_<status>, subjects_added, subjects_none."}, []string{"outcome"}),
 	}
 	t.reg.MustRegister(t.events, t.authFailures, t.revocations, t.retries, t.replays, t.requestTime, t.timeToRevoke,
-		t.intakeTime, t.intakeAnswers, t.refusals,
+		t.intakeTime, t.intakeAnswers, t.refusals, t.confirmations, t.streams,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return t
 }
@@ -121,6 +127,10 @@ func (t *telemetry) observe(r audit.Record) {
 		}
 	case audit.TypeRevocationReplayed:
 		t.replays.WithLabelValues(r.Target).Inc()
+	case audit.TypeRevocationConfirmed:
+		t.confirmations.WithLabelValues(r.Target).Inc()
+	case audit.TypeStream:
+		t.streams.WithLabelValues(r.Outcome).Inc()
 	}
 }
 
