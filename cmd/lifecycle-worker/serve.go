@@ -305,6 +305,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		if err != nil {
 			return err
 		}
+		keeper.Poll = func(ctx context.Context, iss, url string) {
+			for i, m := range keeper.Managers {
+				if m.Client.Issuer == iss {
+					_ = ssfReceiver.RunPoll(ctx, ssf.Poll{Issuer: iss, URL: url, TokenFunc: m.Client.Tokens.Token, Interval: keeper.PollIntervals[i]})
+				}
+			}
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); keeper.Run(pollCtx) }()
 	}
@@ -789,10 +796,11 @@ func streamKeeper(cfg *config.Config, signer *keys.Signer, registry *stream.Regi
 		if len(evs) == 0 {
 			evs = defaults
 		}
-		k.Managers = append(k.Managers, &stream.Manager{Client: c, Registry: registry, Endpoint: cfg.PublicURL + "/ssf/events", Events: evs,
+		k.Managers = append(k.Managers, &stream.Manager{Client: c, Registry: registry, Endpoint: cfg.PublicURL + "/ssf/events", Events: evs, Poll: t.Stream.Delivery == "poll",
 			Description: t.Stream.Description, RotateEvery: t.Stream.RotateEvery, VerifyEvery: t.Stream.VerifyEvery, VerifyWithin: t.Stream.VerifyWithin,
 			Subjects: subjects})
 		k.Intervals = append(k.Intervals, t.Stream.ReconcileInterval)
+		k.PollIntervals = append(k.PollIntervals, t.PollInterval)
 	}
 	return k, nil
 }

@@ -149,7 +149,7 @@ func cmdSSFStreams(args []string, stdout, stderr io.Writer) error {
 			return "", err
 		}
 		for _, s := range list {
-			if s.Delivery != nil && s.Delivery.EndpointURL == endpoint {
+			if s.Delivery != nil && (s.Delivery.EndpointURL == endpoint || tc.Stream.Delivery == "poll" && s.Delivery.Method == stream.MethodPoll && len(list) == 1) {
 				return s.StreamID, nil
 			}
 		}
@@ -232,7 +232,7 @@ func cmdSSFStreams(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		m := &stream.Manager{Client: client, Registry: registry, Endpoint: endpoint, Events: evs, Description: tc.Stream.Description,
+		m := &stream.Manager{Client: client, Registry: registry, Endpoint: endpoint, Events: evs, Description: tc.Stream.Description, Poll: tc.Stream.Delivery == "poll",
 			RotateEvery: tc.Stream.RotateEvery, VerifyEvery: tc.Stream.VerifyEvery, VerifyWithin: tc.Stream.VerifyWithin}
 		if verb == "verify" {
 			m.VerifyEvery = time.Nanosecond // ask now

@@ -120,3 +120,42 @@ ssf:
 		t.Errorf("the transmitter saw wrong requests: %v", p)
 	}
 }
+
+// A poll stream the worker creates: the transmitter names the endpoint, the
+// worker polls it with its management credentials, the verification and a
+// session-revoked SET come through it, and everything taken is
+// acknowledged.
+func TestManagedSSFPollStream(t *testing.T) {
+	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
+	defer peer.Close()
+	tr := ssftest.New(t, ssftest.Options{ManagementToken: ssfMgmtToken, Audience: testPublicURL})
+	cfg := testConfig(t, t.TempDir(), gtrTarget("as1", peer.URL, "email"))
+	cfg.SSF.Transmitters = []config.SSFTransmitterConfig{{Issuer: tr.Issuer, JWKSURI: tr.JWKSURL(), AllowInsecureHTTP: true, PollInterval: 100 * time.Millisecond,
+		Stream: &config.SSFStreamConfig{Delivery: "poll", Auth: config.AuthConfig{Type: "bearer", Token: ssfMgmtToken}, ReconcileInterval: time.Second,
+			VerifyEvery: time.Hour, VerifyWithin: 30 * time.Second, RotateEvery: 720 * time.Hour}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, cfg)
+	setJWKS(peer, w)
+	eventually(t, 30*time.Second, "the poll stream created and verified", func() bool {
+		for _, r := range w.audit(audit.Filter{Type: string(audit.TypeStream)}) {
+			if r.Outcome == "verified" {
+				return true
+			}
+		}
+		return false
+	})
+	if s := tr.Stream(); s == nil || s.Method != "urn:ietf:rfc:8936" || !strings.HasPrefix(s.EndpointURL, tr.Server.URL+"/ssf/poll/") {
+		t.Fatalf("stream at the transmitter: %+v", s)
+	}
+	if _, err := tr.Push(map[string]any{"format": "email", "email": "lee@example.com"},
+		"https://schemas.openid.net/secevent/risc/event-type/account-disabled", map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "lee revoked", func() bool { return peer.Succeeded()["lee@example.com"] == 1 })
+	eventually(t, 30*time.Second, "every SET acknowledged", func() bool { return tr.Queued() == 0 })
+	if p := tr.Problems(); len(p) > 0 {
+		t.Errorf("the transmitter saw wrong requests: %v", p)
+	}
+}

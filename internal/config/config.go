@@ -200,6 +200,9 @@ type SSFTransmitterConfig struct {
 
 // SSFStreamConfig is a stream the worker manages at its transmitter.
 type SSFStreamConfig struct {
+	// Delivery is push (default: to public_url/ssf/events) or poll (the
+	// transmitter names an RFC 8936 endpoint; the poller role fetches).
+	Delivery string `yaml:"delivery"`
 	// EventsRequested (default: every event type we act on).
 	EventsRequested []string `yaml:"events_requested"`
 	Description     string   `yaml:"description"`
@@ -544,6 +547,9 @@ func (c *Config) setDefaults() {
 			if st.RotateEvery == 0 {
 				st.RotateEvery = 30 * 24 * time.Hour
 			}
+			if st.Delivery == "" {
+				st.Delivery = "push"
+			}
 			if st.Description == "" {
 				st.Description = "lifecycle-worker: revoke MCP authorization server tokens when the IdP says a person is gone"
 			}
@@ -789,6 +795,9 @@ func (c *Config) Validate() error {
 			}
 			if len(tr.Tokens) > 0 {
 				bad("%s.tokens: a managed stream's token is generated; leave tokens out", where)
+			}
+			if st.Delivery != "" && st.Delivery != "push" && st.Delivery != "poll" {
+				bad("%s.stream.delivery: %q is not push or poll", where, st.Delivery)
 			}
 			switch st.Auth.Type {
 			case "bearer":

@@ -15,9 +15,12 @@ import (
 // Poll is a transmitter's stream read by polling (RFC 8936) instead of
 // push: for receivers the transmitter cannot reach.
 type Poll struct {
-	Issuer    string // a configured transmitter
-	URL       string // the stream's poll endpoint
-	Token     string // bearer token for it
+	Issuer string // a configured transmitter
+	URL    string // the stream's poll endpoint
+	Token  string // bearer token for it
+	// TokenFunc, when set, gives the bearer token for each request instead
+	// (a managed stream polled with the management API's credentials).
+	TokenFunc func(context.Context) (string, error)
 	Interval  time.Duration
 	MaxEvents int
 }
@@ -119,8 +122,14 @@ func (r *Receiver) exchange(ctx context.Context, p Poll, pr pollRequest) (pollRe
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	if p.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+p.Token)
+	token := p.Token
+	if p.TokenFunc != nil {
+		if token, err = p.TokenFunc(ctx); err != nil {
+			return got, fmt.Errorf("poll token: %w", err)
+		}
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := r.cfg.Client.Do(req)
 	if err != nil {

@@ -65,6 +65,8 @@ type Stream struct {
 	Description     string   `json:"description"`
 	Status          string   `json:"status"`
 	Subjects        []json.RawMessage
+	queue           map[string]string // poll streams: jti → SET, until acknowledged
+	order           []string
 }
 
 // Transmitter is the double.
@@ -98,6 +100,7 @@ func New(t testing.TB, opts Options) *Transmitter {
 	mux.HandleFunc("/ssf/mgmt/status", tr.manage(tr.status))
 	mux.HandleFunc("/ssf/mgmt/subject:add", tr.manage(tr.addSubject))
 	mux.HandleFunc("/ssf/mgmt/verification", tr.manage(tr.verification))
+	mux.HandleFunc("/ssf/poll/{id}", tr.manage(tr.poll))
 	tr.Server = httptest.NewServer(mux)
 	t.Cleanup(tr.Server.Close)
 	tr.Issuer = tr.Server.URL
@@ -237,8 +240,12 @@ func (tr *Transmitter) configuration(w http.ResponseWriter, r *http.Request, bod
 			writeJSON(w, 400, map[string]string{"error": "delivery"})
 			return
 		}
-		tr.stream = &Stream{ID: strings.ReplaceAll(uuid.NewString(), "-", ""), EventsRequested: b.EventsRequested, Method: b.Delivery.Method,
+		id := strings.ReplaceAll(uuid.NewString(), "-", "")
+		tr.stream = &Stream{ID: id, EventsRequested: b.EventsRequested, Method: b.Delivery.Method,
 			EndpointURL: b.Delivery.EndpointURL, Authorization: b.Delivery.AuthorizationHeader, Description: b.Description, Status: "enabled"}
+		if b.Delivery.Method == "urn:ietf:rfc:8936" { // we name the poll endpoint
+			tr.stream.EndpointURL, tr.stream.queue = tr.Server.URL+"/ssf/poll/"+id, map[string]string{}
+		}
 		writeJSON(w, 201, tr.config())
 	case http.MethodPatch:
 		if b.StreamID == "" {
@@ -255,7 +262,12 @@ func (tr *Transmitter) configuration(w http.ResponseWriter, r *http.Request, bod
 				writeJSON(w, 400, map[string]string{"error": "delivery"})
 				return
 			}
-			tr.stream.Method, tr.stream.EndpointURL, tr.stream.Authorization = b.Delivery.Method, b.Delivery.EndpointURL, b.Delivery.AuthorizationHeader
+			if b.Delivery.Method != tr.stream.Method || b.Delivery.Method == "urn:ietf:rfc:8935" {
+				tr.stream.Method, tr.stream.EndpointURL, tr.stream.Authorization = b.Delivery.Method, b.Delivery.EndpointURL, b.Delivery.AuthorizationHeader
+				if b.Delivery.Method == "urn:ietf:rfc:8936" {
+					tr.stream.EndpointURL, tr.stream.queue = tr.Server.URL+"/ssf/poll/"+tr.stream.ID, map[string]string{}
+				}
+			}
 		}
 		if b.EventsRequested != nil {
 			tr.stream.EventsRequested = b.EventsRequested
@@ -279,6 +291,17 @@ func (tr *Transmitter) configuration(w http.ResponseWriter, r *http.Request, bod
 }
 
 func (tr *Transmitter) checkDelivery(b streamBody) bool {
+	if b.Delivery != nil && b.Delivery.Method == "urn:ietf:rfc:8936" {
+		if b.Delivery.EndpointURL != "" || b.Delivery.AuthorizationHeader != "" {
+			tr.problem("a poll stream's endpoint_url is the transmitter's to name; got %q", b.Delivery.EndpointURL)
+			return false
+		}
+		if len(b.EventsRequested) == 0 {
+			tr.problem("no events_requested")
+			return false
+		}
+		return true
+	}
 	switch {
 	case b.Delivery == nil:
 		tr.problem("stream without delivery (we expect push)")
@@ -344,6 +367,49 @@ func (tr *Transmitter) verification(w http.ResponseWriter, r *http.Request, body
 	}()
 }
 
+// poll serves RFC 8936: acknowledged SETs go, the others come (again).
+func (tr *Transmitter) poll(w http.ResponseWriter, r *http.Request, body []byte) {
+	var b struct {
+		Ack               []string                     `json:"ack"`
+		SetErrs           map[string]map[string]string `json:"setErrs"`
+		MaxEvents         *int                         `json:"maxEvents"`
+		ReturnImmediately bool                         `json:"returnImmediately"`
+	}
+	if r.Method != http.MethodPost || json.Unmarshal(body, &b) != nil || b.MaxEvents == nil {
+		tr.problem("poll request %s %s (RFC 8936 needs maxEvents)", r.Method, body)
+		w.WriteHeader(400)
+		return
+	}
+	s := tr.stream
+	if s == nil || s.ID != r.PathValue("id") || s.Method != "urn:ietf:rfc:8936" {
+		w.WriteHeader(404)
+		return
+	}
+	for _, jti := range b.Ack {
+		delete(s.queue, jti)
+	}
+	for jti := range b.SetErrs {
+		delete(s.queue, jti)
+	}
+	sets := map[string]string{}
+	for _, jti := range s.order {
+		if set, ok := s.queue[jti]; ok && len(sets) < *b.MaxEvents {
+			sets[jti] = set
+		}
+	}
+	writeJSON(w, 200, map[string]any{"sets": sets, "moreAvailable": len(s.queue) > len(sets)})
+}
+
+// Queued is how many SETs a poll stream holds unacknowledged.
+func (tr *Transmitter) Queued() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.stream == nil {
+		return 0
+	}
+	return len(tr.stream.queue)
+}
+
 // Push signs a SET of eventType about subID and delivers it to the stream,
 // as the transmitter would; it returns the receiver's answer.
 func (tr *Transmitter) Push(subID map[string]any, eventType string, body map[string]any) (int, error) {
@@ -386,6 +452,15 @@ func (tr *Transmitter) pushStatus(s Stream, subID map[string]any, eventType stri
 		return 0, err
 	}
 	set, _ := obj.CompactSerialize()
+	if s.Method == "urn:ietf:rfc:8936" { // held for the receiver's next poll
+		tr.mu.Lock()
+		if tr.stream != nil && tr.stream.ID == s.ID {
+			jti := claims["jti"].(string)
+			tr.stream.queue[jti], tr.stream.order = set, append(tr.stream.order, jti)
+		}
+		tr.mu.Unlock()
+		return http.StatusAccepted, nil
+	}
 	url := s.EndpointURL
 	if tr.opts.Route != nil {
 		url = tr.opts.Route(url)

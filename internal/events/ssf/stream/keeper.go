@@ -13,12 +13,55 @@ import (
 type Keeper struct {
 	Managers  []*Manager
 	Intervals []time.Duration // per manager
-	State     State
-	Owner     string // names this process in the lease
-	Now       func() time.Time
-	Log       *slog.Logger
+	// PollIntervals are the waits between polls of poll streams, per manager.
+	PollIntervals []time.Duration
+	State         State
+	Owner         string // names this process in the lease
+	Now           func() time.Time
+	Log           *slog.Logger
 	// Reconciled, when set, is told of each outcome (metrics, tests).
 	Reconciled func(iss string, r Record, err error)
+	// Poll runs the polling of a poll stream at url until ctx ends; the
+	// keeper runs it while it holds the lease (one poller per stream).
+	Poll func(ctx context.Context, iss, url string)
+
+	polls map[string]*polling
+}
+
+type polling struct {
+	url    string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// poll keeps one polling goroutine per poll stream, at its current URL;
+// stop ends them all.
+func (k *Keeper) poll(ctx context.Context, iss, url string) {
+	if k.Poll == nil || url == "" {
+		return
+	}
+	if k.polls == nil {
+		k.polls = map[string]*polling{}
+	}
+	if p := k.polls[iss]; p != nil {
+		if p.url == url {
+			return
+		}
+		p.cancel()
+		<-p.done
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	p := &polling{url: url, cancel: cancel, done: make(chan struct{})}
+	k.polls[iss] = p
+	go func() { defer close(p.done); k.Poll(pctx, iss, url) }()
+}
+
+func (k *Keeper) stopPolls() {
+	for iss, p := range k.polls {
+		p.cancel()
+		<-p.done
+		delete(k.polls, iss)
+	}
 }
 
 const leaseKey = "ssf-streams.lease"
@@ -38,10 +81,14 @@ func (k *Keeper) Run(ctx context.Context) {
 		tick = min(tick, iv)
 	}
 	next := make([]time.Time, len(k.Managers))
+	defer k.stopPolls()
 	for {
 		held, err := k.hold(ctx, 3*tick)
 		if err != nil {
 			k.Log.WarnContext(ctx, "ssf streams lease", "err", err)
+		}
+		if !held {
+			k.stopPolls() // another process polls now
 		}
 		if held {
 			for i, m := range k.Managers {
@@ -56,6 +103,9 @@ func (k *Keeper) Run(ctx context.Context) {
 				}
 				if k.Reconciled != nil {
 					k.Reconciled(m.Client.Issuer, r, err)
+				}
+				if m.Poll {
+					k.poll(ctx, m.Client.Issuer, r.PollURL)
 				}
 				next[i] = k.Now().Add(k.Intervals[i])
 			}

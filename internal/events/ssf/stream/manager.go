@@ -39,6 +39,9 @@ type Record struct {
 	VerifySent  time.Time `json:"verify_sent"`
 	VerifiedAt  time.Time `json:"verified_at"`
 	Overdue     bool      `json:"overdue,omitempty"`
+	// PollURL is where a poll stream's SETs are fetched (the transmitter
+	// names it).
+	PollURL string `json:"poll_url,omitempty"`
 	// SubjectsNoted: the trail says why no subject was added.
 	SubjectsNoted bool   `json:"subjects_noted,omitempty"`
 	Status        string `json:"status,omitempty"`
@@ -180,9 +183,13 @@ func (g *Registry) record(ctx context.Context, r Record, outcome, what string, e
 
 // Manager keeps one transmitter's stream as configured.
 type Manager struct {
-	Client      *Client
-	Registry    *Registry
-	Endpoint    string   // our push endpoint (public_url/ssf/events)
+	Client   *Client
+	Registry *Registry
+	Endpoint string // our push endpoint (public_url/ssf/events)
+	// Poll asks for a poll stream (RFC 8936) instead of push: for a worker
+	// the transmitter cannot reach. Its SETs are fetched at the endpoint the
+	// transmitter names, with the management API's credentials.
+	Poll        bool
 	Events      []string // events_requested
 	Description string
 	// RotateEvery replaces the stream's token (default 30 days);
@@ -217,15 +224,19 @@ func (m *Manager) Reconcile(ctx context.Context) (Record, error) {
 	if err != nil {
 		return r, err
 	}
-	if len(meta.DeliveryMethodsSupported) > 0 && !slices.Contains(meta.DeliveryMethodsSupported, MethodPush) {
-		return r, fmt.Errorf("the transmitter does not deliver by push (RFC 8935): %v", meta.DeliveryMethodsSupported)
+	method := MethodPush
+	if m.Poll {
+		method = MethodPoll
+	}
+	if len(meta.DeliveryMethodsSupported) > 0 && !slices.Contains(meta.DeliveryMethodsSupported, method) {
+		return r, fmt.Errorf("the transmitter does not deliver by %s: %v", method, meta.DeliveryMethodsSupported)
 	}
 	rotate := m.RotateEvery
 	if rotate <= 0 {
 		rotate = 30 * 24 * time.Hour
 	}
 	changed := false
-	if r.Token == "" || now.Sub(r.RotatedAt) >= rotate {
+	if !m.Poll && (r.Token == "" || now.Sub(r.RotatedAt) >= rotate) {
 		r.PrevToken, r.Token, r.RotatedAt, changed = r.Token, newToken(), now, true
 		// The new token must be accepted before the transmitter uses it.
 		if err := g.save(ctx, r); err != nil {
@@ -234,6 +245,9 @@ func (m *Manager) Reconcile(ctx context.Context) (Record, error) {
 	}
 	want := Config{Delivery: &Delivery{Method: MethodPush, EndpointURL: m.Endpoint, AuthorizationHeader: "Bearer " + r.Token},
 		EventsRequested: m.Events, Description: m.Description}
+	if m.Poll { // the transmitter names the poll endpoint
+		want.Delivery = &Delivery{Method: MethodPoll}
+	}
 	var have *Config
 	if r.StreamID != "" {
 		have, err = m.Client.Get(ctx, r.StreamID)
@@ -249,7 +263,8 @@ func (m *Manager) Reconcile(ctx context.Context) (Record, error) {
 		// receiver is common): adopt it rather than fail with 409.
 		if list, err := m.Client.List(ctx); err == nil {
 			for i := range list {
-				if list[i].Delivery != nil && list[i].Delivery.EndpointURL == m.Endpoint {
+				d := list[i].Delivery
+				if d != nil && (!m.Poll && d.EndpointURL == m.Endpoint || m.Poll && d.Method == MethodPoll && len(list) == 1) {
 					have = &list[i]
 					changed = true // our token is new to it
 					break
@@ -268,7 +283,7 @@ func (m *Manager) Reconcile(ctx context.Context) (Record, error) {
 			return r, fmt.Errorf("create stream: the stream's iss is %q, not %q", created.Iss, m.Client.Issuer)
 		}
 		r.StreamID, outcome, have = created.StreamID, "created", created
-	case changed || have.Delivery == nil || have.Delivery.Method != MethodPush || have.Delivery.EndpointURL != m.Endpoint ||
+	case changed || have.Delivery == nil || have.Delivery.Method != method || !m.Poll && have.Delivery.EndpointURL != m.Endpoint ||
 		!sameSet(have.EventsRequested, m.Events):
 		want.StreamID = have.StreamID
 		updated, err := m.Client.Update(ctx, want)
@@ -277,12 +292,24 @@ func (m *Manager) Reconcile(ctx context.Context) (Record, error) {
 		}
 		r.StreamID, outcome, have = have.StreamID, "updated", updated
 	}
+	if m.Poll && have != nil && have.Delivery != nil && have.Delivery.EndpointURL != r.PollURL {
+		if err := m.Client.CheckURL(have.Delivery.EndpointURL); have.Delivery.EndpointURL == "" || err != nil {
+			return r, fmt.Errorf("the poll stream's endpoint_url %q is not usable: %v", have.Delivery.EndpointURL, err)
+		}
+		r.PollURL = have.Delivery.EndpointURL
+		if err := g.save(ctx, r); err != nil {
+			return r, err
+		}
+	}
 	if outcome != "" {
 		r.VerifySent = time.Time{} // ask for a verification of the new setup
 		if err := g.save(ctx, r); err != nil {
 			return r, err
 		}
 		extra := map[string]any{"endpoint": m.Endpoint, "events_requested": m.Events}
+		if m.Poll {
+			extra["endpoint"] = r.PollURL
+		}
 		if have != nil {
 			extra["events_delivered"] = have.EventsDelivered
 		}
