@@ -28,8 +28,17 @@ func cmdAuditQuery(args []string, stdout, stderr io.Writer) error {
 	var c common
 	c.register(fs)
 	q := url.Values{}
-	for _, name := range []string{"subject", "event", "target", "type", "outcome", "since", "until", "after"} {
-		fs.Func(name, "filter by "+name, func(v string) error { q.Set(name, v); return nil })
+	for _, f := range []struct{ name, help string }{
+		{"subject", "the subject's email, login (both case-insensitive) or IdP id"},
+		{"event", "an event id, e.g. okta:ab62c0bc-2837-11eb-9823-9fb8f750c5a9"},
+		{"target", "a target name"},
+		{"type", "a record type: " + strings.Join(recordTypes(), ", ")},
+		{"outcome", "an outcome, e.g. accepted, duplicate, succeeded, not_applicable, dead_lettered, rejected"},
+		{"since", "records at or after: a duration back from now (24h, 30d) or RFC 3339 (2026-11-30T10:00:00Z)"},
+		{"until", "records before: a duration back from now or RFC 3339"},
+		{"after", "records after this sequence number (paging)"},
+	} {
+		fs.Func(f.name, f.help, func(v string) error { q.Set(f.name, v); return nil })
 	}
 	format := fs.String("format", "table", "table | json (one record per line) | csv")
 	asJSON := fs.Bool("json", false, "same as --format json")
@@ -60,11 +69,18 @@ func cmdAuditQuery(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(tw, "SEQ\tTIME\tTYPE\tEVENT\tSUBJECT\tTARGET\tATTEMPT\tOUTCOME\tHTTP\tERROR")
 	// Page through everything that matches, oldest first.
 	f.Limit = audit.MaxLimit
+	shown := 0
+	defer func() {
+		if shown == 0 {
+			fmt.Fprintln(stderr, "no records match (is the filter right? without filters, audit query shows the whole trail)")
+		}
+	}()
 	for {
 		recs, err := r.Query(context.Background(), f)
 		if err != nil {
 			return err
 		}
+		shown += len(recs)
 		for _, rec := range recs {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rec.Seq, rec.Time.Format("2006-01-02T15:04:05.000Z07:00"), rec.Type,
 				dash(rec.EventID), dash(rec.Subject.Label()), dash(rec.Target), dashInt(rec.Attempt), dash(rec.Outcome),
@@ -118,7 +134,7 @@ func cmdAuditVerify(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := c.load()
+	cfg, err := c.loadForReading()
 	if err != nil {
 		return err
 	}
@@ -171,7 +187,7 @@ func cmdAuditRebuild(args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Stat(*out); err == nil {
 		return fmt.Errorf("%s exists; rebuild writes a new file", *out)
 	}
-	cfg, err := c.load()
+	cfg, err := c.loadForReading()
 	if err != nil {
 		return err
 	}
@@ -241,7 +257,7 @@ func cmdAuditReport(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := c.load()
+	cfg, err := c.loadForReading()
 	if err != nil {
 		return err
 	}
@@ -277,8 +293,17 @@ func cmdAuditExport(args []string, stdout, stderr io.Writer) error {
 	c.register(fs)
 	format := fs.String("format", "jsonl", "jsonl | csv | ocsf")
 	q := url.Values{}
-	for _, name := range []string{"subject", "event", "target", "type", "outcome", "since", "until", "after"} {
-		fs.Func(name, "filter by "+name, func(v string) error { q.Set(name, v); return nil })
+	for _, f := range []struct{ name, help string }{
+		{"subject", "the subject's email, login (both case-insensitive) or IdP id"},
+		{"event", "an event id, e.g. okta:ab62c0bc-2837-11eb-9823-9fb8f750c5a9"},
+		{"target", "a target name"},
+		{"type", "a record type: " + strings.Join(recordTypes(), ", ")},
+		{"outcome", "an outcome, e.g. accepted, duplicate, succeeded, not_applicable, dead_lettered, rejected"},
+		{"since", "records at or after: a duration back from now (24h, 30d) or RFC 3339 (2026-11-30T10:00:00Z)"},
+		{"until", "records before: a duration back from now or RFC 3339"},
+		{"after", "records after this sequence number (paging)"},
+	} {
+		fs.Func(f.name, f.help, func(v string) error { q.Set(f.name, v); return nil })
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -293,7 +318,7 @@ func cmdAuditExport(args []string, stdout, stderr io.Writer) error {
 
 // openFiltered opens the index read-only with the filter the flags gave.
 func (c *common) openFiltered(q url.Values) (*audit.Reader, audit.Filter, error) {
-	cfg, err := c.load()
+	cfg, err := c.loadForReading()
 	if err != nil {
 		return nil, audit.Filter{}, err
 	}

@@ -31,12 +31,12 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) error {
 	target := fs.String("target", "", "only this target")
 	event := fs.String("event", "", "only this event id")
 	base := fs.String("url", "", "the worker's base URL (default http://<listen>)")
-	token := fs.String("token", "", "API token (default $LW_API_TOKEN); replay needs an operator token")
+	token := fs.String("token", "", "API token (default: $LW_API_TOKEN, else the config's audit.tokens or $AUDIT_TOKEN); replay needs an operator token")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	cfg, err := c.load()
+	cfg, err := c.loadForReading()
 	if err != nil {
 		return err
 	}
@@ -45,6 +45,16 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) error {
 	}
 	if *token == "" {
 		*token = os.Getenv("LW_API_TOKEN")
+	}
+	if *token == "" { // the config's: an operator's for replay, any to list
+		for _, t := range cfg.Audit.Tokens {
+			if t.Role == "operator" || verb == "list" && *token == "" {
+				*token = t.Token
+			}
+		}
+	}
+	if *token == "" {
+		return errors.New("no API token: give --token, set LW_API_TOKEN, or use a config with audit.tokens (replay needs role operator)")
 	}
 	q := url.Values{}
 	if *target != "" {
@@ -72,7 +82,13 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) error {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%s %s: the worker refused the token: it must be one of the worker's audit.tokens (from --token, LW_API_TOKEN or the config)", method, path)
+	case http.StatusForbidden:
+		return fmt.Errorf("%s %s: the token's role may not do this: replay needs an operator token", method, path)
+	default:
 		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, body)
 	}
 	if *asJSON {
@@ -82,6 +98,14 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) error {
 	var out map[string][]revoke.Listed
 	if err := json.Unmarshal(body, &out); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
+	}
+	if len(out[key]) == 0 {
+		if verb == "replay" {
+			fmt.Fprintln(stdout, "no dead letters match: nothing replayed")
+		} else {
+			fmt.Fprintln(stdout, "no dead letters (every revocation ended in success, not applicable, or is still being retried)")
+		}
+		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DLQ SEQ\tAT\tTARGET\tEVENT\tSUBJECT\tATTEMPTS\tHTTP\tREASON")

@@ -125,7 +125,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	defer pipelinePub.Close()
 	tele := newTelemetry()
-	sink, intakeSink := natsSink{pub: pipelinePub}, natsSink{pub: intakePub}
+	act := newActivity(log.With("component", "activity"))
+	sink, intakeSink := natsSink{pub: pipelinePub, act: act}, natsSink{pub: intakePub, act: act}
 	// Refusals at the public endpoints are on record, bounded in size, but
 	// a flood of them is summarised rather than written one by one; near
 	// the streams' caps only summaries are written.
@@ -296,6 +297,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); pressure.watch(pollCtx, b, log) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); act.run(pollCtx, 10*time.Second) }()
 	budgetCtx, stopBudget := context.WithCancel(context.WithoutCancel(ctx))
 	budgetDone := make(chan struct{})
 	go func() { defer close(budgetDone); refusals.Run(budgetCtx, 10*time.Second) }()
@@ -684,9 +687,6 @@ func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder
 		if c := t.Confirmations; c.Issuer != "" {
 			trs = append(trs, ssf.Transmitter{Issuer: c.Issuer, JWKSURL: c.JWKSURI, JWKSFile: c.JWKSFile, Confirms: t.Name})
 		}
-	}
-	if len(trs) == 0 {
-		log.Warn("SSF has no transmitter configured: every SET will be refused (set ssf.transmitters)")
 	}
 	client := &http.Client{Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -20,7 +20,10 @@ import (
 
 // natsSink adapts the bus to the ports of the core packages: it is the
 // events.Publisher, the audit.Recorder and the revoke.Queue.
-type natsSink struct{ pub *bus.Publisher }
+type natsSink struct {
+	pub *bus.Publisher
+	act *activity // logs outcomes (nil: none)
+}
 
 var (
 	_ events.Publisher = natsSink{}
@@ -65,6 +68,11 @@ func (s natsSink) Record(ctx context.Context, recs ...audit.Record) error {
 		msgs[i] = bus.Message{Subject: r.Topic(), ID: r.ID, Data: data}
 	}
 	_, err := s.pub.Publish(ctx, msgs)
+	if err == nil {
+		for _, r := range recs {
+			s.act.record(r)
+		}
+	}
 	return err
 }
 

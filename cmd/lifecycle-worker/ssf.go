@@ -111,7 +111,7 @@ func cmdSSFStreams(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	cfg, err := c.load()
+	cfg, err := c.loadForReading()
 	if err != nil {
 		return err
 	}

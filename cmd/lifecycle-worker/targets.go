@@ -29,9 +29,13 @@ func cmdTargets(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("targets "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c common
-	c.register(fs)
-	name := fs.String("name", "new-target", "discover: the name of the target to print")
-	asJSON := fs.Bool("json", false, "discover: print what was found as JSON")
+	name, asJSON := new(string), new(bool)
+	if verb == "discover" { // discover reads no config
+		fs.StringVar(name, "name", "new-target", "the name of the target to print")
+		fs.BoolVar(asJSON, "json", false, "print what was found as JSON")
+	} else {
+		c.register(fs)
+	}
 	rest := args[1:]
 	var target string
 	if verb == "discover" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
@@ -72,11 +76,19 @@ func cmdTargets(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, "\ntarget config (add under targets:):\n"+d.TargetYAML(*name))
 		return nil
 	case "list", "check":
-		cfg, err := c.load()
+		load := c.load
+		if verb == "list" {
+			load = c.loadForReading
+		}
+		cfg, err := load()
 		if err != nil {
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		if len(cfg.Targets) == 0 {
+			fmt.Fprintln(stderr, "no targets configured: add them under targets: in the config file (--config FILE; see examples/config.yaml), or find one with targets discover MCP_SERVER_URL")
+			return nil
+		}
 		if verb == "list" {
 			fmt.Fprintln(tw, "NAME\tDRIVER\tENDPOINT\tSUBJECT\tKINDS\tCONCURRENCY\tTIMEOUT\tATTEMPTS")
 			for _, t := range cfg.Targets {

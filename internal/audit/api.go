@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -68,7 +69,7 @@ func NewAPI(r *Reader, tokens []Token, dlq DeadLetterOps, log *slog.Logger) (*AP
 		return nil, errors.New("audit api: logger required")
 	}
 	if len(tokens) == 0 {
-		log.Warn("audit API has no token configured: every request will be refused (set audit.tokens)")
+		log.Info("the audit API and /metrics have no token: they refuse every request (set audit.tokens, or AUDIT_TOKEN without a config file)")
 	}
 	return &API{reader: r, tokens: tokens, dlq: dlq, log: log}, nil
 }
@@ -188,6 +189,13 @@ func ParseFilter(q map[string][]string) (Filter, error) {
 	f := Filter{Subject: get("subject"), EventID: get("event"), Target: get("target"), Type: get("type"), Outcome: get("outcome")}
 	var errs []error
 	var err error
+	if f.Type != "" && !slices.Contains(Types, Type(f.Type)) {
+		names := make([]string, len(Types))
+		for i, t := range Types {
+			names[i] = string(t)
+		}
+		errs = append(errs, fmt.Errorf("type: %q is not one of %s", f.Type, strings.Join(names, ", ")))
+	}
 	if v := get("since"); v != "" {
 		if f.Since, err = ParseTime(v, time.Now()); err != nil {
 			errs = append(errs, errors.New("since: "+err.Error()))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -36,7 +37,9 @@ type Reader struct{ db *sql.DB }
 
 // OpenReader opens the index at path read-only.
 func OpenReader(path string) (*Reader, error) {
-	if _, err := os.Stat(path); err != nil {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no audit index at %s: run where serve runs, or pass --data-dir DIR or --config FILE (the index is <data_dir>/audit.db)", path)
+	} else if err != nil {
 		return nil, fmt.Errorf("audit index: %w", err)
 	}
 	db, err := sql.Open("sqlite3", readerDSN(path))

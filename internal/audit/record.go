@@ -34,6 +34,11 @@ const (
 	TypeDLQListed  Type = "dlq.listed" // who looked at the dead letters
 )
 
+// Types are every record type, in the order of a story.
+var Types = []Type{TypeEventReceived, TypeEventIgnored, TypeEventRejected, TypeAuthFailed, TypeRevocationPlanned,
+	TypeRevocationAttempted, TypeRevocationSucceeded, TypeRevocationNotApplicable, TypeRevocationFailed,
+	TypeRevocationDeadLettered, TypeRevocationReplayed, TypeRevocationConfirmed, TypeCheckpoint, TypeDLQListed, TypeStream}
+
 // Subject is who a record is about. Only identifiers, never credentials.
 type Subject struct {
 	Issuer string `json:"issuer,omitempty"`

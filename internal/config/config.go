@@ -38,6 +38,9 @@ type Config struct {
 	UniversalLogout UniversalLogoutConfig `yaml:"universal_logout"`
 	Audit           AuditConfig           `yaml:"audit"`
 	Targets         []TargetConfig        `yaml:"targets"`
+
+	// secretsOptional: validating for a read-only command.
+	secretsOptional bool
 }
 
 // LogConfig selects the log level and format.
@@ -415,9 +418,22 @@ func Load(path string) (*Config, error) {
 	return Parse(raw)
 }
 
+// LoadForReading is Load for commands that only read (audit query, report,
+// export, verify, targets list): secrets the service needs to take signals
+// or call targets may be absent, since nothing here uses them.
+func LoadForReading(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return parse(raw, true)
+}
+
 // Parse decodes YAML with ${ENV} expansion, rejects unknown keys, applies
 // defaults and validates; all problems are returned together.
-func Parse(raw []byte) (*Config, error) {
+func Parse(raw []byte) (*Config, error) { return parse(raw, false) }
+
+func parse(raw []byte, lenient bool) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(raw, &root); err != nil {
 		return nil, fmt.Errorf("parse config: %w", err)
@@ -442,9 +458,11 @@ func Parse(raw []byte) (*Config, error) {
 		}
 	}
 	c.setDefaults()
+	c.secretsOptional = lenient
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	c.secretsOptional = false
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("invalid config:\n%w", errors.Join(errs...))
 	}
@@ -741,7 +759,7 @@ func (c *Config) Validate() error {
 	if c.NATS.EmbeddedServer() && c.NATS.Replicas != 1 {
 		bad("nats.replicas: the embedded server holds one replica")
 	}
-	errs = append(errs, c.NATS.validate()...)
+	errs = append(errs, c.NATS.validate(c.secretsOptional)...)
 	if c.Okta.OrgURL != "" {
 		if u, err := url.Parse(c.Okta.OrgURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname()))) {
 			bad("okta.org_url: %q is not an https URL", c.Okta.OrgURL)
@@ -756,6 +774,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, s := range c.Okta.Hook.Secrets {
+		if c.secretsOptional {
+			break
+		}
 		if s == "" {
 			bad("okta.hook.secrets[%d] is empty (is its environment variable set?)", i)
 		} else if len(s) < 16 {
@@ -763,7 +784,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, t := range c.SCIM.Tokens {
-		if len(t) < 16 {
+		if len(t) < 16 && !c.secretsOptional {
 			bad("scim.tokens[%d] is empty or shorter than 16 characters (is its environment variable set?)", i)
 		}
 	}
@@ -785,7 +806,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		for j, t := range tr.Tokens {
-			if len(t) < 16 {
+			if len(t) < 16 && !c.secretsOptional {
 				bad("%s.tokens[%d] is empty or shorter than 16 characters (is its environment variable set?)", where, j)
 			}
 		}
@@ -801,7 +822,7 @@ func (c *Config) Validate() error {
 			}
 			switch st.Auth.Type {
 			case "bearer":
-				if len(st.Auth.Token) < 16 {
+				if len(st.Auth.Token) < 16 && !c.secretsOptional {
 					bad("%s.stream.auth.token: empty or shorter than 16 characters (is its environment variable set?)", where)
 				}
 			case "client_credentials":
@@ -873,7 +894,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, t := range c.Audit.Tokens {
-		if len(t.Token) < 16 {
+		if len(t.Token) < 16 && !c.secretsOptional {
 			bad("audit.tokens[%d]: token is empty or shorter than 16 characters", i)
 		}
 		if t.Role != RoleAuditor && t.Role != RoleOperator {
@@ -907,14 +928,14 @@ func (c *Config) Validate() error {
 			bad("%s.name: duplicate target name", where)
 		}
 		seen[t.Name] = true
-		for _, err := range t.validate() {
+		for _, err := range t.validate(c.secretsOptional) {
 			bad("%s.%w", where, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (n NATSConfig) validate() []error {
+func (n NATSConfig) validate(secretsOptional bool) []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	tls := n.TLS.CertFile != "" || n.TLS.KeyFile != "" || n.TLS.CAFile != ""
@@ -953,7 +974,7 @@ func (n NATSConfig) validate() []error {
 			}
 		case u.Name == "":
 			bad("%s.name: required (or nkey)", where)
-		case len(u.Password) < 16:
+		case len(u.Password) < 16 && !secretsOptional:
 			bad("%s.password: empty or shorter than 16 characters (is its environment variable set?)", where)
 		}
 	}
@@ -1007,7 +1028,7 @@ func validKind(k string) bool {
 	return false
 }
 
-func (t TargetConfig) validate() []error {
+func (t TargetConfig) validate(secretsOptional bool) []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if !slices.Contains(Drivers, t.Driver) {
@@ -1035,7 +1056,7 @@ func (t TargetConfig) validate() []error {
 	if !slices.Contains(AuthTypes, t.Auth.Type) {
 		bad("auth.type: %q is not one of %v", t.Auth.Type, AuthTypes)
 	}
-	if t.Auth.Type == "bearer" && t.Auth.Token == "" {
+	if t.Auth.Type == "bearer" && t.Auth.Token == "" && !secretsOptional {
 		bad("auth.token: required for bearer auth (is its environment variable set?)")
 	}
 	if t.Auth.Type == "client_credentials" {
@@ -1047,7 +1068,7 @@ func (t TargetConfig) validate() []error {
 		}
 		switch t.Auth.Method {
 		case "client_secret_basic", "client_secret_post":
-			if t.Auth.ClientSecret == "" {
+			if t.Auth.ClientSecret == "" && !secretsOptional {
 				bad("auth.client_secret: required for %s (is its environment variable set?)", t.Auth.Method)
 			}
 		case "private_key_jwt":
@@ -1061,7 +1082,7 @@ func (t TargetConfig) validate() []error {
 	if t.Driver == "gtr" && t.Auth.Type == "none" {
 		bad("auth.type: Global Token Revocation requires authentication")
 	}
-	if t.Driver == "okta" && (t.Auth.Type != "bearer" || t.Auth.Token == "") {
+	if t.Driver == "okta" && (t.Auth.Type != "bearer" || t.Auth.Token == "" && !secretsOptional) {
 		bad("auth: the okta driver needs an API token (okta.api_token, or auth.token here)")
 	}
 	if (t.Driver == "backchannel" || t.Driver == "ssfpush") && t.Auth.Type == "signed_jwt" {

@@ -49,9 +49,6 @@ func New(cfg Config) (*Handler, error) {
 		return nil, errors.New("scim: stores, publisher, recorder, clock, logger, body limit and publish timeout are required")
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
-	if len(cfg.Tokens) == 0 {
-		cfg.Log.Warn("SCIM has no token configured: every request will be refused (set scim.tokens)")
-	}
 	h.mux.HandleFunc("GET "+Prefix+"/ServiceProviderConfig", h.serviceProviderConfig)
 	h.mux.HandleFunc("GET "+Prefix+"/ResourceTypes", h.resourceTypes)
 	h.mux.HandleFunc("GET "+Prefix+"/Schemas", h.schemas)
