@@ -27,19 +27,7 @@ func cmdAuditQuery(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
-	q := url.Values{}
-	for _, f := range []struct{ name, help string }{
-		{"subject", "the subject's email, login (both case-insensitive) or IdP id"},
-		{"event", "an event id, e.g. okta:ab62c0bc-2837-11eb-9823-9fb8f750c5a9"},
-		{"target", "a target name"},
-		{"type", "a record type: " + strings.Join(recordTypes(), ", ")},
-		{"outcome", "an outcome, e.g. accepted, duplicate, succeeded, not_applicable, dead_lettered, rejected"},
-		{"since", "records at or after: a duration back from now (24h, 30d) or RFC 3339 (2026-11-30T10:00:00Z)"},
-		{"until", "records before: a duration back from now or RFC 3339"},
-		{"after", "records after this sequence number (paging)"},
-	} {
-		fs.Func(f.name, f.help, func(v string) error { q.Set(f.name, v); return nil })
-	}
+	q := filterFlags(fs)
 	format := fs.String("format", "table", "table | json (one record per line) | csv")
 	asJSON := fs.Bool("json", false, "same as --format json")
 	if err := fs.Parse(args); err != nil {
@@ -292,19 +280,7 @@ func cmdAuditExport(args []string, stdout, stderr io.Writer) error {
 	var c common
 	c.register(fs)
 	format := fs.String("format", "jsonl", "jsonl | csv | ocsf")
-	q := url.Values{}
-	for _, f := range []struct{ name, help string }{
-		{"subject", "the subject's email, login (both case-insensitive) or IdP id"},
-		{"event", "an event id, e.g. okta:ab62c0bc-2837-11eb-9823-9fb8f750c5a9"},
-		{"target", "a target name"},
-		{"type", "a record type: " + strings.Join(recordTypes(), ", ")},
-		{"outcome", "an outcome, e.g. accepted, duplicate, succeeded, not_applicable, dead_lettered, rejected"},
-		{"since", "records at or after: a duration back from now (24h, 30d) or RFC 3339 (2026-11-30T10:00:00Z)"},
-		{"until", "records before: a duration back from now or RFC 3339"},
-		{"after", "records after this sequence number (paging)"},
-	} {
-		fs.Func(f.name, f.help, func(v string) error { q.Set(f.name, v); return nil })
-	}
+	q := filterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -383,4 +359,23 @@ func fetchJWKS(raw string) ([]byte, error) {
 		return nil, fmt.Errorf("--jwks: %s answered %d", raw, resp.StatusCode)
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+}
+
+// filterFlags registers the record filters on fs; the values land in the
+// returned query (the API's vocabulary).
+func filterFlags(fs *flag.FlagSet) url.Values {
+	q := url.Values{}
+	for _, f := range []struct{ name, help string }{
+		{"subject", "the subject's email, login (both case-insensitive) or IdP id"},
+		{"event", "an event id, e.g. okta:ab62c0bc-2837-11eb-9823-9fb8f750c5a9"},
+		{"target", "a target name"},
+		{"type", "a record type: " + strings.Join(recordTypes(), ", ")},
+		{"outcome", "an outcome, e.g. accepted, duplicate, succeeded, not_applicable, dead_lettered, rejected"},
+		{"since", "records at or after: a duration back from now (24h, 30d) or RFC 3339 (2026-11-30T10:00:00Z)"},
+		{"until", "records before: a duration back from now or RFC 3339"},
+		{"after", "records after this sequence number (paging)"},
+	} {
+		fs.Func(f.name, f.help, func(v string) error { q.Set(f.name, v); return nil })
+	}
+	return q
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net/http"
 	"slices"
@@ -230,16 +229,16 @@ func (r *Receiver) authenticate(req *http.Request) (*claims, *Issuer, *refusal) 
 		return &c, is, refuse(http.StatusUnauthorized, "no jti")
 	case c.Exp == nil:
 		return &c, is, refuse(http.StatusUnauthorized, "no exp")
-	case unixTime(*c.Exp).Before(now.Add(-skew)):
+	case events.UnixTime(*c.Exp).Before(now.Add(-skew)):
 		return &c, is, refuse(http.StatusUnauthorized, "expired")
-	case unixTime(*c.Exp).After(now.Add(r.cfg.MaxLifetime)):
+	case events.UnixTime(*c.Exp).After(now.Add(r.cfg.MaxLifetime)):
 		return &c, is, refuse(http.StatusUnauthorized, "exp is more than %s away: not a revocation request's lifetime", r.cfg.MaxLifetime)
-	case c.Nbf != nil && unixTime(*c.Nbf).After(now.Add(skew)):
+	case c.Nbf != nil && events.UnixTime(*c.Nbf).After(now.Add(skew)):
 		return &c, is, refuse(http.StatusUnauthorized, "not valid yet (nbf)")
-	case c.Iat != nil && unixTime(*c.Iat).After(now.Add(skew)):
+	case c.Iat != nil && events.UnixTime(*c.Iat).After(now.Add(skew)):
 		return &c, is, refuse(http.StatusUnauthorized, "iat is in the future")
 	}
-	aud, err := audiences(c.Aud)
+	aud, err := events.Audiences(c.Aud)
 	if err != nil || !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(r.cfg.Audience, a) }) {
 		return &c, is, refuse(http.StatusUnauthorized, "aud %v is not this endpoint", aud)
 	}
@@ -305,7 +304,7 @@ func (r *Receiver) event(w http.ResponseWriter, req *http.Request, c *claims, is
 	now := r.cfg.Now().UTC()
 	occurred := now
 	if c.Iat != nil {
-		occurred = unixTime(*c.Iat)
+		occurred = events.UnixTime(*c.Iat)
 	}
 	cause := "Universal Logout from " + c.Iss
 	if c.Sub != "" {
@@ -347,27 +346,4 @@ func (r *Receiver) record(ctx context.Context, recs ...audit.Record) error {
 		recs[i].ID, recs[i].Time, recs[i].Source = "gtr/"+uuid.NewString(), now, string(events.SourceLogout)
 	}
 	return r.cfg.Recorder.Record(ctx, recs...)
-}
-
-func audiences(raw json.RawMessage) ([]string, error) {
-	if len(raw) == 0 {
-		return nil, errors.New("missing")
-	}
-	var one string
-	if err := json.Unmarshal(raw, &one); err == nil {
-		return []string{one}, nil
-	}
-	var many []string
-	if err := json.Unmarshal(raw, &many); err != nil {
-		return nil, errors.New("neither a string nor an array of strings")
-	}
-	return many, nil
-}
-
-func unixTime(f float64) time.Time {
-	if math.IsNaN(f) || math.IsInf(f, 0) || f > 1e12 || f < -1e12 {
-		return time.Time{}
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)).UTC()
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net/http"
 	"os"
@@ -300,16 +299,16 @@ func (r *Receiver) verify(ctx context.Context, raw string, authorized func(*tran
 		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "no jti")
 	case s.Iat == nil:
 		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "no iat")
-	case unixTime(*s.Iat).After(now.Add(5 * time.Minute)):
+	case events.UnixTime(*s.Iat).After(now.Add(5 * time.Minute)):
 		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "iat is in the future")
-	case unixTime(*s.Iat).Before(now.Add(-r.cfg.MaxAge)):
+	case events.UnixTime(*s.Iat).Before(now.Add(-r.cfg.MaxAge)):
 		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "iat is more than %s ago: too old to tell from a replay", r.cfg.MaxAge)
-	case s.Exp != nil && unixTime(*s.Exp).Before(now.Add(-time.Minute)):
+	case s.Exp != nil && events.UnixTime(*s.Exp).Before(now.Add(-time.Minute)):
 		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "expired")
 	case len(s.Events) == 0:
 		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "no events")
 	}
-	aud, err := audiences(s.Aud)
+	aud, err := events.Audiences(s.Aud)
 	if err != nil {
 		return &s, nil, refuse(http.StatusBadRequest, "invalid_request", "aud: %v", err)
 	}
@@ -329,26 +328,6 @@ func tokenOK(req *http.Request, tokens [][]byte) bool {
 		match |= subtle.ConstantTimeCompare([]byte(got), t)
 	}
 	return match == 1
-}
-
-func audiences(raw json.RawMessage) ([]string, error) {
-	if len(raw) == 0 {
-		return nil, errors.New("missing")
-	}
-	var one string
-	if err := json.Unmarshal(raw, &one); err == nil {
-		return []string{one}, nil
-	}
-	var many []string
-	if err := json.Unmarshal(raw, &many); err != nil {
-		return nil, errors.New("neither a string nor an array of strings")
-	}
-	return many, nil
-}
-
-func unixTime(f float64) time.Time {
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)).UTC()
 }
 
 // events turns the SET's events into lifecycle events; those we do not act
@@ -438,9 +417,9 @@ func (r *Receiver) events(ctx context.Context, s *set, payload []byte) ([]events
 			ignore("assurance level did not decrease", audit.SubjectOf(subject))
 			continue
 		}
-		occurred := unixTime(*s.Iat)
+		occurred := events.UnixTime(*s.Iat)
 		if body.EventTimestamp != nil {
-			occurred = unixTime(*body.EventTimestamp)
+			occurred = events.UnixTime(*body.EventTimestamp)
 		}
 		evs = append(evs, events.Event{ID: id, Source: events.SourceSSF, Kind: kind, Subject: subject,
 			OccurredAt: occurred, ReceivedAt: now, Cause: uri, Raw: payload})
@@ -502,7 +481,7 @@ func (r *Receiver) confirm(ctx context.Context, s *set, target string) ([]audit.
 		default:
 			detail["accepted_at"], detail["confirmation_delay_ms"] = a.Accepted, now.Sub(a.Accepted).Milliseconds()
 			if s.Iat != nil {
-				detail["set_iat"] = unixTime(*s.Iat)
+				detail["set_iat"] = events.UnixTime(*s.Iat)
 			}
 			recs = append(recs, audit.Record{ID: id, Type: audit.TypeRevocationConfirmed, EventID: a.EventID, Source: a.Source, Kind: a.Kind,
 				Subject: audit.SubjectOf(a.Subject), Target: target, Outcome: "confirmed", Detail: audit.Detail(detail)})
