@@ -98,8 +98,20 @@ func openTerminal(t *testing.T, dir, script string) *terminal {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = syscall.Kill(-tm.cmd.Process.Pid, syscall.SIGTERM)
+		// Stop the whole terminal: go run's child too, and wait until
+		// every process of the group is gone (the worker shuts down
+		// gracefully and writes its data dir until it has).
+		pg := -tm.cmd.Process.Pid
+		_ = syscall.Kill(pg, syscall.SIGTERM)
 		_, _ = tm.cmd.Process.Wait()
+		deadline := time.Now().Add(30 * time.Second)
+		for syscall.Kill(pg, 0) == nil {
+			if time.Now().After(deadline) {
+				_ = syscall.Kill(pg, syscall.SIGKILL)
+				deadline = time.Now().Add(10 * time.Second)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	})
 	return tm
 }
