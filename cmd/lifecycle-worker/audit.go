@@ -349,7 +349,7 @@ func fetchJWKS(raw string) ([]byte, error) {
 	if err := config.CheckEndpoint(raw, true); err != nil {
 		return nil, fmt.Errorf("--jwks: %w", err)
 	}
-	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: withUA(http.DefaultTransport), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Get(raw)
 	if err != nil {
 		return nil, fmt.Errorf("--jwks: %w", err)

@@ -75,7 +75,7 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+*token)
 	// The token goes to the URL given and nowhere else: no redirects.
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client := &http.Client{Transport: withUA(http.DefaultTransport), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("is the worker running? %w", err)

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,5 +92,29 @@ func TestDataDirIsOwnerOnly(t *testing.T) {
 		if fi.Mode().Perm() != want {
 			t.Errorf("%s has mode %s, want %s", path, fi.Mode().Perm(), want)
 		}
+	}
+}
+
+// Every server we call learns who calls: our User-Agent carries the version,
+// and /metrics has the build.
+func TestUserAgentAndBuildInfo(t *testing.T) {
+	var ua string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ua = r.Header.Get("User-Agent") }))
+	defer srv.Close()
+	resp, err := (&http.Client{Transport: withUA(outboundTransport())}).Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ua != "lifecycle-worker/"+readBuildInfo().Version {
+		t.Errorf("User-Agent %q", ua)
+	}
+	w := startWorker(t, testConfig(t, t.TempDir(), ""))
+	found := false
+	for k, v := range w.scrape() {
+		found = found || strings.HasPrefix(k, "lw_build_info{") && strings.Contains(k, `go_version="go1.`) && v == 1
+	}
+	if !found {
+		t.Error("no lw_build_info on /metrics")
 	}
 }

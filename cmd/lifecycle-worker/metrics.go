@@ -73,6 +73,10 @@ func newTelemetry() *telemetry {
 		streams: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_ssf_stream_events_total",
 			Help: "What happened to the SSF streams the worker manages: created, updated, verified, verification_overdue, status_<status>, subjects_added, subjects_none."}, []string{"outcome"}),
 	}
+	b := readBuildInfo()
+	t.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lw_build_info",
+		Help:        "The running build: always 1, with its version, commit and Go version as labels.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "commit": b.Commit, "go_version": b.Go}}, func() float64 { return 1 }))
 	t.reg.MustRegister(t.events, t.authFailures, t.revocations, t.retries, t.replays, t.requestTime, t.timeToRevoke,
 		t.intakeTime, t.intakeAnswers, t.refusals, t.confirmations, t.streams,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

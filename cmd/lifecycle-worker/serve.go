@@ -509,7 +509,7 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, confirmations revoke.
 	// API when we have a token for it.
 	resolver := &revoke.Resolver{TTL: time.Hour, Now: now}
 	if cfg.Okta.OrgURL != "" && cfg.Okta.APIToken != "" {
-		l, err := oktadriver.NewLookup(cfg.Okta.OrgURL, cfg.Okta.APIToken, &http.Client{Transport: outboundTransport(), Timeout: 10 * time.Second})
+		l, err := oktadriver.NewLookup(cfg.Okta.OrgURL, cfg.Okta.APIToken, &http.Client{Transport: withUA(outboundTransport()), Timeout: 10 * time.Second})
 		if err != nil {
 			errs = append(errs, err)
 		} else {
@@ -527,7 +527,7 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, confirmations revoke.
 			transport.TLSClientConfig = tlsCfg
 		}
 		client := &http.Client{
-			Transport: transport,
+			Transport: withUA(transport),
 			// A revocation endpoint that redirects is misconfigured; never
 			// replay a signed POST somewhere else.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -609,6 +609,25 @@ func limiter(perSecond float64, burst int) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(perSecond), burst)
 }
 
+// userAgent names us to every server we call.
+func userAgent() string { return "lifecycle-worker/" + readBuildInfo().Version }
+
+// withUA sets our User-Agent on requests that have none.
+func withUA(rt http.RoundTripper) http.RoundTripper { return uaTransport{rt, userAgent()} }
+
+type uaTransport struct {
+	base http.RoundTripper
+	ua   string
+}
+
+func (t uaTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("User-Agent") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("User-Agent", t.ua)
+	}
+	return t.base.RoundTrip(r)
+}
+
 func outboundTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 64
@@ -688,7 +707,7 @@ func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder
 			trs = append(trs, ssf.Transmitter{Issuer: c.Issuer, JWKSURL: c.JWKSURI, JWKSFile: c.JWKSFile, Confirms: t.Name})
 		}
 	}
-	client := &http.Client{Timeout: 10 * time.Second,
+	client := &http.Client{Timeout: 10 * time.Second, Transport: withUA(outboundTransport()),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return ssf.New(ssf.Config{Transmitters: trs, Audience: cfg.SSF.Audience, Mapping: mapping, MaxAge: cfg.SSF.MaxSETAge,
 		MaxBody: min(cfg.HTTP.MaxBodyBytes, 64<<10), PublishTimeout: cfg.NATS.PublishTimeout,
@@ -697,7 +716,7 @@ func newSSFReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder
 
 // newLogoutReceiver builds the Universal Logout endpoint from the config.
 func newLogoutReceiver(cfg *config.Config, pub events.Publisher, rec audit.Recorder, replays logout.Replays, now func() time.Time, log *slog.Logger) (*logout.Receiver, error) {
-	client := &http.Client{Timeout: 10 * time.Second,
+	client := &http.Client{Timeout: 10 * time.Second, Transport: withUA(outboundTransport()),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var issuers []logout.Issuer
 	for _, ic := range cfg.UniversalLogout.Issuers {
@@ -742,7 +761,7 @@ func managedStreams(cfg *config.Config) bool {
 
 // streamClient is the management API client of one transmitter.
 func streamClient(cfg *config.Config, t config.SSFTransmitterConfig, signer *keys.Signer, now func() time.Time) (*stream.Client, error) {
-	client := &http.Client{Timeout: 10 * time.Second,
+	client := &http.Client{Timeout: 10 * time.Second, Transport: withUA(outboundTransport()),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var tokens stream.TokenSource
 	switch a := t.Stream.Auth; a.Type {

@@ -15,8 +15,20 @@ type buildInfo struct {
 	Version, Commit, Date, Go, NATSServer, SQLite string
 }
 
-func readBuildInfo() buildInfo {
-	b := buildInfo{Version: version, Go: runtime.Version(), Commit: "unknown", Date: "unknown"}
+// commit and date are set by the release build (-ldflags -X), which builds
+// without VCS stamping so that its output depends on the source alone.
+var commit, date string
+
+func readBuildInfo() (b buildInfo) {
+	b = buildInfo{Version: version, Go: runtime.Version(), Commit: "unknown", Date: "unknown"}
+	defer func() { // the release build's values win
+		if commit != "" {
+			b.Commit = commit
+		}
+		if date != "" {
+			b.Date = date
+		}
+	}()
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return b
