@@ -36,7 +36,7 @@ var semver = regexp.MustCompile(`^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-
 var compilers = map[string]string{"amd64": "gcc", "arm64": "aarch64-linux-gnu-gcc"}
 
 func main() {
-	version := flag.String("version", "", "the release version, a semantic version tag (v1.2.3)")
+	version := flag.String("version", "", "the release version, a semantic version tag (default: the tag on HEAD)")
 	out := flag.String("out", "dist", "output directory (must not exist)")
 	archs := flag.String("arch", "amd64,arm64", "linux architectures to build")
 	signKey := flag.String("sign-key", "", "an OpenSSH private key (ssh-keygen -t ed25519) to sign SHA256SUMS with")
@@ -48,6 +48,13 @@ func main() {
 }
 
 func release(version, out string, archs []string, signKey string) error {
+	if version == "" {
+		tag, err := git("describe", "--tags", "--exact-match", "HEAD")
+		if err != nil {
+			return fmt.Errorf("no -version given and HEAD has no tag (git tag v1.2.3 first): %w", err)
+		}
+		version = tag
+	}
 	if !semver.MatchString(version) {
 		return fmt.Errorf("version %q is not a semantic version tag (v1.2.3)", version)
 	}
