@@ -159,3 +159,14 @@ func TestServeLogsOutcomes(t *testing.T) {
 		}
 	}
 }
+
+// health says whether a worker is ready, by exit status.
+func TestHealthCommand(t *testing.T) {
+	w := startWorker(t, testConfig(t, t.TempDir(), ""))
+	if code, out, errb := run3("health", "--url", w.url); code != 0 || !strings.Contains(out, "ready") {
+		t.Errorf("health of a running worker: %d %q %q", code, out, errb)
+	}
+	if code, _, errb := run3("health", "--url", "http://"+freePort(t)); code != 1 || !strings.Contains(errb, "not ready") {
+		t.Errorf("health of nothing: %d %q", code, errb)
+	}
+}

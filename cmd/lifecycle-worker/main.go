@@ -31,6 +31,7 @@ Usage:
   lifecycle-worker dlq       list and replay dead letters (through the running worker's API)
   lifecycle-worker targets   list, check and discover revocation targets
   lifecycle-worker ssf       check transmitters; manage the SSF streams the worker keeps
+  lifecycle-worker health    probe a worker's /readyz (exit 0 when ready; the image's HEALTHCHECK)
   lifecycle-worker version   print the version (also --version)
 
 Run "lifecycle-worker help COMMAND" (or COMMAND --help) for a command's verbs, flags
@@ -101,6 +102,11 @@ Example:
            streams' shared state in NATS (a running worker reconciles on its own)
 `,
 	"version": "Usage: lifecycle-worker version (or --version)\n",
+	"health": `Usage: lifecycle-worker health [--config FILE] [--url URL] [--timeout 3s]
+
+Asks a worker's /readyz (default http://<listen> from the config); exits 0 when it is
+ready to take traffic, 1 otherwise. The container image uses it as its HEALTHCHECK.
+`,
 }
 
 // recordTypes are the audit record types, for help and value checks.
@@ -179,6 +185,8 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		err = cmdSSF(args[1:], stdout, stderr)
 	case "version":
 		printVersion(stdout)
+	case "health":
+		err = cmdHealth(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
 		return 2

@@ -1,7 +1,8 @@
 // Command gencerts makes the private CA and the certificates of the NATS
 // cluster in docker-compose.yml: one per node (nats-1..3, also valid for
 // localhost), used for client TLS and for the nodes' mutually
-// authenticated routes. Run it once before `docker compose up`:
+// authenticated routes, and one for the demo profile's authorization server.
+// Run it once before `docker compose up`:
 //
 //	go run ./deploy/gencerts -out deploy/certs
 //
@@ -26,6 +27,7 @@ func main() {
 		n := fmt.Sprintf("nats-%d", i)
 		leaves[n] = []string{n, "localhost", "127.0.0.1"}
 	}
+	leaves["demo-as"] = []string{"demo-as", "localhost", "127.0.0.1"} // the demo profile's authorization server
 	if err := devcerts.Generate(*out, leaves, time.Duration(*days)*24*time.Hour); err != nil {
 		fmt.Fprintln(os.Stderr, "gencerts:", err)
 		os.Exit(1)

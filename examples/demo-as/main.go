@@ -4,10 +4,12 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"syscall"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
 )
@@ -16,14 +18,25 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:9090", "address to serve on")
 	issuer := flag.String("issuer", "http://127.0.0.1:8080", "the worker's public_url (expected iss)")
 	jwks := flag.String("jwks", "http://127.0.0.1:8080/.well-known/jwks.json", "the worker's JWKS")
+	cert := flag.String("cert", "", "serve https with this certificate (PEM; with -key), e.g. in a container network")
+	key := flag.String("key", "", "the certificate's key (PEM)")
 	flag.Parse()
-	r := gtrtest.New(gtrtest.Options{Listen: *listen, Issuer: *issuer, JWKSURL: *jwks, Script: func(n int, sid map[string]string) int {
+	var tlsCfg *tls.Config
+	if *cert != "" {
+		c, err := tls.LoadX509KeyPair(*cert, *key)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "demo-as:", err)
+			os.Exit(1)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+	}
+	r := gtrtest.New(gtrtest.Options{Listen: *listen, Issuer: *issuer, JWKSURL: *jwks, TLS: tlsCfg, Script: func(n int, sid map[string]string) int {
 		fmt.Printf("revoked all tokens of %v (request %d)\n", sid, n)
 		return 204
 	}, OnReject: func(why string) { fmt.Println("rejected a request:", why) }})
 	defer r.Close()
 	fmt.Printf("demo authorization server: POST %s\n", r.URL)
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
 }

@@ -54,7 +54,8 @@ func TestShippedConfigsAreValid(t *testing.T) {
 	t.Setenv("AUDIT_TOKEN", "example-token-0123456789")
 	t.Setenv("PUBLIC_URL", "https://lw.example")
 	t.Setenv("NATS_WORKER_PASSWORD", "worker-password-0123456789")
-	for _, f := range []string{"../../examples/quickstart.yaml", "../../deploy/worker.yaml"} {
+	t.Setenv("SCIM_TOKEN", "scim-token-0123456789")
+	for _, f := range []string{"../../examples/quickstart.yaml", "../../deploy/worker.yaml", "../../deploy/worker-demo.yaml"} {
 		if _, err := Load(f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}

@@ -7,6 +7,7 @@ package gtrtest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +80,8 @@ type Options struct {
 	OnReject func(why string)
 	// Listen is the address to serve on; empty picks a free loopback port.
 	Listen string
+	// TLS, when set, serves https with its certificates.
+	TLS *tls.Config
 }
 
 // New starts a receiver at <server>/global-token-revocation.
@@ -110,6 +113,11 @@ func New(opts Options) *Receiver {
 		}
 		r.serve(w, req)
 	})
+	// What succeeded, for a test that cannot call Succeeded (a container).
+	mux.HandleFunc("GET /succeeded", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(r.Succeeded())
+	})
 	r.Server = httptest.NewUnstartedServer(mux)
 	if opts.Listen != "" {
 		ln, err := net.Listen("tcp", opts.Listen)
@@ -119,7 +127,12 @@ func New(opts Options) *Receiver {
 		r.Server.Listener.Close()
 		r.Server.Listener = ln
 	}
-	r.Server.Start()
+	if opts.TLS != nil {
+		r.Server.TLS = opts.TLS
+		r.Server.StartTLS()
+	} else {
+		r.Server.Start()
+	}
 	r.URL = r.Server.URL + "/global-token-revocation"
 	return r
 }
