@@ -20,6 +20,7 @@ func main() {
 	jwks := flag.String("jwks", "http://127.0.0.1:8080/.well-known/jwks.json", "the worker's JWKS")
 	cert := flag.String("cert", "", "serve https with this certificate (PEM; with -key), e.g. in a container network")
 	key := flag.String("key", "", "the certificate's key (PEM)")
+	endpoint := flag.String("endpoint", "", "this endpoint's URL as the worker names it (the expected aud), when not the listen address")
 	flag.Parse()
 	var tlsCfg *tls.Config
 	if *cert != "" {
@@ -30,7 +31,7 @@ func main() {
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
 	}
-	r := gtrtest.New(gtrtest.Options{Listen: *listen, Issuer: *issuer, JWKSURL: *jwks, TLS: tlsCfg, Script: func(n int, sid map[string]string) int {
+	r := gtrtest.New(gtrtest.Options{Listen: *listen, Issuer: *issuer, JWKSURL: *jwks, TLS: tlsCfg, URL: *endpoint, Script: func(n int, sid map[string]string) int {
 		fmt.Printf("revoked all tokens of %v (request %d)\n", sid, n)
 		return 204
 	}, OnReject: func(why string) { fmt.Println("rejected a request:", why) }})

@@ -82,6 +82,9 @@ type Options struct {
 	Listen string
 	// TLS, when set, serves https with its certificates.
 	TLS *tls.Config
+	// URL, when set, is the endpoint as senders name it (the expected aud),
+	// where that differs from the listener's address (a container network).
+	URL string
 }
 
 // New starts a receiver at <server>/global-token-revocation.
@@ -134,6 +137,9 @@ func New(opts Options) *Receiver {
 		r.Server.Start()
 	}
 	r.URL = r.Server.URL + "/global-token-revocation"
+	if opts.URL != "" {
+		r.URL = opts.URL
+	}
 	return r
 }
 
