@@ -1,13 +1,17 @@
 package keys
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
@@ -144,6 +148,49 @@ func TestConcurrentFirstStartsShareOneKey(t *testing.T) {
 		}
 		if len(seen) != 1 {
 			t.Fatalf("round %d: %d different keys", round, len(seen))
+		}
+	}
+}
+
+// Many processes (replicas sharing a volume) starting at once on one key dir
+// end with one whole key, the same for all.
+func TestConcurrentProcessesShareOneKey(t *testing.T) {
+	if path := os.Getenv("LW_KEYS_CHILD"); path != "" {
+		s, err := LoadOrCreate(path)
+		if err != nil {
+			fmt.Println("ERR", err)
+			os.Exit(1)
+		}
+		fmt.Println("KID", s.KeyID())
+		os.Exit(0)
+	}
+	for round := range 5 {
+		path := filepath.Join(t.TempDir(), "keys", "signing-key.pem")
+		var cmds []*exec.Cmd
+		var outs []*bytes.Buffer
+		for range 8 {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestConcurrentProcessesShareOneKey$")
+			cmd.Env = append(os.Environ(), "LW_KEYS_CHILD="+path)
+			out := &bytes.Buffer{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmds, outs = append(cmds, cmd), append(outs, out)
+		}
+		kids := map[string]bool{}
+		for i, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("round %d, process %d: %v\n%s", round, i, err, outs[i])
+			}
+			for _, line := range strings.Split(outs[i].String(), "\n") {
+				if kid, ok := strings.CutPrefix(line, "KID "); ok {
+					kids[kid] = true
+				}
+			}
+		}
+		if len(kids) != 1 {
+			t.Fatalf("round %d: %d different keys among 8 processes", round, len(kids))
 		}
 	}
 }
