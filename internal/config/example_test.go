@@ -1,6 +1,7 @@
 package config
 
 import (
+	"go.yaml.in/yaml/v3"
 	"os"
 	"reflect"
 	"strings"
@@ -59,5 +60,34 @@ func TestShippedConfigsAreValid(t *testing.T) {
 		if _, err := Load(f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+// The Kubernetes manifests' worker config parses too.
+func TestKubernetesConfigIsValid(t *testing.T) {
+	t.Setenv("OKTA_HOOK_SECRET", "example-secret-0123456789")
+	t.Setenv("AUDIT_TOKEN", "example-token-0123456789")
+	t.Setenv("PUBLIC_URL", "https://lw.example")
+	t.Setenv("NATS_WORKER_PASSWORD", "worker-password-0123456789")
+	raw, err := os.ReadFile("../../deploy/kubernetes/lifecycle-worker.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var cm struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &cm); err != nil || cm.Kind != "ConfigMap" {
+			continue
+		}
+		found = true
+		if _, err := Parse([]byte(cm.Data["worker.yaml"])); err != nil {
+			t.Errorf("the ConfigMap's worker.yaml: %v", err)
+		}
+	}
+	if !found {
+		t.Error("no ConfigMap with worker.yaml")
 	}
 }
