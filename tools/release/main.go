@@ -40,14 +40,15 @@ func main() {
 	out := flag.String("out", "dist", "output directory (must not exist)")
 	archs := flag.String("arch", "amd64,arm64", "linux architectures to build")
 	signKey := flag.String("sign-key", "", "an OpenSSH private key (ssh-keygen -t ed25519) to sign SHA256SUMS with")
+	image := flag.Bool("image", true, "also build the amd64 container image (with podman or docker) and save it as an OCI archive")
 	flag.Parse()
-	if err := release(*version, *out, strings.Split(*archs, ","), *signKey); err != nil {
+	if err := release(*version, *out, strings.Split(*archs, ","), *signKey, *image); err != nil {
 		fmt.Fprintln(os.Stderr, "release:", err)
 		os.Exit(1)
 	}
 }
 
-func release(version, out string, archs []string, signKey string) error {
+func release(version, out string, archs []string, signKey string, image bool) error {
 	if version == "" {
 		tag, err := git("describe", "--tags", "--exact-match", "HEAD")
 		if err != nil {
@@ -101,6 +102,13 @@ func release(version, out string, archs []string, signKey string) error {
 		}
 		files = append(files, bin, sbom)
 	}
+	if image {
+		img, err := buildImage(out, version, date)
+		if err != nil {
+			return err
+		}
+		files = append(files, img...)
+	}
 	sums, err := checksums(out, files)
 	if err != nil {
 		return err
@@ -117,6 +125,79 @@ func release(version, out string, archs []string, signKey string) error {
 	}
 	fmt.Fprintf(os.Stderr, "release %s (%s) in %s\n", version, commit, out)
 	return nil
+}
+
+// buildImage builds the container image from the repository's Dockerfile
+// with the amd64 binary just built (BINARY=prebuilt: no registry needed),
+// stamped with the commit time, and saves it as an OCI archive with an SBOM.
+func buildImage(out, version, date string) ([]string, error) {
+	engine := "podman"
+	if _, err := exec.LookPath(engine); err != nil {
+		engine = "docker"
+		if _, err := exec.LookPath(engine); err != nil {
+			return nil, errors.New("the image needs podman or docker (or -image=false)")
+		}
+	}
+	bin := filepath.Join(out, fmt.Sprintf("lifecycle-worker_%s_linux_amd64", version))
+	if _, err := os.Stat(bin); err != nil {
+		return nil, errors.New("the image is built from the linux/amd64 binary: include amd64 in -arch")
+	}
+	ctx, err := os.MkdirTemp("", "lw-image-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(ctx)
+	dist := filepath.Join(ctx, "dist")
+	if err := os.MkdirAll(filepath.Join(dist, "empty"), 0o755); err != nil {
+		return nil, err
+	}
+	copyFile := func(from, to string) error {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o755)
+	}
+	if err := copyFile(bin, filepath.Join(dist, "lifecycle-worker")); err != nil {
+		return nil, err
+	}
+	if err := copyFile("/etc/ssl/certs/ca-certificates.crt", filepath.Join(dist, "ca-certificates.crt")); err != nil {
+		return nil, fmt.Errorf("CA bundle: %w", err)
+	}
+	demo := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w -buildid=", "-o", filepath.Join(dist, "demo-as"), "./examples/demo-as")
+	demo.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := demo.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build demo-as: %v\n%s", err, b)
+	}
+	dockerfile, _ := filepath.Abs("Dockerfile")
+	tag := "lifecycle-worker:" + version
+	args := []string{"build", "-q", "--build-arg", "BINARY=prebuilt", "--build-arg", "VERSION=" + version, "-f", dockerfile, "-t", tag}
+	if engine == "podman" {
+		args = append(args, "--format", "docker", "--timestamp", epoch(date))
+	}
+	b := exec.Command(engine, append(args, ctx)...)
+	b.Stderr = os.Stderr
+	if err := b.Run(); err != nil {
+		return nil, fmt.Errorf("build the image: %w", err)
+	}
+	archive := fmt.Sprintf("lifecycle-worker_%s_image_linux_amd64.tar", version)
+	saveArgs := []string{"save", "-o", filepath.Join(out, archive)}
+	if engine == "podman" {
+		saveArgs = append(saveArgs, "--format", "oci-archive")
+	}
+	if err := exec.Command(engine, append(saveArgs, tag)...).Run(); err != nil {
+		return nil, fmt.Errorf("save the image: %w", err)
+	}
+	// The image holds the amd64 binary: its SBOM is the binary's.
+	sbom, err := os.ReadFile(bin + ".cdx.json")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(out, archive+".cdx.json"), sbom, 0o644); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "built image %s (%s)\n", tag, archive)
+	return []string{archive, archive + ".cdx.json"}, nil
 }
 
 func git(args ...string) (string, error) {
