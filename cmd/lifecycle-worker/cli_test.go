@@ -166,7 +166,7 @@ func TestHealthCommand(t *testing.T) {
 	if code, out, errb := run3("health", "--url", w.url); code != 0 || !strings.Contains(out, "ready") {
 		t.Errorf("health of a running worker: %d %q %q", code, out, errb)
 	}
-	if code, _, errb := run3("health", "--url", "http://"+freePort(t)); code != 1 || !strings.Contains(errb, "not ready") {
+	if code, _, errb := run3("health", "--url", "http://"+freeAddr(t)); code != 1 || !strings.Contains(errb, "not ready") {
 		t.Errorf("health of nothing: %d %q", code, errb)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,16 +27,6 @@ const (
 	intakePassword   = "intake-password-0123456789"
 )
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // The worker's NATS port takes only the worker's identities, and each only
 // for its own work, enforced by the server: a worker split over two
 // processes (intake+audit on the embedded server, the pipeline connecting
@@ -51,7 +40,7 @@ func freePort(t *testing.T) string {
 func TestNATSOnlyWorkerIdentities(t *testing.T) {
 	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
 	defer peer.Close()
-	natsAddr := freePort(t)
+	natsAddr := freeAddr(t)
 	keyFile := filepath.Join(t.TempDir(), "signing-key.pem")
 	target := gtrTarget("as1", peer.URL, "email")
 

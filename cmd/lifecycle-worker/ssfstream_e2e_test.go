@@ -27,7 +27,7 @@ const ssfMgmtToken = "ssf-management-token-0123456789"
 func TestManagedSSFStream(t *testing.T) {
 	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
 	defer peer.Close()
-	addr := freePort(t)
+	addr := freeAddr(t)
 	workerURL := "http://" + addr
 	tr := ssftest.New(t, ssftest.Options{ManagementToken: ssfMgmtToken, Audience: testPublicURL,
 		Route: func(u string) string { return strings.Replace(u, testPublicURL, workerURL, 1) }})
