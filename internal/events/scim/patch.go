@@ -92,6 +92,13 @@ func known(attr string, attrs map[string]bool) bool {
 	return strings.HasPrefix(a, "urn:") // extension attributes: stored as given
 }
 
+// multiValued are the core multi-valued attributes (RFC 7643 §4.1.2, §4.2):
+// they stay lists whatever form a PATCH value takes.
+var multiValued = map[string]bool{"emails": true, "phonenumbers": true, "ims": true, "photos": true, "addresses": true,
+	"groups": true, "entitlements": true, "roles": true, "x509certificates": true, "members": true}
+
+func isMulti(attr string) bool { return multiValued[strings.ToLower(attr)] }
+
 func normalise(attr string, v any) (any, error) {
 	if strings.EqualFold(attr, "active") {
 		b, ok := toBool(v)
@@ -106,8 +113,18 @@ func normalise(attr string, v any) (any, error) {
 func setPath(d Doc, path string, v any, op string, attrs map[string]bool) error {
 	attr, filt, sub := splitPath(path)
 	if strings.HasPrefix(strings.ToLower(attr), "urn:") && strings.EqualFold(attr, SchemaEnterprise) {
-		// the whole extension object
-		d.set(attr, v)
+		// The whole extension object: its attributes given replace or
+		// add to the ones there, the others stay.
+		cur, _ := d.get(attr).(map[string]any)
+		m, ok := v.(map[string]any)
+		if cur == nil || !ok {
+			d.set(attr, v)
+			return nil
+		}
+		for k, val := range m {
+			Doc(cur).set(k, val)
+		}
+		d.set(attr, cur)
 		return nil
 	}
 	if !known(attr, attrs) {
@@ -117,6 +134,23 @@ func setPath(d Doc, path string, v any, op string, attrs map[string]bool) error 
 		return setFiltered(d, attr, filt, sub, v)
 	}
 	if sub != "" {
+		if isMulti(attr) {
+			// A sub-attribute of every value (§3.5.2.3): the list stays a list.
+			list, _ := d.get(attr).([]any)
+			if len(list) == 0 {
+				list = []any{map[string]any{}}
+			}
+			for i, e := range list {
+				m, ok := e.(map[string]any)
+				if !ok {
+					return errorf(400, "invalidValue", "%s holds values without sub-attributes", attr)
+				}
+				Doc(m).set(sub, v)
+				list[i] = m
+			}
+			d.set(attr, list)
+			return nil
+		}
 		m, _ := d.get(attr).(map[string]any)
 		if m == nil {
 			m = map[string]any{}
@@ -125,20 +159,64 @@ func setPath(d Doc, path string, v any, op string, attrs map[string]bool) error 
 		d.set(attr, m)
 		return nil
 	}
+	if v == nil && op == "add" {
+		return errorf(400, "invalidValue", "add needs a value")
+	}
 	nv, err := normalise(attr, v)
 	if err != nil {
 		return err
 	}
-	if op == "add" {
-		if list, ok := d.get(attr).([]any); ok {
-			if add, ok := nv.([]any); ok {
-				d.set(attr, append(list, add...))
-				return nil
+	if isMulti(attr) {
+		// One value or a list of them; never a bare string or number in
+		// place of the list (§3.5.2.1: add appends, without duplicates).
+		var add []any
+		switch x := nv.(type) {
+		case []any:
+			add = x
+		case map[string]any:
+			add = []any{x}
+		default:
+			return errorf(400, "invalidValue", "%s is multi-valued: give a value object or a list of them", attr)
+		}
+		list, _ := d.get(attr).([]any)
+		if op == "replace" {
+			list = nil
+		}
+		for _, a := range add {
+			if !containsValue(list, a) {
+				list = append(list, a)
 			}
+		}
+		d.set(attr, list)
+		return nil
+	}
+	if cur, ok := d.get(attr).(map[string]any); ok {
+		if m, ok := nv.(map[string]any); ok {
+			// A complex attribute: the sub-attributes given replace or add
+			// to the ones there; the others stay (§3.5.2.1, §3.5.2.3).
+			for k, val := range m {
+				Doc(cur).set(k, val)
+			}
+			d.set(attr, cur)
+			return nil
 		}
 	}
 	d.set(attr, nv)
 	return nil
+}
+
+// containsValue reports whether list holds a value equal to v (for
+// multi-valued attributes: the same "value", or the same whole value).
+func containsValue(list []any, v any) bool {
+	vm, isMap := v.(map[string]any)
+	for _, e := range list {
+		if em, ok := e.(map[string]any); ok && isMap {
+			if a, b := Doc(em).str("value"), Doc(vm).str("value"); a != "" && strings.EqualFold(a, b) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func setFiltered(d Doc, attr, filt, sub string, v any) error {
@@ -199,13 +277,24 @@ func removePath(d Doc, path string, v any, attrs map[string]bool) error {
 			Doc(m).del(sub)
 		}
 	case v != nil:
-		// Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]}
+		// Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]},
+		// or one value object rather than a list.
 		drop := map[string]bool{}
-		vals, _ := v.([]any)
+		var vals []any
+		switch x := v.(type) {
+		case []any:
+			vals = x
+		case map[string]any:
+			vals = []any{x}
+		default:
+			return errorf(400, "invalidValue", "remove with a value needs value objects ({\"value\": …})")
+		}
 		for _, x := range vals {
-			if m, ok := x.(map[string]any); ok {
-				drop[Doc(m).str("value")] = true
+			m, ok := x.(map[string]any)
+			if !ok || Doc(m).str("value") == "" {
+				return errorf(400, "invalidValue", "remove with a value needs value objects ({\"value\": …})")
 			}
+			drop[Doc(m).str("value")] = true
 		}
 		list, _ := d.get(attr).([]any)
 		kept := list[:0]

@@ -1,0 +1,109 @@
+package scim
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func doc(t *testing.T, s string) Doc {
+	t.Helper()
+	var d Doc
+	if err := json.Unmarshal([]byte(s), &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// PATCH means what RFC 7644 §3.5.2 says for the cases that lost signals or
+// data: multi-valued attributes stay lists (add appends once; a single value
+// object is one value; a bare string is refused), a sub-attribute of a
+// multi-valued attribute applies to each value, a complex attribute keeps
+// the sub-attributes not given, and remove by a single value object removes.
+func TestPatchSemantics(t *testing.T) {
+	user := `{"userName":"u@x","name":{"givenName":"Ann","familyName":"Lee","formatted":"Ann Lee"},
+		"emails":[{"value":"u@x","type":"work","primary":true}],
+		"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Sales","employeeNumber":"7"}}`
+	attrs := map[string]bool{"username": true, "name": true, "emails": true, "active": true, "members": true}
+	for _, c := range []struct {
+		name, rfc string
+		op        patchOp
+		check     func(Doc) bool
+		status    int
+	}{
+		{"add one email object appends", "§3.5.2.1", patchOp{Op: "add", Path: "emails", Value: map[string]any{"value": "h@x", "type": "home"}},
+			func(d Doc) bool { l, _ := d.get("emails").([]any); return len(l) == 2 }, 0},
+		{"add an email that is there adds nothing", "§3.5.2.1", patchOp{Op: "add", Path: "emails", Value: []any{map[string]any{"value": "U@X"}}},
+			func(d Doc) bool { l, _ := d.get("emails").([]any); return len(l) == 1 }, 0},
+		{"replace emails with a string is refused", "§3.5.2.3", patchOp{Op: "replace", Path: "emails", Value: "z@x"}, nil, 400},
+		{"replace emails.value keeps the list", "§3.5.2.3", patchOp{Op: "replace", Path: "emails.value", Value: "n@x"},
+			func(d Doc) bool { l, _ := d.get("emails").([]any); return len(l) == 1 && d.primaryEmail() == "n@x" }, 0},
+		{"replace name keeps the sub-attributes not given", "§3.5.2.3", patchOp{Op: "replace", Path: "name", Value: map[string]any{"givenName": "Anna"}},
+			func(d Doc) bool {
+				n, _ := d.get("name").(map[string]any)
+				return n["givenName"] == "Anna" && n["familyName"] == "Lee" && n["formatted"] == "Ann Lee"
+			}, 0},
+		{"add name.middleName keeps the rest", "§3.5.2.1", patchOp{Op: "add", Path: "name", Value: map[string]any{"middleName": "B"}},
+			func(d Doc) bool {
+				n, _ := d.get("name").(map[string]any)
+				return n["middleName"] == "B" && n["familyName"] == "Lee"
+			}, 0},
+		{"path-less add of the enterprise extension merges", "§3.5.2.1",
+			patchOp{Op: "add", Value: map[string]any{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"department": "Ops"}}},
+			func(d Doc) bool {
+				e, _ := d.get("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User").(map[string]any)
+				return e["department"] == "Ops" && e["employeeNumber"] == "7"
+			}, 0},
+		{"add without a value is refused", "§3.5.2.1", patchOp{Op: "add", Path: "name"}, nil, 400},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := doc(t, user)
+			err := applyPatch(d, []patchOp{c.op}, attrs)
+			if c.status != 0 {
+				var se *scimError
+				if err == nil || !errorAs(err, &se) || se.status != c.status {
+					t.Fatalf("%s: want %d, got %v", c.rfc, c.status, err)
+				}
+				return
+			}
+			if err != nil || !c.check(d) {
+				b, _ := json.Marshal(d)
+				t.Errorf("%s: %v → %s", c.rfc, err, b)
+			}
+		})
+	}
+}
+
+func errorAs(err error, se **scimError) bool {
+	e, ok := err.(*scimError)
+	*se = e
+	return ok
+}
+
+// Removing a member with one value object (not a list) removes it, and the
+// removal is an access_removed event; a value we cannot read is a 400.
+func TestRemoveMemberByValueObject(t *testing.T) {
+	h, uid := fuzzHandler(t)
+	code, body := fuzzDo(h, "POST", Prefix+"/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"mcp-users","members":[{"value":"`+uid+`"}]}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create group: %d %s", code, body)
+	}
+	var g struct{ ID string }
+	_ = json.Unmarshal([]byte(body), &g)
+	pub := h.cfg.Publisher.(*flaky)
+	before := len(pub.ids)
+	code, body = fuzzDo(h, "PATCH", Prefix+"/Groups/"+g.ID, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"remove","path":"members","value":{"value":"`+uid+`"}}]}`)
+	if code >= 300 {
+		t.Fatalf("remove member: %d %s", code, body)
+	}
+	if _, after := fuzzDo(h, "GET", Prefix+"/Groups/"+g.ID, ""); strings.Contains(after, uid) {
+		t.Errorf("the member is still there: %s", after)
+	}
+	if len(pub.ids) != before+1 {
+		t.Errorf("%d events published for the removal, want 1 access_removed", len(pub.ids)-before)
+	}
+	if code, _ := fuzzDo(h, "PATCH", Prefix+"/Groups/"+g.ID, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"remove","path":"members","value":"`+uid+`"}]}`); code != http.StatusBadRequest {
+		t.Errorf("remove with a bare string value: %d, want 400", code)
+	}
+}
