@@ -112,7 +112,7 @@ func TestSCIMRefusals(t *testing.T) {
 		status                          int
 		scimType                        string
 	}{
-		{"invalid filter", "GET", `/Users?filter=userName%20sw%20%22j%22`, "", testSCIMToken, 400, "invalidFilter"},
+		{"invalid filter", "GET", `/Users?filter=userName%20eq%20j`, "", testSCIMToken, 400, "invalidFilter"},
 		{"unknown path", "PATCH", "/Users/" + id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"favouriteColour","value":"red"}]}`, testSCIMToken, 400, "invalidPath"},
 		{"malformed json", "PATCH", "/Users/" + id, `{"Operations":[{"op":"replace",`, testSCIMToken, 400, "invalidSyntax"},
 		{"wrong token", "PATCH", "/Users/" + id, `{"Operations":[{"op":"replace","path":"active","value":false}]}`, "not-the-token-0123456789", 401, ""},

@@ -164,10 +164,18 @@ func TestFilterParsing(t *testing.T) {
 		`userName eq "a@b.c"`:                          true,
 		`userName Eq "a@b.c" and externalId eq "00u1"`: true,
 		`emails.value eq "x@y.z"`:                      true,
-		`userName sw "a"`:                              false,
-		`userName eq "unterminated`:                    false,
-		`nickName eq "x"`:                              false,
-		`userName eq "a" or userName eq "b"`:           false,
+		`userName sw "a"`:                              true,
+		`userName eq "a" or userName eq "b"`:           true,
+		`not (active eq true)`:                         true,
+		`emails[type eq "work" and value co "@x"]`:     true,
+		`meta.lastModified gt "2011-05-13T04:42:34Z"`:  true,
+		`title pr`:                  true,
+		`userName eq "unterminated`: false,
+		`userName eq alice@x`:       false,
+		`userName eq`:               false,
+		`(userName eq "a"`:          false,
+		`userName xx "a"`:           false,
+		`userName eq "a" and`:       false,
 	} {
 		if _, err := parseFilter(in); (err == nil) != ok {
 			t.Errorf("parseFilter(%q) = %v, want ok=%v", in, err, ok)

@@ -107,3 +107,49 @@ func TestRemoveMemberByValueObject(t *testing.T) {
 		t.Errorf("remove with a bare string value: %d, want 400", code)
 	}
 }
+
+// Filters evaluate as RFC 7644 §3.4.2.2 says: every operator, precedence of
+// not > and > or, grouping, value paths, sub-attributes, URN-qualified
+// names, booleans in value paths, caseExact ids.
+func TestFilterEvaluation(t *testing.T) {
+	u := doc(t, `{"id":"2819c223","externalId":"00uAbC","userName":"Bjensen@Example.com","title":"Tour Guide","active":true,
+		"name":{"familyName":"Jensen","givenName":"Barbara"},
+		"emails":[{"value":"bjensen@example.com","type":"work","primary":true},{"value":"babs@jensen.org","type":"home"}],
+		"meta":{"lastModified":"2011-05-13T04:42:34Z"},
+		"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Tour Operations","manager":{"value":"26118915"}}}`)
+	for f, want := range map[string]bool{
+		`userName eq "bjensen@example.com"`:                                true, // caseExact false
+		`id eq "2819C223"`:                                                 false,
+		`externalId eq "00uAbC"`:                                           true,
+		`userName ne "x"`:                                                  true,
+		`name.familyName co "ens"`:                                         true,
+		`userName sw "Bjen"`:                                               true,
+		`userName ew "example.com"`:                                        true,
+		`title pr`:                                                         true,
+		`nickName pr`:                                                      false,
+		`meta.lastModified gt "2011-05-13T04:42:34Z"`:                      false,
+		`meta.lastModified ge "2011-05-13T04:42:34Z"`:                      true,
+		`meta.lastModified lt "2012-01-01T00:00:00Z"`:                      true,
+		`emails co "jensen.org"`:                                           true,
+		`emails[type eq "work" and value co "@example.com"]`:               true,
+		`emails[type eq "home" and value co "@example.com"]`:               false,
+		`emails[primary eq true]`:                                          true,
+		`active eq true`:                                                   true,
+		`not (active eq true)`:                                             false,
+		`title pr and userName sw "x" or active eq true`:                   true,
+		`title pr and (userName sw "x" or active eq false)`:                false,
+		`urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bjensen"`: true,
+		`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "tour operations"`: true,
+		`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915"`:     true,
+		`nickName eq null`: true,
+	} {
+		p, err := parseFilter(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if got := p.match(u); got != want {
+			t.Errorf("%s: %v, want %v", f, got, want)
+		}
+	}
+}
