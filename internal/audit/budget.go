@@ -325,24 +325,50 @@ func Bound(r Record) Record {
 	return r
 }
 
-// BoundString returns s when it is valid UTF-8 of at most MaxFieldBytes,
-// else its first bytes (cut on a character boundary) and a note with the
-// whole value's length and SHA-256.
+// BoundString returns s when it is valid UTF-8 whose JSON encoding takes at
+// most MaxFieldBytes, else its first characters (as many as fit, encoded)
+// and a note with the whole value's length and SHA-256. The JSON size is
+// what counts: the record is stored encoded, and a character such as & or
+// a control character takes six bytes there.
 func BoundString(s string) string {
-	if len(s) <= MaxFieldBytes && utf8.ValidString(s) {
+	if utf8.ValidString(s) && (len(s) <= MaxFieldBytes/6 || jsonLen(s) <= MaxFieldBytes) {
 		return s
 	}
 	return digest(s)
 }
 
+// jsonLen is the length of s inside a JSON string as encoding/json writes
+// it (HTML-safe: <, > and & escaped).
+func jsonLen(s string) int {
+	n := 0
+	for _, r := range s {
+		n += runeJSONLen(r)
+	}
+	return n
+}
+
+func runeJSONLen(r rune) int {
+	switch {
+	case r == '"' || r == '\\':
+		return 2
+	case r < 0x20 || r == '<' || r == '>' || r == '&' || r == 0x2028 || r == 0x2029 || r == utf8.RuneError:
+		return 6
+	default:
+		return utf8.RuneLen(r)
+	}
+}
+
 func digest(s string) string {
 	sum := sha256.Sum256([]byte(s))
-	head := strings.ToValidUTF8(s[:min(len(s), MaxFieldBytes-96)], "\uFFFD")
-	for len(head) > MaxFieldBytes-96 {
-		_, size := utf8.DecodeLastRuneInString(head)
-		head = head[:len(head)-size]
+	var head strings.Builder
+	budget := MaxFieldBytes - 96
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		if budget -= runeJSONLen(r); budget < 0 {
+			break
+		}
+		head.WriteRune(r)
 	}
-	return fmt.Sprintf("%s…[cut: %d bytes, sha256 %s]", head, len(s), hex.EncodeToString(sum[:]))
+	return fmt.Sprintf("%s…[cut: %d bytes, sha256 %s]", head.String(), len(s), hex.EncodeToString(sum[:]))
 }
 
 // boundValue bounds every string of a decoded JSON value, and the number of
