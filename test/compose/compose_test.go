@@ -192,18 +192,26 @@ func TestComposeCluster(t *testing.T) {
 	}
 	scim := func(port int, method, path, body string) map[string]any {
 		t.Helper()
-		req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d/scim/v2%s", port, path), strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+scimToken)
-		req.Header.Set("Content-Type", "application/scim+json")
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
 		var out map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		if resp.StatusCode >= 300 {
-			t.Fatalf("SCIM %s %s: %d %v", method, path, resp.StatusCode, out)
+		var status int
+		// An IdP retries a 5xx (the cluster may still be electing the
+		// leaders of its streams and buckets right after start); so do we.
+		eventually(t, 2*time.Minute, "SCIM "+method+" "+path+" answered", func() bool {
+			req, _ := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d/scim/v2%s", port, path), strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+scimToken)
+			req.Header.Set("Content-Type", "application/scim+json")
+			resp, err := client.Do(req)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			out = nil
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			status = resp.StatusCode
+			return status < 500
+		})
+		if status >= 300 {
+			t.Fatalf("SCIM %s %s: %d %v", method, path, status, out)
 		}
 		return out
 	}
