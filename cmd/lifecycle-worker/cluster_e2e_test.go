@@ -183,7 +183,7 @@ func head(t *testing.T, w *worker) audit.VerifyResult {
 	return res
 }
 
-// The roles split one worker over processes (DESIGN §11): an intake node
+// The roles split one worker over processes (docs/architecture.md, Roles): an intake node
 // takes the hook, a pipeline node revokes, an audit node indexes and
 // answers queries. Each serves only its own routes.
 func TestRolesSplitAcrossProcesses(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 // Type is what a record says happened.
 type Type string
 
-// Record types (DESIGN §9).
+// Record types (docs/architecture.md, Audit record types).
 const (
 	TypeEventReceived           Type = "event.received"
 	TypeEventIgnored            Type = "event.ignored"

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stream names and subject roots (DESIGN §6).
+// Stream names and subject roots (docs/architecture.md, Streams).
 const (
 	StreamLifecycle = "LIFECYCLE"
 	StreamRevoke    = "REVOKE"

@@ -494,7 +494,7 @@ func expandNode(n *yaml.Node) {
 	}
 }
 
-// The roles a process can play (DESIGN §11).
+// The roles a process can play (docs/architecture.md, Roles).
 const (
 	RoleIntake   = "intake"
 	RolePipeline = "pipeline"

@@ -26,7 +26,7 @@ const (
 // Kind is what happened to the subject, independent of the IdP's vocabulary.
 type Kind string
 
-// Kinds of lifecycle change (DESIGN §5).
+// Kinds of lifecycle change (docs/architecture.md, Lifecycle kinds).
 const (
 	KindDeprovisioned      Kind = "deprovisioned"
 	KindSuspended          Kind = "suspended"

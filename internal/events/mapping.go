@@ -10,7 +10,7 @@ import (
 // operators can override it in config without code.
 type Mapping map[string]Kind
 
-// DefaultOktaMapping is the table of DESIGN §5 for Okta event types (hooks and
+// DefaultOktaMapping is the table of docs/architecture.md (Lifecycle kinds) for Okta event types (hooks and
 // System Log share the vocabulary). user.risk.change is listed here but only
 // counts when the new level is HIGH; the hook decides that.
 func DefaultOktaMapping() Mapping {

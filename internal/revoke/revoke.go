@@ -52,7 +52,7 @@ func Topic(target string) string { return "revoke." + target }
 // DLQTopic is the REVOKE_DLQ subject of target's dead letters.
 func DLQTopic(target string) string { return "revoke_dlq." + target }
 
-// Class is how a driver classifies an answer (DESIGN §8).
+// Class is how a driver classifies an answer (docs/architecture.md, Answer classes).
 type Class int
 
 // Classes of outcome.

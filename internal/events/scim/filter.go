@@ -114,25 +114,22 @@ func (p *parser) expect(s string) error {
 	return nil
 }
 
+// or and and parse left-associative chains; and binds tighter.
 func (p *parser) or() (filter, error) {
-	left, err := p.and()
-	for err == nil && p.peekWord("or") {
-		p.i++
-		var right filter
-		if right, err = p.and(); err == nil {
-			left = orF{left, right}
-		}
-	}
-	return left, err
+	return p.chain("or", p.and, func(a, b filter) filter { return orF{a, b} })
 }
 
 func (p *parser) and() (filter, error) {
-	left, err := p.unary()
-	for err == nil && p.peekWord("and") {
+	return p.chain("and", p.unary, func(a, b filter) filter { return andF{a, b} })
+}
+
+func (p *parser) chain(word string, next func() (filter, error), join func(a, b filter) filter) (filter, error) {
+	left, err := next()
+	for err == nil && p.peekWord(word) {
 		p.i++
 		var right filter
-		if right, err = p.unary(); err == nil {
-			left = andF{left, right}
+		if right, err = next(); err == nil {
+			left = join(left, right)
 		}
 	}
 	return left, err

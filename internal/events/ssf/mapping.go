@@ -22,7 +22,7 @@ const (
 	TypeStreamUpdated        = "https://schemas.openid.net/secevent/ssf/event-type/stream-updated"
 )
 
-// DefaultMapping is DESIGN §5's SSF column. assurance-level-change counts
+// DefaultMapping is the SSF column of docs/architecture.md (Lifecycle kinds). assurance-level-change counts
 // only when the level went down; the receiver decides that.
 func DefaultMapping() events.Mapping {
 	return events.Mapping{

@@ -130,7 +130,7 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 		return r
 	}
 	defer resp.Body.Close()
-	// DESIGN §8: 200 and 204 succeed (Auth0 answers 200, the draft 204);
+	// docs/architecture.md, Answer classes: 200 and 204 succeed (Auth0 answers 200, the draft 204);
 	// 404 is "no such user here"; 400/401/403/422 need a human.
 	r := revoke.Answer(resp, d.cfg.Now(), []int{http.StatusOK, http.StatusNoContent}, []int{http.StatusNotFound})
 	r.Detail = detail

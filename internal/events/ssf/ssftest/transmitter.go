@@ -80,7 +80,6 @@ type Transmitter struct {
 	stream   *Stream
 	problems []string
 	calls    []string // method path, in order
-	pushes   []int    // answers to our pushes
 }
 
 // New starts a transmitter.
@@ -476,9 +475,6 @@ func (tr *Transmitter) pushStatus(s Stream, subID map[string]any, eventType stri
 		return 0, err
 	}
 	resp.Body.Close()
-	tr.mu.Lock()
-	tr.pushes = append(tr.pushes, resp.StatusCode)
-	tr.mu.Unlock()
 	return resp.StatusCode, nil
 }
 
