@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/console"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
@@ -281,4 +283,38 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descIxLag, prometheus.GaugeValue, float64(st.LagMS)/1000)
 	ch <- prometheus.MustNewConstMetric(descIxBatches, prometheus.CounterValue, float64(st.Batches))
 	ch <- prometheus.MustNewConstMetric(descCkpts, prometheus.CounterValue, float64(st.Checkpoints))
+}
+
+// targetHealth is each target as this node sees it now: held (breaker or
+// Retry-After), jobs waiting, dead letters.
+func targetHealth(ctx context.Context, b *bus.Bus, targets []*revoke.Target) ([]console.TargetHealth, error) {
+	js := b.JetStream()
+	dead := map[string]int64{}
+	var errs []error
+	if s, err := js.Stream(ctx, bus.StreamDLQ); err != nil {
+		errs = append(errs, err)
+	} else if info, err := s.Info(ctx, jetstream.WithSubjectFilter("revoke_dlq.>")); err != nil {
+		errs = append(errs, err)
+	} else {
+		for subj, n := range info.State.Subjects {
+			dead[strings.TrimPrefix(subj, "revoke_dlq.")] += int64(n)
+		}
+	}
+	out := make([]console.TargetHealth, 0, len(targets))
+	for _, t := range targets {
+		h := console.TargetHealth{Name: t.Name, Driver: t.DriverName, Backlog: -1, Dead: -1}
+		if t.Breaker != nil {
+			h.Held = t.Breaker.Remaining()
+		}
+		if len(errs) == 0 {
+			h.Dead = dead[t.Name]
+		}
+		if cons, err := js.Consumer(ctx, bus.StreamRevoke, "exec-"+t.Name); err == nil {
+			if info, err := cons.Info(ctx); err == nil {
+				h.Backlog = int64(info.NumPending) + int64(info.NumAckPending)
+			}
+		}
+		out = append(out, h)
+	}
+	return out, errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/console"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/logout"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktahook"
@@ -182,6 +184,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 			return err
 		}
 		register = append(register, api.Register)
+		if cfg.Console.On() {
+			con, err := newConsole(cfg, reader, dead, b, targets, ckptKey.Public(), refusals, now, log.With("component", "console"))
+			if err != nil {
+				return err
+			}
+			register = append(register, con.Register)
+		}
 	} else if api, err = audit.NewAPI(nil, tokens, nil, log.With("component", "audit-api")); err != nil {
 		return err // only its token check, for /metrics
 	}
@@ -860,4 +869,47 @@ func scimSubjects(users kvSCIM) func(context.Context) ([]map[string]any, error) 
 		}
 		return out, nil
 	}
+}
+
+// newConsole builds the web console of an audit-role process.
+func newConsole(cfg *config.Config, reader *audit.Reader, dead *revoke.DeadLetters, b *bus.Bus, targets []*revoke.Target,
+	ckpt ed25519.PublicKey, rec audit.Recorder, now func() time.Time, log *slog.Logger) (*console.Console, error) {
+	key, err := keys.LoadOrCreateSecret(cfg.Console.SessionKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("console session key: %w", err)
+	}
+	tokens := make([]audit.Token, len(cfg.Audit.Tokens))
+	for i, t := range cfg.Audit.Tokens {
+		tokens[i] = audit.Token{Token: t.Token, Role: t.Role}
+	}
+	cc := console.Config{Reader: reader, DeadLetters: dead, Health: func(ctx context.Context) ([]console.TargetHealth, error) {
+		return targetHealth(ctx, b, targets)
+	}, PublicURL: cfg.PublicURL, LocalLogin: cfg.Console.LocalLogin, Tokens: tokens, SessionKey: key,
+		Lifetime: cfg.Console.SessionLifetime, SLA: cfg.Console.SLA, CheckpointKeys: []ed25519.PublicKey{ckpt},
+		CheckpointFiles: []string{cfg.Audit.CheckpointFile}, Recorder: rec, Now: now, Log: log}
+	if o := cfg.Console.OIDC; o.Issuer != "" {
+		cc.OIDC = &console.OIDC{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes,
+			RolesClaim: o.RolesClaim, Auditors: o.Auditors, Operators: o.Operators,
+			HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: httpsOnly{withUA(outboundTransport()), o.AllowInsecureHTTP},
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	}
+	if cc.OIDC == nil && !cc.LocalLogin {
+		log.Warn("the console has no way to sign in: set console.oidc (or console.local_login on a loopback listener)")
+	}
+	return console.New(cc)
+}
+
+// httpsOnly refuses any request that is not https (http to a loopback host
+// only when allowed, for tests): endpoints a discovery document names are
+// held to the same rule as the issuer.
+type httpsOnly struct {
+	base         http.RoundTripper
+	loopbackHTTP bool
+}
+
+func (t httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := config.CheckEndpoint(r.URL.String(), t.loopbackHTTP); err != nil {
+		return nil, err
+	}
+	return t.base.RoundTrip(r)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -14,6 +15,7 @@ type Offboarding struct {
 	EventID    string     `json:"event_id"`
 	Subject    *Subject   `json:"subject,omitempty"`
 	Cause      string     `json:"cause,omitempty"`
+	Source     string     `json:"source,omitempty"` // the intake that took the signal
 	OccurredAt *time.Time `json:"idp_event_time,omitempty"`
 	ReceivedAt *time.Time `json:"received_at,omitempty"`
 	// Status is complete when every planned target succeeded or does not
@@ -83,6 +85,10 @@ type OffboardingFilter struct {
 	Since, Until time.Time
 	Status       string        // complete | incomplete | "" (both)
 	SLA          time.Duration // 0: no SLA judgement
+	// Subject matches the subject's email, login (case-insensitive) or id.
+	Subject string
+	// Limit keeps the newest Limit offboardings planned (0: all).
+	Limit int
 }
 
 // Offboardings returns the deprovisionings planned in the window, oldest
@@ -97,6 +103,15 @@ func (r *Reader) Offboardings(ctx context.Context, f OffboardingFilter) ([]Offbo
 	if !f.Until.IsZero() {
 		q += ` AND time_ms < ?`
 		args = append(args, f.Until.UnixMilli())
+	}
+	if f.Subject != "" {
+		s := strings.ToLower(f.Subject)
+		q += ` AND (subject_email = ? OR subject_login = ? OR subject_id = ?)`
+		args = append(args, s, s, f.Subject)
+	}
+	if f.Limit > 0 {
+		q = `SELECT event_id FROM (` + strings.Replace(q, "SELECT event_id", "SELECT event_id, seq", 1) + ` ORDER BY seq DESC LIMIT ?)`
+		args = append(args, f.Limit)
 	}
 	rows, err := r.db.QueryContext(ctx, q+` ORDER BY seq`, args...)
 	if err != nil {
@@ -195,7 +210,7 @@ func (r *Reader) Offboarding(ctx context.Context, eventID string, sla time.Durat
 				Uncovered []string `json:"uncovered_audiences"`
 			}
 			_ = json.Unmarshal(rec.Detail, &d)
-			o.Subject, o.OccurredAt, o.Uncovered = rec.Subject, rec.OccurredAt, d.Uncovered
+			o.Subject, o.OccurredAt, o.Uncovered, o.Source = rec.Subject, rec.OccurredAt, d.Uncovered, rec.Source
 			for _, name := range d.Targets {
 				if byTarget[name] == nil {
 					byTarget[name] = &TargetOutcome{Target: name, Status: "pending"}

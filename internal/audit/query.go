@@ -129,3 +129,17 @@ func (r *Reader) Count(ctx context.Context) (n, last uint64, err error) {
 	}
 	return n, last, nil
 }
+
+// Head returns the last indexed record's seq and chain hash (zero when the
+// index is empty): cheap, for watching the index grow.
+func (r *Reader) Head(ctx context.Context) (Head, error) {
+	var h Head
+	err := r.db.QueryRowContext(ctx, "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").Scan(&h.Seq, &h.Hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Head{}, nil
+	}
+	if err != nil {
+		return Head{}, fmt.Errorf("audit head: %w", err)
+	}
+	return h, nil
+}

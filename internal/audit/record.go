@@ -32,12 +32,15 @@ const (
 	TypeStream     Type = "ssf.stream"
 	TypeCheckpoint Type = "checkpoint"
 	TypeDLQListed  Type = "dlq.listed" // who looked at the dead letters
+	// TypeConsoleSignIn: someone signed in to the console (how, as whom,
+	// with which role).
+	TypeConsoleSignIn Type = "console.signed_in"
 )
 
 // Types are every record type, in the order of a story.
 var Types = []Type{TypeEventReceived, TypeEventIgnored, TypeEventRejected, TypeAuthFailed, TypeRevocationPlanned,
 	TypeRevocationAttempted, TypeRevocationSucceeded, TypeRevocationNotApplicable, TypeRevocationFailed,
-	TypeRevocationDeadLettered, TypeRevocationReplayed, TypeRevocationConfirmed, TypeCheckpoint, TypeDLQListed, TypeStream}
+	TypeRevocationDeadLettered, TypeRevocationReplayed, TypeRevocationConfirmed, TypeCheckpoint, TypeDLQListed, TypeStream, TypeConsoleSignIn}
 
 // Subject is who a record is about. Only identifiers, never credentials.
 type Subject struct {

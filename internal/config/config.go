@@ -37,7 +37,9 @@ type Config struct {
 	// Token Revocation) endpoint.
 	UniversalLogout UniversalLogoutConfig `yaml:"universal_logout"`
 	Audit           AuditConfig           `yaml:"audit"`
-	Targets         []TargetConfig        `yaml:"targets"`
+	// Console is the security team's web console at / (role audit).
+	Console ConsoleConfig  `yaml:"console"`
+	Targets []TargetConfig `yaml:"targets"`
 
 	// secretsOptional: validating for a read-only command.
 	secretsOptional bool
@@ -265,6 +267,48 @@ type AuditConfig struct {
 	CheckpointEvery    int           `yaml:"checkpoint_every"`
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	CheckpointFile     string        `yaml:"checkpoint_file"`
+}
+
+// ConsoleConfig is the web console: who may sign in and how.
+type ConsoleConfig struct {
+	// Enabled serves the console at / on processes with the audit role
+	// (default true). With neither oidc nor local_login nobody can sign in.
+	Enabled *bool `yaml:"enabled"`
+	// OIDC signs people in at the organisation's IdP (authorization code
+	// with PKCE); their role comes from a claim.
+	OIDC ConsoleOIDCConfig `yaml:"oidc"`
+	// LocalLogin lets an audit token serve as a password, for the quick
+	// start; only when listen is a loopback address.
+	LocalLogin bool `yaml:"local_login"`
+	// SessionLifetime bounds a sign-in (default 8h); SessionKeyFile holds
+	// the key sealing session cookies (default <data_dir>/keys/console-session.key;
+	// replicas behind one address share it).
+	SessionLifetime time.Duration `yaml:"session_lifetime"`
+	SessionKeyFile  string        `yaml:"session_key_file"`
+	// SLA judges offboardings (default 1h): beyond it an incomplete one is
+	// a breach, shown first.
+	SLA time.Duration `yaml:"sla"`
+}
+
+// On reports whether the console is served.
+func (c ConsoleConfig) On() bool { return c.Enabled == nil || *c.Enabled }
+
+// ConsoleOIDCConfig is the console's OpenID Connect client.
+type ConsoleOIDCConfig struct {
+	// Issuer is the OpenID Provider (its discovery document is read at
+	// start); the redirect URI to register there is <public_url>/auth/callback.
+	Issuer       string   `yaml:"issuer"`
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret string   `yaml:"client_secret"` // empty: a public client (PKCE only)
+	Scopes       []string `yaml:"scopes"`        // default openid, profile, email (plus groups when roles_claim is groups)
+	// RolesClaim names the ID token claim (a string or list of strings)
+	// mapped to roles: a value in Operators makes an operator, else one in
+	// Auditors an auditor; anyone else is refused.
+	RolesClaim string   `yaml:"roles_claim"`
+	Auditors   []string `yaml:"auditors"`
+	Operators  []string `yaml:"operators"`
+	// AllowInsecureHTTP permits an http:// issuer on loopback, for tests.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 }
 
 // TokenConfig is one API bearer token and its role.
@@ -624,6 +668,24 @@ func (c *Config) setDefaults() {
 	if c.Audit.CheckpointInterval == 0 {
 		c.Audit.CheckpointInterval = time.Minute
 	}
+	if c.Console.SessionLifetime == 0 {
+		c.Console.SessionLifetime = 8 * time.Hour
+	}
+	if c.Console.SessionKeyFile == "" {
+		c.Console.SessionKeyFile = filepath.Join(c.DataDir, "keys", "console-session.key")
+	}
+	if c.Console.SLA == 0 {
+		c.Console.SLA = time.Hour
+	}
+	if c.Console.OIDC.RolesClaim == "" {
+		c.Console.OIDC.RolesClaim = "groups"
+	}
+	if len(c.Console.OIDC.Scopes) == 0 {
+		c.Console.OIDC.Scopes = []string{"openid", "profile", "email"}
+		if c.Console.OIDC.RolesClaim == "groups" {
+			c.Console.OIDC.Scopes = append(c.Console.OIDC.Scopes, "groups")
+		}
+	}
 	if c.Audit.CheckpointFile == "" {
 		c.Audit.CheckpointFile = filepath.Join(c.DataDir, "audit-checkpoints.jsonl")
 	}
@@ -901,6 +963,7 @@ func (c *Config) Validate() error {
 			bad("audit.tokens[%d].role: %q is not auditor or operator", i, t.Role)
 		}
 	}
+	errs = append(errs, c.validateConsole()...)
 	if c.Audit.CheckpointEvery < 1 || c.Audit.CheckpointInterval < time.Second {
 		bad("audit: checkpoint_every must be >= 1 and checkpoint_interval >= 1s")
 	}
@@ -1183,7 +1246,7 @@ func IsLoopback(host string) bool {
 // SetDataDir overrides data_dir after loading, moving the paths derived from
 // it that the file did not set explicitly.
 func (c *Config) SetDataDir(dir string) {
-	for _, p := range []*string{&c.Audit.DB, &c.Audit.CheckpointFile, &c.Keys.SigningKeyFile, &c.Keys.CheckpointKeyFile} {
+	for _, p := range []*string{&c.Audit.DB, &c.Audit.CheckpointFile, &c.Keys.SigningKeyFile, &c.Keys.CheckpointKeyFile, &c.Console.SessionKeyFile} {
 		if rel, err := filepath.Rel(c.DataDir, *p); err == nil && !strings.HasPrefix(rel, "..") {
 			*p = filepath.Join(dir, rel)
 		}
@@ -1198,4 +1261,44 @@ func (c *Config) SetListen(addr string) {
 		c.PublicURL = "http://" + addr
 	}
 	c.Listen = addr
+}
+
+func (c *Config) validateConsole() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	k := c.Console
+	if k.SessionLifetime < time.Minute || k.SessionLifetime > 7*24*time.Hour {
+		bad("console.session_lifetime: %s is not in 1m..168h", k.SessionLifetime)
+	}
+	if k.SLA <= 0 {
+		bad("console.sla: must be positive")
+	}
+	if k.LocalLogin {
+		if host, _, err := net.SplitHostPort(c.Listen); err != nil || !IsLoopback(host) {
+			bad("console.local_login: only when listen is a loopback address (%q is not); sign in through console.oidc instead", c.Listen)
+		}
+	}
+	o := k.OIDC
+	if o.Issuer == "" {
+		if o.ClientID != "" || o.ClientSecret != "" || len(o.Auditors)+len(o.Operators) > 0 {
+			bad("console.oidc: issuer is required with client_id, client_secret, auditors or operators")
+		}
+		return errs
+	}
+	if err := CheckEndpoint(o.Issuer, o.AllowInsecureHTTP); err != nil {
+		bad("console.oidc.issuer: %v", err)
+	}
+	if o.ClientID == "" {
+		bad("console.oidc.client_id: required")
+	}
+	if len(o.Auditors)+len(o.Operators) == 0 {
+		bad("console.oidc: name the %s values that make auditors or operators; nobody could sign in", o.RolesClaim)
+	}
+	if !slices.Contains(o.Scopes, "openid") {
+		bad("console.oidc.scopes: must include openid")
+	}
+	if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme != "https" && !IsLoopback(u.Hostname()) {
+		bad("console.oidc: public_url %q must be https (the session cookie is Secure and the IdP redirects there)", c.PublicURL)
+	}
+	return errs
 }

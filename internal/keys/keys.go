@@ -66,6 +66,12 @@ func generate(path string, gen func() (any, error)) error {
 	if err != nil {
 		return fmt.Errorf("encode signing key: %w", err)
 	}
+	return writeOnce(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+// writeOnce creates path holding data unless it exists (mode 0600,
+// directory 0700).
+func writeOnce(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("create key dir: %w", err)
 	}
@@ -76,24 +82,48 @@ func generate(path string, gen func() (any, error)) error {
 	// exists, so exactly one key wins and it is complete when it appears.
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".key-*")
 	if err != nil {
-		return fmt.Errorf("create signing key: %w", err)
+		return fmt.Errorf("create key: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write signing key: %w", err)
+		return fmt.Errorf("write key: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("sync signing key: %w", err)
+		return fmt.Errorf("sync key: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write signing key: %w", err)
+		return fmt.Errorf("write key: %w", err)
 	}
 	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("create signing key: %w", err)
+		return fmt.Errorf("create key: %w", err)
 	}
 	return nil
+}
+
+// LoadOrCreateSecret loads the 32-byte symmetric key at path (PEM, type
+// SECRET KEY), creating a random one there when the file does not exist.
+func LoadOrCreateSecret(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return nil, fmt.Errorf("generate key: %w", err)
+		}
+		if err := writeOnce(path, pem.EncodeToMemory(&pem.Block{Type: "SECRET KEY", Bytes: k})); err != nil {
+			return nil, err
+		}
+		raw, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read key: %w", err)
+	}
+	b, _ := pem.Decode(raw)
+	if b == nil || b.Type != "SECRET KEY" || len(b.Bytes) != 32 {
+		return nil, fmt.Errorf("%s: not a PEM SECRET KEY of 32 bytes", path)
+	}
+	return b.Bytes, nil
 }
 
 // Parse builds a Signer from a PEM private key (PKCS#8, SEC 1 EC or PKCS#1 RSA).
