@@ -23,48 +23,8 @@ import (
 // with an httpcall target on Hydra's admin API, leaves both inactive by
 // Hydra's own introspection. CI builds Hydra into test/hydra/bin.
 func TestHydraTokensRevoked(t *testing.T) {
-	bin, _ := filepath.Abs("../../test/hydra/bin/hydra")
-	if v := os.Getenv("LW_HYDRA_BIN"); v != "" {
-		bin = v
-	}
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("hydra not built at %s: %v", bin, err)
-		}
-		t.Skip("hydra not built: see test/hydra/README.md")
-	}
-	public, admin, callback := freeAddr(t), freeAddr(t), freeAddr(t)
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "hydra.yml")
-	if err := writeFile(cfgFile, fmt.Sprintf(`dsn: memory
-serve:
-  public: { host: 127.0.0.1, port: %s }
-  admin: { host: 127.0.0.1, port: %s }
-urls:
-  self: { issuer: http://%s }
-  login: http://%s/login
-  consent: http://%s/consent
-secrets: { system: ["a-test-only-system-secret-0123456789"] }
-strategies: { access_token: opaque }
-log: { level: error }
-`, port(public), port(admin), public, callback, callback)); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out", "-c", cfgFile)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	eventually(t, 60*time.Second, "hydra ready", func() bool {
-		resp, err := http.Get("http://" + admin + "/health/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	callback := freeAddr(t)
+	public, admin, logs := startHydra(t, "http://"+callback)
 
 	// A client, and an authorization-code flow for subject 00uhydra, driven
 	// headless through Hydra's admin login and consent APIs.
@@ -159,24 +119,81 @@ log: { level: error }
 	}
 }
 
+// startHydra runs ORY Hydra (in-memory SQLite) on loopback with its login
+// and consent pages at loginBase/login and loginBase/consent; it returns the
+// public and admin addresses and Hydra's log. CI builds Hydra into
+// test/hydra/bin; elsewhere the test is skipped when it is not built.
+func startHydra(t *testing.T, loginBase string) (public, admin string, logs *bytes.Buffer) {
+	t.Helper()
+	bin, _ := filepath.Abs("../../test/hydra/bin/hydra")
+	if v := os.Getenv("LW_HYDRA_BIN"); v != "" {
+		bin = v
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("hydra not built at %s: %v", bin, err)
+		}
+		t.Skip("hydra not built: see test/hydra/README.md")
+	}
+	public, admin = freeAddr(t), freeAddr(t)
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "hydra.yml")
+	if err := writeFile(cfgFile, fmt.Sprintf(`dsn: memory
+serve:
+  public: { host: 127.0.0.1, port: %s }
+  admin: { host: 127.0.0.1, port: %s }
+urls:
+  self: { issuer: http://%s }
+  login: %s/login
+  consent: %s/consent
+secrets: { system: ["a-test-only-system-secret-0123456789"] }
+strategies: { access_token: opaque }
+log: { level: error }
+`, port(public), port(admin), public, loginBase, loginBase)); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out", "-c", cfgFile)
+	logs = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	eventually(t, 60*time.Second, "hydra ready", func() bool {
+		resp, err := http.Get("http://" + admin + "/health/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return public, admin, logs
+}
+
 func port(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
 
 func hydraJSON(t *testing.T, method, u string, in, out any) {
 	t.Helper()
-	b, _ := json.Marshal(in)
-	req, _ := http.NewRequest(method, u, bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, u, body)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	got, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode/100 != 2 {
-		t.Fatalf("%s %s: %d %s", method, u, resp.StatusCode, body)
+		t.Fatalf("%s %s: %d %s", method, u, resp.StatusCode, got)
 	}
 	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
+		if err := json.Unmarshal(got, out); err != nil {
 			t.Fatalf("%s %s: %v", method, u, err)
 		}
 	}

@@ -886,7 +886,8 @@ func newConsole(cfg *config.Config, reader *audit.Reader, dead *revoke.DeadLette
 		return targetHealth(ctx, b, targets)
 	}, PublicURL: cfg.PublicURL, LocalLogin: cfg.Console.LocalLogin, Tokens: tokens, SessionKey: key,
 		Lifetime: cfg.Console.SessionLifetime, SLA: cfg.Console.SLA, CheckpointKeys: []ed25519.PublicKey{ckpt},
-		CheckpointFiles: []string{cfg.Audit.CheckpointFile}, Recorder: rec, Now: now, Log: log}
+		CheckpointFiles: []string{cfg.Audit.CheckpointFile}, MaxUncovered: uint64(cfg.Audit.CheckpointEvery),
+		MaxUncoveredAge: 2*cfg.Audit.CheckpointInterval + 30*time.Second, Recorder: rec, Now: now, Log: log}
 	if o := cfg.Console.OIDC; o.Issuer != "" {
 		cc.OIDC = &console.OIDC{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes,
 			RolesClaim: o.RolesClaim, Auditors: o.Auditors, Operators: o.Operators,

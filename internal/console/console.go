@@ -63,6 +63,10 @@ type Config struct {
 	// CheckpointKeys verify checkpoints on the evidence page.
 	CheckpointKeys  []ed25519.PublicKey
 	CheckpointFiles []string
+	// MaxUncovered and MaxUncoveredAge: how far the head may run ahead of
+	// the newest checkpoint (as audit verify judges it).
+	MaxUncovered    uint64
+	MaxUncoveredAge time.Duration
 	Recorder        audit.Recorder // sign-ins and refusals
 	Now             func() time.Time
 	Log             *slog.Logger
@@ -84,6 +88,8 @@ type Console struct {
 	sla      time.Duration
 	keys     []ed25519.PublicKey
 	files    []string
+	maxAhead uint64
+	maxAge   time.Duration
 	recorder audit.Recorder
 	now      func() time.Time
 	log      *slog.Logger
@@ -116,7 +122,8 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{reader: cfg.Reader, dlq: cfg.DeadLetters, health: cfg.Health, base: strings.TrimSuffix(cfg.PublicURL, "/"),
 		origin: u.Scheme + "://" + u.Host, local: cfg.LocalLogin, tokens: cfg.Tokens, sealer: s, cookies: cookies{secure: u.Scheme == "https"},
-		lifetime: cfg.Lifetime, sla: cfg.SLA, keys: cfg.CheckpointKeys, files: cfg.CheckpointFiles, recorder: cfg.Recorder,
+		lifetime: cfg.Lifetime, sla: cfg.SLA, keys: cfg.CheckpointKeys, files: cfg.CheckpointFiles,
+		maxAhead: cfg.MaxUncovered, maxAge: cfg.MaxUncoveredAge, recorder: cfg.Recorder,
 		now: cfg.Now, log: cfg.Log, live: make(chan struct{}, 32)}
 	if c.lifetime <= 0 {
 		c.lifetime = 8 * time.Hour
@@ -143,6 +150,9 @@ func (c *Console) Register(mux *http.ServeMux) {
 	static, _ := fs.Sub(assets, "static")
 	files := http.FileServerFS(static)
 	mux.Handle("GET /static/", c.headers(http.StripPrefix("/static/", files)))
+	mux.Handle("GET /favicon.ico", c.headers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, assets, "static/favicon.svg") // browsers ask for it whatever the page says
+	})))
 	mux.Handle("GET /auth/signin", c.headers(http.HandlerFunc(c.signIn)))
 	mux.Handle("GET /auth/oidc", c.headers(http.HandlerFunc(c.oidcStart)))
 	mux.Handle("GET /auth/callback", c.headers(http.HandlerFunc(c.oidcCallback)))
@@ -172,7 +182,7 @@ func (c *Console) headers(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
 			"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Referrer-Policy", "same-origin") // no-referrer would make browsers send "Origin: null" on our own forms
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")

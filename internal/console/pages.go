@@ -307,13 +307,13 @@ func (c *Console) personReport(w http.ResponseWriter, r *http.Request, s *sessio
 // targetStats is one target's record over the window.
 type targetStats struct {
 	TargetHealth
-	Known                                   bool // configured on this node
-	Succeeded, NotApplicable, Dead, Pending int
-	SuccessRate                             float64
-	HasRate                                 bool
-	P50, P90, P99, Max                      int64
-	Samples                                 int
-	HeldNow                                 bool
+	Known                                           bool // configured on this node
+	Succeeded, NotApplicable, DeadLettered, Pending int
+	SuccessRate                                     float64
+	HasRate                                         bool
+	P50, P90, P99, Max                              int64
+	Samples                                         int
+	HeldNow                                         bool
 }
 
 func (c *Console) targets(w http.ResponseWriter, r *http.Request, s *session) {
@@ -367,7 +367,7 @@ func (c *Console) targets(w http.ResponseWriter, r *http.Request, s *session) {
 			case "not_applicable":
 				t.NotApplicable++
 			case "dead_lettered":
-				t.Dead++
+				t.DeadLettered++
 			default:
 				t.Pending++
 			}
@@ -375,7 +375,7 @@ func (c *Console) targets(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	var rows []*targetStats
 	for name, t := range by {
-		if done := t.Succeeded + t.NotApplicable + t.Dead; done > 0 {
+		if done := t.Succeeded + t.NotApplicable + t.DeadLettered; done > 0 {
 			t.SuccessRate, t.HasRate = float64(t.Succeeded+t.NotApplicable)/float64(done), true
 		}
 		xs := samples[name]
@@ -479,7 +479,8 @@ func (c *Console) verify(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	v := &verification{At: c.now().UTC(), By: s.actor()}
-	res, err := c.reader.Verify(r.Context(), audit.VerifyOptions{Keys: c.keys, CheckpointFiles: c.files, Now: c.now()})
+	res, err := c.reader.Verify(r.Context(), audit.VerifyOptions{Keys: c.keys, CheckpointFiles: c.files,
+		MaxUncovered: c.maxAhead, MaxUncoveredAge: c.maxAge, Now: c.now()})
 	v.Result = res
 	if err != nil {
 		v.Err = err.Error()

@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	"html"
 	"html/template"
 	"strings"
 )
@@ -41,11 +42,11 @@ func histogramSVG(ms []int64) template.HTML {
 	for i, n := range counts {
 		x := pad + 6 + i*(barW+4)
 		bh := (h - 2*pad - 10) * n / top
-		fmt.Fprintf(&sb, `<rect x="%d" y="%d" width="%d" height="%d" fill="#2f6fdf"><title>%s: %d</title></rect>`, x, h-pad-bh, barW, bh, buckets[i].label, n)
+		fmt.Fprintf(&sb, `<rect x="%d" y="%d" width="%d" height="%d" fill="#2f6fdf"><title>%s: %d</title></rect>`, x, h-pad-bh, barW, bh, html.EscapeString(buckets[i].label), n)
 		if n > 0 {
 			fmt.Fprintf(&sb, `<text x="%d" y="%d" font-size="11" text-anchor="middle" fill="#1b2330">%d</text>`, x+barW/2, h-pad-bh-4, n)
 		}
-		fmt.Fprintf(&sb, `<text x="%d" y="%d" font-size="11" text-anchor="middle" fill="#4a5568">%s</text>`, x+barW/2, h-pad+16, buckets[i].label)
+		fmt.Fprintf(&sb, `<text x="%d" y="%d" font-size="11" text-anchor="middle" fill="#4a5568">%s</text>`, x+barW/2, h-pad+16, html.EscapeString(buckets[i].label))
 	}
 	sb.WriteString(`</svg>`)
 	return template.HTML(sb.String()) // #nosec: built from integers and the fixed labels above
