@@ -169,6 +169,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !found {
 		t.Errorf("the auditor's refused replay is not on record: %+v", refused)
 	}
+	// Someone the IdP knows but who holds no console role.
+	nobody, _ := newBrowser(t, alloc)
+	browse(t, nobody, "sign in without a role", chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#sso`)), chromedp.Click(chromedp.CSS(`#sso`)),
+		chromedp.WaitVisible(chromedp.CSS(`#user`)), chromedp.SetValue(chromedp.CSS(`#user`), "mallory"), chromedp.Click(chromedp.CSS(`#login`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[contains(@class, "error") and contains(., "holds no console role")]`)))
+	browse(t, nobody, "a page without a role", chromedp.Navigate(base+"/targets"), chromedp.WaitVisible(chromedp.CSS(`h1`)))
+	if got := text(t, nobody, `h1`); got != "Sign in" {
+		t.Errorf("without a role the console stays closed; got page %q", got)
+	}
 	signIns := w.audit(audit.Filter{Type: string(audit.TypeConsoleSignIn)})
 	if len(signIns) != 2 {
 		t.Errorf("sign-ins on record: %d, want 2", len(signIns))
@@ -299,15 +309,16 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 func startLoginApp(t *testing.T, addr, hydraAdmin string) {
 	t.Helper()
 	people := map[string]struct{ email, name, group string }{
-		"olga":  {"olga@example.com", "Olga Operator", "security-operators"},
-		"alice": {"alice@example.com", "Alice Auditor", "security-auditors"},
+		"olga":    {"olga@example.com", "Olga Operator", "security-operators"},
+		"alice":   {"alice@example.com", "Alice Auditor", "security-auditors"},
+		"mallory": {"mallory@example.com", "Mallory", "staff"},
 	}
 	admin := "http://" + hydraAdmin + "/admin/oauth2/auth/requests/"
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<!doctype html><title>IdP sign-in</title><form method="post" action="/login">
-<input type="hidden" name="challenge" value="%s"><select id="user" name="user"><option value="alice">alice</option><option value="olga">olga</option></select>
+<input type="hidden" name="challenge" value="%s"><select id="user" name="user"><option value="alice">alice</option><option value="olga">olga</option><option value="mallory">mallory</option></select>
 <button id="login" type="submit">Sign in</button></form>`, html.EscapeString(r.URL.Query().Get("login_challenge")))
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
