@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,5 +195,20 @@ func TestQuickStartAsWritten(t *testing.T) {
 		if !strings.Contains(last, want) {
 			t.Errorf("the audit query lacks %s:\n%s", want, last)
 		}
+	}
+	// Step 4: the console, signed in with the audit token.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	req, _ := http.NewRequest("POST", "http://127.0.0.1:8080/auth/local", strings.NewReader(url.Values{"token": {"quickstart-audit-token-123"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://127.0.0.1:8080")
+	resp, err := browser.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "john.doe@example.com") || !strings.Contains(string(page), "demo-as") {
+		t.Errorf("step 4, the console: %d\n%s", resp.StatusCode, page)
 	}
 }
