@@ -895,7 +895,7 @@ func newConsole(cfg *config.Config, reader *audit.Reader, dead *revoke.DeadLette
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	}
 	if cc.OIDC == nil && !cc.LocalLogin {
-		log.Warn("the console has no way to sign in: set console.oidc (or console.local_login on a loopback listener)")
+		log.Info("the console at / has no way to sign in yet: set console.oidc (or console.local_login on a loopback listener)")
 	}
 	return console.New(cc)
 }

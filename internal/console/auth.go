@@ -43,7 +43,13 @@ type provider struct {
 	mu  sync.Mutex
 	p   *oidc.Provider
 	v   *oidc.IDTokenVerifier
+	// A failed discovery is answered from memory for a while: strangers
+	// opening the sign-in page must not make us call the IdP at will.
+	failedAt time.Time
+	failure  error
 }
+
+const rediscoverAfter = 30 * time.Second
 
 func (p *provider) get(ctx context.Context) (*oidc.Provider, *oidc.IDTokenVerifier, error) {
 	p.mu.Lock()
@@ -51,11 +57,15 @@ func (p *provider) get(ctx context.Context) (*oidc.Provider, *oidc.IDTokenVerifi
 	if p.p != nil {
 		return p.p, p.v, nil
 	}
+	if p.failure != nil && time.Since(p.failedAt) < rediscoverAfter {
+		return nil, nil, p.failure
+	}
 	dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.cfg.HTTPClient), 10*time.Second)
 	defer cancel()
 	prov, err := oidc.NewProvider(dctx, p.cfg.Issuer)
 	if err != nil {
-		return nil, nil, fmt.Errorf("discover %s: %w", p.cfg.Issuer, err)
+		p.failedAt, p.failure = time.Now(), fmt.Errorf("discover %s: %w", p.cfg.Issuer, err)
+		return nil, nil, p.failure
 	}
 	p.p, p.v = prov, prov.Verifier(&oidc.Config{ClientID: p.cfg.ClientID})
 	return p.p, p.v, nil
@@ -135,9 +145,19 @@ func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, c.oauth(prov).AuthCodeURL(p.State, oidc.Nonce(p.Nonce), oauth2.S256ChallengeOption(p.Verifier)), http.StatusFound)
 }
 
-// localPath accepts a same-origin path only (no scheme, no host, no //).
+// localPath accepts a same-origin path only: no scheme, no host, no //,
+// no backslash and no control character (browsers drop tabs and newlines
+// from URLs, so "/\t/evil.example" would become "//evil.example").
 func localPath(p string) bool {
-	return strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "//") && !strings.HasPrefix(p, "/\\") && !strings.ContainsAny(p, "\r\n")
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.Contains(p, "\\") {
+		return false
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // oidcCallback finishes the flow: state, code exchange with the PKCE

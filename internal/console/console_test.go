@@ -289,7 +289,7 @@ func TestCallbackWithoutOrAgainstTheSignInRefused(t *testing.T) {
 
 func TestReturnPathsStayLocal(t *testing.T) {
 	for p, ok := range map[string]bool{"/": true, "/people?q=a": true, "//evil.example/": false, "/\\evil.example": false,
-		"https://evil.example/": false, "": false, "/x\r\nSet-Cookie: a=b": false} {
+		"https://evil.example/": false, "": false, "/x\r\nSet-Cookie: a=b": false, "/\t/evil.example": false, "/a\\b": false} {
 		if localPath(p) != ok {
 			t.Errorf("localPath(%q) = %v", p, !ok)
 		}
