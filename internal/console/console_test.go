@@ -48,7 +48,9 @@ func (r *records) of(t audit.Type) []audit.Record {
 
 type dlq struct{ replays []string }
 
-func (d *dlq) ListFor(context.Context, revoke.DLQFilter, string) ([]revoke.Listed, error) { return nil, nil }
+func (d *dlq) ListFor(context.Context, revoke.DLQFilter, string) ([]revoke.Listed, error) {
+	return nil, nil
+}
 func (d *dlq) Replay(_ context.Context, f revoke.DLQFilter, actor string) ([]revoke.Listed, error) {
 	d.replays = append(d.replays, f.Target+"/"+f.EventID+" by "+actor)
 	return []revoke.Listed{{}}, nil
