@@ -851,7 +851,7 @@ func scimSubjects(users kvSCIM) func(context.Context) ([]map[string]any, error) 
 					Primary bool   `json:"primary"`
 				} `json:"emails"`
 			}
-			if json.Unmarshal(raw, &u) != nil || (u.Active != nil && !*u.Active) {
+			if json.Unmarshal(raw.Doc, &u) != nil || (u.Active != nil && !*u.Active) {
 				continue
 			}
 			email := ""

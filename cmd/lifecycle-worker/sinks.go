@@ -268,18 +268,18 @@ func (k kvSCIM) Delete(ctx context.Context, id, unique string) error {
 	return k.kv.Delete(ctx, k.nameKey(unique))
 }
 
-func (k kvSCIM) List(ctx context.Context) ([][]byte, error) {
+func (k kvSCIM) List(ctx context.Context) ([]scim.Stored, error) {
 	lister, err := k.kv.ListKeysFiltered(ctx, k.p+".*")
 	if err != nil {
 		return nil, err
 	}
-	var out [][]byte
+	var out []scim.Stored
 	for key := range lister.Keys() {
 		e, err := k.kv.Get(ctx, key)
 		if err != nil {
 			continue // deleted meanwhile
 		}
-		out = append(out, e.Value())
+		out = append(out, scim.Stored{Doc: e.Value(), Rev: e.Revision()})
 	}
 	return out, nil
 }

@@ -110,3 +110,13 @@ func FuzzSCIMResource(f *testing.F) {
 		answered(t, "replace", code, resp)
 	})
 }
+
+func fuzzDoIfMatch(h http.Handler, method, target, body, version string) (int, string) {
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+fuzzToken)
+	req.Header.Set("Content-Type", "application/scim+json")
+	req.Header.Set("If-Match", version)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}

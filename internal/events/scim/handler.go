@@ -64,6 +64,10 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("PUT "+Prefix+"/Groups/{id}", h.replaceGroup)
 	h.mux.HandleFunc("PATCH "+Prefix+"/Groups/{id}", h.patchGroup)
 	h.mux.HandleFunc("DELETE "+Prefix+"/Groups/{id}", h.deleteGroup)
+	h.mux.HandleFunc("POST "+Prefix+"/Bulk", func(w http.ResponseWriter, r *http.Request) {
+		// RFC 7644 §3.7 and §3.12: not offered (ServiceProviderConfig says so).
+		h.fail(w, r, errorf(501, "", "bulk operations are not supported; send each operation on its own"))
+	})
 	h.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errorf(404, "", "no SCIM endpoint %s %s", r.Method, r.URL.Path))
 	})

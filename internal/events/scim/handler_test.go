@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -79,12 +80,12 @@ func (m *memStore) Delete(_ context.Context, id, unique string) error {
 	return nil
 }
 
-func (m *memStore) List(context.Context) ([][]byte, error) {
+func (m *memStore) List(context.Context) ([]Stored, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out [][]byte
-	for _, d := range m.docs {
-		out = append(out, d)
+	var out []Stored
+	for id, d := range m.docs {
+		out = append(out, Stored{Doc: d, Rev: m.revs[id]})
 	}
 	return out, nil
 }
@@ -219,5 +220,49 @@ func TestRefusalsNameTheRemote(t *testing.T) {
 		if json.Unmarshal(r.Detail, &d); d.Remote != "203.0.113.9" {
 			t.Errorf("%s record has remote %q", r.Type, d.Remote)
 		}
+	}
+}
+
+// ServiceProviderConfig says what the service does: every claim is held
+// against the behaviour (RFC 7643 §5).
+func TestServiceProviderConfigTellsTheTruth(t *testing.T) {
+	h, id := fuzzHandler(t)
+	_, body := fuzzDo(h, "GET", Prefix+"/ServiceProviderConfig", "")
+	type feature struct {
+		Supported  bool `json:"supported"`
+		MaxResults int  `json:"maxResults"`
+	}
+	var doc struct {
+		Patch, Bulk, Filter, ChangePassword, Sort, Etag feature
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	spc := map[string]feature{"patch": doc.Patch, "bulk": doc.Bulk, "filter": doc.Filter, "changePassword": doc.ChangePassword, "sort": doc.Sort, "etag": doc.Etag}
+	// filter: the whole grammar, and at most maxResults a page.
+	if code, got := fuzzDo(h, "GET", Prefix+"/Users?filter="+url.QueryEscape(`(userName sw "jane" or title pr) and not (active eq false)`), ""); !spc["filter"].Supported ||
+		code != 200 || !strings.Contains(got, id) {
+		t.Errorf("filter claimed %v: %d %s", spc["filter"].Supported, code, got)
+	}
+	if _, got := fuzzDo(h, "GET", Prefix+"/Users?count=100000", ""); spc["filter"].MaxResults != 1000 || !strings.Contains(got, `"itemsPerPage":1`) {
+		t.Errorf("maxResults %d: %s", spc["filter"].MaxResults, got)
+	}
+	// etag: GET gives the version; a stale If-Match is 412.
+	if !spc["etag"].Supported {
+		t.Error("etag is supported")
+	}
+	req := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"title","value":"x"}]}`
+	if code, got := fuzzDoIfMatch(h, "PATCH", Prefix+"/Users/"+id, req, `W/"999"`); code != http.StatusPreconditionFailed {
+		t.Errorf("stale If-Match: %d %s", code, got)
+	}
+	// Not offered: bulk (its endpoint answers 501), sort, changePassword.
+	if spc["bulk"].Supported || spc["sort"].Supported || spc["changePassword"].Supported {
+		t.Errorf("claims what is not there: %s", body)
+	}
+	if code, got := fuzzDo(h, "POST", Prefix+"/Bulk", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[]}`); code != http.StatusNotImplemented {
+		t.Errorf("bulk: %d %s", code, got)
+	}
+	if !spc["patch"].Supported {
+		t.Error("patch is supported")
 	}
 }

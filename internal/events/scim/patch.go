@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"encoding/json"
 	"strings"
 )
 
@@ -36,23 +37,118 @@ func applyPatch(d Doc, ops []patchOp, attrs map[string]bool) error {
 				return errorf(400, "invalidValue", "an operation without path needs an object value")
 			}
 			for k, v := range obj {
-				if err := setPath(d, k, v, op, attrs); err != nil {
+				if readOnly(k, attrs) {
+					// The resource as the IdP read it, sent back whole:
+					// a read-only attribute may come along unchanged.
+					if sameJSON(d.get(k), v) {
+						continue
+					}
+					return errorf(400, "mutability", "%s is read-only", k)
+				}
+				if err := applyAt(d, op, k, v, attrs); err != nil {
 					return err
 				}
 			}
 			continue
 		}
-		if op == "remove" {
-			if err := removePath(d, o.Path, o.Value, attrs); err != nil {
-				return err
-			}
-			continue
+		if readOnly(o.Path, attrs) {
+			return errorf(400, "mutability", "%s is read-only", o.Path)
 		}
-		if err := setPath(d, o.Path, o.Value, op, attrs); err != nil {
+		if err := applyAt(d, op, o.Path, o.Value, attrs); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// enterpriseAttributes are the enterprise extension's (RFC 7643 §4.3).
+var enterpriseAttributes = map[string]bool{"employeenumber": true, "costcenter": true, "organization": true,
+	"division": true, "department": true, "manager": true}
+
+// applyAt applies one operation at path. A path qualified by the core
+// schema's URN is the core attribute; one qualified by the enterprise
+// extension's URN is an attribute inside the extension's object (RFC 7644
+// §3.10: "urn:…:enterprise:2.0:User:manager.value"), which Entra sends.
+func applyAt(d Doc, op, path string, v any, attrs map[string]bool) error {
+	lower := strings.ToLower(path)
+	for _, core := range []string{SchemaUser, SchemaGroup} {
+		if rest, ok := strings.CutPrefix(lower, strings.ToLower(core)+":"); ok {
+			path, lower = path[len(path)-len(rest):], rest
+			break
+		}
+	}
+	if _, ok := strings.CutPrefix(lower, strings.ToLower(SchemaEnterprise)+":"); ok && attrs[strings.ToLower(SchemaEnterprise)] {
+		rest := path[len(SchemaEnterprise)+1:]
+		ext, _ := d.get(SchemaEnterprise).(map[string]any)
+		if ext == nil {
+			if op == "remove" {
+				return nil // nothing there: removing it is done (§3.5.2.2 asks no error for an absent attribute)
+			}
+			ext = map[string]any{}
+		}
+		var err error
+		if op == "remove" {
+			err = removePath(Doc(ext), rest, v, enterpriseAttributes)
+		} else {
+			err = setPath(Doc(ext), rest, v, op, enterpriseAttributes)
+		}
+		if err != nil {
+			return err
+		}
+		if len(ext) == 0 {
+			d.del(SchemaEnterprise)
+		} else {
+			d.set(SchemaEnterprise, ext)
+			addSchema(d, SchemaEnterprise)
+		}
+		return nil
+	}
+	if op == "remove" {
+		return removePath(d, path, v, attrs)
+	}
+	if err := setPath(d, path, v, op, attrs); err != nil {
+		return err
+	}
+	if strings.EqualFold(path, SchemaEnterprise) {
+		addSchema(d, SchemaEnterprise)
+	}
+	return nil
+}
+
+// addSchema lists urn in the resource's schemas (an extension in use).
+func addSchema(d Doc, urn string) {
+	list, _ := d.get("schemas").([]any)
+	for _, s := range list {
+		if str, _ := s.(string); strings.EqualFold(str, urn) {
+			return
+		}
+	}
+	d.set("schemas", append(list, urn))
+}
+
+// readOnly: attributes the service provider owns (RFC 7643 §3.1 id and
+// meta, §4.1.2 a user's groups) or that say what the resource is
+// (schemas); a PATCH may not target them (§3.5.2: 400 mutability).
+func readOnly(path string, attrs map[string]bool) bool {
+	attr, _, _ := splitPath(path)
+	for _, core := range []string{SchemaUser, SchemaGroup} {
+		if rest, ok := strings.CutPrefix(strings.ToLower(attr), strings.ToLower(core)+":"); ok {
+			attr = rest
+		}
+	}
+	switch strings.ToLower(attr) {
+	case "id", "meta", "schemas":
+		return true
+	case "groups":
+		return attrs["groups"] // a user's groups come from the groups' members
+	}
+	return false
+}
+
+func sameJSON(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
 }
 
 // splitPath splits `attr[filter].sub` into its parts (URN-prefixed

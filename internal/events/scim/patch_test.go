@@ -153,3 +153,98 @@ func TestFilterEvaluation(t *testing.T) {
 		}
 	}
 }
+
+// URN-qualified paths (RFC 7644 §3.10, the forms Entra sends), read-only
+// attributes (§3.5.2: 400 mutability), and the atomicity of a request.
+func TestPatchQualifiedPathsAndMutability(t *testing.T) {
+	const ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+	user := `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"u1","userName":"u@x","displayName":"U",
+		"meta":{"created":"2026-01-01T00:00:00Z"},"groups":[{"value":"g1"}],
+		"` + ent + `":{"department":"Sales","manager":{"value":"m1","displayName":"Boss"}}}`
+	extOf := func(d Doc) map[string]any { e, _ := d.get(ent).(map[string]any); return e }
+	for _, c := range []struct {
+		name, rfc string
+		ops       []patchOp
+		check     func(Doc) bool
+		status    int
+		scimType  string
+	}{
+		{"core URN path is the core attribute", "§3.10", []patchOp{{Op: "replace", Path: "urn:ietf:params:scim:schemas:core:2.0:User:displayName", Value: "V"}},
+			func(d Doc) bool {
+				return d.str("displayName") == "V" && d.get("urn:ietf:params:scim:schemas:core:2.0:User:displayName") == nil
+			}, 0, ""},
+		{"enterprise URN attribute lives in the extension", "§3.10", []patchOp{{Op: "replace", Path: ent + ":department", Value: "Ops"}},
+			func(d Doc) bool { return extOf(d)["department"] == "Ops" && d.get(ent+":department") == nil }, 0, ""},
+		{"enterprise URN sub-attribute", "§3.10", []patchOp{{Op: "replace", Path: ent + ":manager.value", Value: "m2"}},
+			func(d Doc) bool {
+				m, _ := extOf(d)["manager"].(map[string]any)
+				return m["value"] == "m2" && m["displayName"] == "Boss"
+			}, 0, ""},
+		{"remove an enterprise URN attribute removes it", "§3.5.2.2", []patchOp{{Op: "remove", Path: ent + ":manager"}},
+			func(d Doc) bool { _, has := extOf(d)["manager"]; return !has && extOf(d)["department"] == "Sales" }, 0, ""},
+		{"path-less replace with URN-qualified keys (Entra)", "§3.5.2.3", []patchOp{{Op: "Replace", Value: map[string]any{ent + ":department": "R&D", "displayName": "W"}}},
+			func(d Doc) bool { return extOf(d)["department"] == "R&D" && d.str("displayName") == "W" }, 0, ""},
+		{"an extension attribute added lists the extension in schemas", "RFC 7643 §3", []patchOp{{Op: "add", Path: ent + ":employeeNumber", Value: "9"}},
+			func(d Doc) bool { return strings.Contains(mustJSON(d.get("schemas")), ent) }, 0, ""},
+		{"an unknown enterprise attribute is refused", "§3.5.2", []patchOp{{Op: "add", Path: ent + ":shoeSize", Value: "9"}}, nil, 400, "invalidPath"},
+		{"id is read-only", "§3.5.2", []patchOp{{Op: "replace", Path: "id", Value: "u2"}}, nil, 400, "mutability"},
+		{"meta.created is read-only", "§3.5.2", []patchOp{{Op: "replace", Path: "meta.created", Value: "2020-01-01T00:00:00Z"}}, nil, 400, "mutability"},
+		{"a user's groups are read-only", "RFC 7643 §4.1.2", []patchOp{{Op: "add", Path: "groups", Value: []any{map[string]any{"value": "g2"}}}}, nil, 400, "mutability"},
+		{"core-URN-qualified id is read-only too", "§3.5.2", []patchOp{{Op: "replace", Path: "urn:ietf:params:scim:schemas:core:2.0:User:id", Value: "u2"}}, nil, 400, "mutability"},
+		{"schemas is read-only", "§3.5.2", []patchOp{{Op: "replace", Path: "schemas", Value: []any{"x"}}}, nil, 400, "mutability"},
+		{"path-less: read-only sent back unchanged is no change", "§3.5.2", []patchOp{{Op: "replace", Value: map[string]any{"id": "u1", "displayName": "Z"}}},
+			func(d Doc) bool { return d.str("id") == "u1" && d.str("displayName") == "Z" }, 0, ""},
+		{"path-less: read-only changed is refused", "§3.5.2", []patchOp{{Op: "replace", Value: map[string]any{"id": "u9"}}}, nil, 400, "mutability"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := doc(t, user)
+			err := applyPatch(d, c.ops, userAttributes)
+			if c.status != 0 {
+				var se *scimError
+				if err == nil || !errorAs(err, &se) || se.status != c.status || se.scimType != c.scimType {
+					t.Fatalf("%s: want %d %s, got %v", c.rfc, c.status, c.scimType, err)
+				}
+				return
+			}
+			if err != nil || !c.check(d) {
+				t.Errorf("%s: %v → %s", c.rfc, err, mustJSON(d))
+			}
+		})
+	}
+}
+
+func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// All operations of a request or none (§3.5.2: "If an error occurs, the
+// resource SHALL NOT be modified"); paging treats a negative count as 0
+// (§3.4.2.4); a listed resource carries the version a GET gives, so
+// If-Match with it succeeds.
+func TestPatchAtomicAndListVersions(t *testing.T) {
+	h, id := fuzzHandler(t)
+	code, body := fuzzDo(h, "PATCH", Prefix+"/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[
+		{"op":"replace","path":"displayName","value":"Changed"},{"op":"replace","path":"id","value":"other"}]}`)
+	if code != http.StatusBadRequest || !strings.Contains(body, "mutability") {
+		t.Fatalf("second op read-only: %d %s", code, body)
+	}
+	if _, got := fuzzDo(h, "GET", Prefix+"/Users/"+id, ""); strings.Contains(got, "Changed") {
+		t.Errorf("the first operation of a refused request was kept: %s", got)
+	}
+	code, body = fuzzDo(h, "GET", Prefix+"/Users?count=-1", "")
+	if code != 200 || !strings.Contains(body, `"itemsPerPage":0`) || !strings.Contains(body, `"totalResults":1`) {
+		t.Errorf("count=-1: %d %s", code, body)
+	}
+	_, body = fuzzDo(h, "GET", Prefix+"/Users", "")
+	var list struct {
+		Resources []struct {
+			Meta struct{ Version string } `json:"meta"`
+		}
+	}
+	_ = json.Unmarshal([]byte(body), &list)
+	if len(list.Resources) != 1 || list.Resources[0].Meta.Version == `W/"0"` {
+		t.Fatalf("listed version: %s", body)
+	}
+	req := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"Jane D"}]}`
+	if code, body := fuzzDoIfMatch(h, "PATCH", Prefix+"/Users/"+id, req, list.Resources[0].Meta.Version); code != 200 {
+		t.Errorf("If-Match with the listed version: %d %s", code, body)
+	}
+}

@@ -77,25 +77,30 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, res resource) {
 	if n, err := strconv.Atoi(q.Get("startIndex")); err == nil && n > 1 {
 		start = n
 	}
-	if n, err := strconv.Atoi(q.Get("count")); err == nil && n >= 0 {
-		count = min(n, 1000)
+	if n, err := strconv.Atoi(q.Get("count")); err == nil {
+		count = min(max(n, 0), 1000) // §3.4.2.4: a negative count is 0
 	}
-	raws, err := res.store.List(r.Context())
+	stored, err := res.store.List(r.Context())
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	var all []Doc
-	for _, raw := range raws {
+	type entry struct {
+		d   Doc
+		rev uint64
+	}
+	var all []entry
+	for _, s := range stored {
 		var d Doc
-		if json.Unmarshal(raw, &d) == nil && f.match(d) {
-			all = append(all, d)
+		if json.Unmarshal(s.Doc, &d) == nil && f.match(d) {
+			all = append(all, entry{d, s.Rev})
 		}
 	}
-	slices.SortFunc(all, func(a, b Doc) int { return strings.Compare(a.str("id"), b.str("id")) })
+	slices.SortFunc(all, func(a, b entry) int { return strings.Compare(a.d.str("id"), b.d.str("id")) })
 	page := []any{}
 	for i := start - 1; i < len(all) && len(page) < count; i++ {
-		page = append(page, project(h.decorate(res, all[i], 0), r))
+		// The same version a GET gives: If-Match with a listed version works.
+		page = append(page, project(h.decorate(res, all[i].d, all[i].rev), r))
 	}
 	writeSCIM(w, 200, map[string]any{"schemas": []string{SchemaList}, "totalResults": len(all), "startIndex": start,
 		"itemsPerPage": len(page), "Resources": page})

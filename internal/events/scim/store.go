@@ -24,6 +24,12 @@ type Store interface {
 	// Rename moves the unique key.
 	Rename(ctx context.Context, id, oldUnique, newUnique string) error
 	Delete(ctx context.Context, id, unique string) error
-	// List returns every document.
-	List(ctx context.Context) ([][]byte, error)
+	// List returns every document with its revision.
+	List(ctx context.Context) ([]Stored, error)
+}
+
+// Stored is a document and its revision (its meta.version).
+type Stored struct {
+	Doc []byte
+	Rev uint64
 }
