@@ -58,7 +58,40 @@ func applyPatch(d Doc, ops []patchOp, attrs map[string]bool) error {
 			return err
 		}
 	}
+	// Required attributes stay (RFC 7643 §4.1.1 userName, §4.2 displayName).
+	if attrs["username"] && strings.TrimSpace(d.str("userName")) == "" {
+		return errorf(400, "invalidValue", "userName is required")
+	}
+	if !attrs["username"] && attrs["displayname"] && strings.TrimSpace(d.str("displayName")) == "" {
+		return errorf(400, "invalidValue", "displayName is required")
+	}
 	return nil
+}
+
+// onePrimary keeps "primary": true on at most one value of a multi-valued
+// attribute (RFC 7643 §2.4): the value just marked primary (the last in
+// marked) keeps it, the others lose it.
+func onePrimary(list []any, marked []any) {
+	var winner map[string]any
+	for _, m := range marked {
+		if mm, ok := m.(map[string]any); ok {
+			if b, _ := toBool(Doc(mm).get("primary")); b {
+				winner = mm
+			}
+		}
+	}
+	if winner == nil {
+		return
+	}
+	for _, e := range list {
+		m, ok := e.(map[string]any)
+		if !ok || sameJSON(m, winner) {
+			continue
+		}
+		if b, _ := toBool(Doc(m).get("primary")); b {
+			Doc(m).set("primary", false)
+		}
+	}
 }
 
 // enterpriseAttributes are the enterprise extension's (RFC 7643 §4.3).
@@ -283,6 +316,7 @@ func setPath(d Doc, path string, v any, op string, attrs map[string]bool) error 
 				list = append(list, a)
 			}
 		}
+		onePrimary(list, add)
 		d.set(attr, list)
 		return nil
 	}
@@ -322,12 +356,15 @@ func setFiltered(d Doc, attr, filt, sub string, v any) error {
 	}
 	list, _ := d.get(attr).([]any)
 	hit := false
+	var marked []any
+	defer func() { onePrimary(list, marked) }()
 	for i, e := range list {
 		m, ok := e.(map[string]any)
 		if !ok || !f.match(Doc(m)) {
 			continue
 		}
 		hit = true
+		marked = append(marked, m)
 		if sub != "" {
 			Doc(m).set(sub, v)
 		} else if nm, ok := v.(map[string]any); ok {

@@ -56,6 +56,16 @@ func TestPatchSemantics(t *testing.T) {
 				return e["department"] == "Ops" && e["employeeNumber"] == "7"
 			}, 0},
 		{"add without a value is refused", "§3.5.2.1", patchOp{Op: "add", Path: "name"}, nil, 400},
+		{"a new primary email takes primary from the old one", "RFC 7643 §2.4", patchOp{Op: "add", Path: "emails", Value: []any{map[string]any{"value": "n@x", "primary": true}}},
+			func(d Doc) bool {
+				return d.primaryEmail() == "n@x" && strings.Count(mustJSON(d.get("emails")), `"primary":true`) == 1
+			}, 0},
+		{"primary set through a value filter moves it", "RFC 7643 §2.4", patchOp{Op: "add", Path: "emails", Value: []any{map[string]any{"value": "h@x", "type": "home"}}},
+			func(d Doc) bool {
+				err := applyPatch(d, []patchOp{{Op: "replace", Path: `emails[type eq "home"].primary`, Value: true}}, map[string]bool{"username": true, "emails": true})
+				return err == nil && d.primaryEmail() == "h@x" && strings.Count(mustJSON(d.get("emails")), `"primary":true`) == 1
+			}, 0},
+		{"removing the required userName is refused", "RFC 7643 §4.1.1, §3.5.2", patchOp{Op: "remove", Path: "userName"}, nil, 400},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := doc(t, user)
