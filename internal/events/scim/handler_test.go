@@ -94,12 +94,14 @@ func (m *memStore) List(context.Context) ([]Stored, error) {
 type flaky struct {
 	failNext bool
 	ids      []string
+	evs      []events.Event
 	stored   map[string]bool
 }
 
 func (f *flaky) PublishEvents(_ context.Context, evs []events.Event) ([]events.Publication, error) {
 	for _, e := range evs {
 		f.ids = append(f.ids, e.ID)
+		f.evs = append(f.evs, e)
 	}
 	if f.failNext {
 		f.failNext = false
@@ -264,5 +266,31 @@ func TestServiceProviderConfigTellsTheTruth(t *testing.T) {
 	}
 	if !spc["patch"].Supported {
 		t.Error("patch is supported")
+	}
+}
+
+// An email changed by PATCH is the one later events carry: targets keyed
+// by email revoke the right person. Every access change is published
+// before the answer (the publisher saw it when the PATCH returned).
+func TestChangedEmailReachesLaterEvents(t *testing.T) {
+	h, id := fuzzHandler(t)
+	pub := h.cfg.Publisher.(*flaky)
+	code, body := fuzzDo(h, "PATCH", Prefix+"/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+		"Operations":[{"op":"replace","path":"emails[type eq \"work\"].value","value":"jane.new@corp.example"}]}`)
+	if code != 200 {
+		t.Fatalf("email change: %d %s", code, body)
+	}
+	before := len(pub.evs)
+	code, body = fuzzDo(h, "PATCH", Prefix+"/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+		"Operations":[{"op":"Replace","path":"active","value":"False"}]}`)
+	if code != 200 || len(pub.evs) != before+1 {
+		t.Fatalf("deactivation: %d %s, %d events", code, body, len(pub.evs)-before)
+	}
+	ev := pub.evs[len(pub.evs)-1]
+	if ev.Kind != events.KindDeprovisioned && ev.Kind != events.KindSuspended {
+		t.Errorf("kind %s", ev.Kind)
+	}
+	if ev.Subject.Email != "jane.new@corp.example" {
+		t.Errorf("the deactivation names %q, want the changed email", ev.Subject.Email)
 	}
 }
