@@ -79,19 +79,20 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		}
 		log.Warn("data dir was readable by others; restricted to its owner", "data_dir", cfg.DataDir, "was", fi.Mode().Perm().String())
 	}
-	signer, err := keys.LoadOrCreate(cfg.Keys.SigningKeyFile)
+	ring, err := loadRing(cfg)
 	if err != nil {
 		return err
 	}
+	signer := ring.Primary()
 	ckptKey, err := keys.LoadOrCreateCheckpointKey(cfg.Keys.CheckpointKeyFile)
 	if err != nil {
 		return err
 	}
-	jwks, err := keys.JWKS(signer.JWK(), ckptKey.JWK())
+	jwks, err := keys.JWKS(append(ring.JWKs(), ckptKey.JWK())...)
 	if err != nil {
 		return err
 	}
-	log.Info("keys loaded", "jwt_kid", signer.KeyID(), "alg", signer.Algorithm(), "checkpoint_kid", ckptKey.KeyID())
+	log.Info("keys loaded", "jwt_kid", signer.KeyID(), "algs", ring.Algorithms(), "checkpoint_kid", ckptKey.KeyID())
 
 	// The embedded server's refusals of NATS clients go on record like the
 	// HTTP endpoints' (through the refusal budget, once it exists).
@@ -144,7 +145,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		return err
 	}
 	confirmations := kvConfirm{confirmKV}
-	targets, err := buildTargets(cfg, signer, confirmations, now)
+	targets, err := buildTargets(cfg, ring, confirmations, now)
 	if err != nil {
 		return err
 	}
@@ -255,7 +256,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	srvCfg := server.Config{
 		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout,
-		JWKS: jwks, Issuer: cfg.PublicURL, Register: register,
+		JWKS: jwks, Issuer: cfg.PublicURL, Algorithms: ring.Algorithms(), Register: register,
 		Ready: func(context.Context) error {
 			if !b.Conn().IsConnected() {
 				return errors.New("nats not connected")
@@ -511,7 +512,17 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsS
 	return router, g, nil
 }
 
-func buildTargets(cfg *config.Config, signer *keys.Signer, confirmations revoke.ConfirmLog, now func() time.Time) ([]*revoke.Target, error) {
+// loadRing loads the JWT signing keys: the configured one and one for each
+// other algorithm a target asks for.
+func loadRing(cfg *config.Config) (*keys.Ring, error) {
+	var algs []string
+	for _, t := range cfg.Targets {
+		algs = append(algs, t.SigningAlg)
+	}
+	return keys.LoadRing(cfg.Keys.SigningKeyFile, algs)
+}
+
+func buildTargets(cfg *config.Config, ring *keys.Ring, confirmations revoke.ConfirmLog, now func() time.Time) ([]*revoke.Target, error) {
 	var targets []*revoke.Target
 	var errs []error
 	// Subjects without the email a target needs are completed from Okta's
@@ -526,6 +537,7 @@ func buildTargets(cfg *config.Config, signer *keys.Signer, confirmations revoke.
 		}
 	}
 	for _, tc := range cfg.Targets {
+		signer := ring.For(tc.SigningAlg)
 		transport := outboundTransport()
 		if tc.TLS.CertFile != "" || tc.TLS.CAFile != "" {
 			tlsCfg, err := outauth.TLS(tc.TLS.CertFile, tc.TLS.KeyFile, tc.TLS.CAFile)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -96,14 +97,17 @@ func cmdTargets(args []string, stdout, stderr io.Writer) error {
 			}
 			return tw.Flush()
 		}
-		signer, err := keys.LoadOrCreate(cfg.Keys.SigningKeyFile)
+		ring, err := loadRing(cfg)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(tw, "NAME\tDRIVER\tRESULT")
 		failed := 0
 		for _, t := range cfg.Targets {
-			res := checkTarget(ctx, client, cfg, t, signer)
+			res := checkTarget(ctx, client, cfg, t, ring.For(t.SigningAlg))
+			if warn := checkAlgorithm(ctx, client, t, ring.For(t.SigningAlg).Algorithm()); warn != "" {
+				res += "; " + warn
+			}
 			if !strings.HasPrefix(res, "ok") {
 				failed++
 			}
@@ -164,6 +168,39 @@ func checkTarget(ctx context.Context, client *http.Client, cfg *config.Config, t
 	default:
 		return fmt.Sprintf("unexpected HTTP %d to a probe", resp.StatusCode)
 	}
+}
+
+// checkAlgorithm compares the algorithm our JWTs for t are signed with to
+// what t's authorization server (its issuer) advertises for them; a
+// mismatch is a warning naming the signing_alg to set.
+func checkAlgorithm(ctx context.Context, client *http.Client, t config.TargetConfig, ours string) string {
+	if t.Issuer == "" {
+		return ""
+	}
+	key := ""
+	switch {
+	case t.Driver == "gtr" && t.Auth.Type == "signed_jwt":
+		key = "global_token_revocation_endpoint_auth_signing_alg_values_supported"
+	case t.Driver == "backchannel":
+		key = "id_token_signing_alg_values_supported"
+	case t.Auth.Type == "client_credentials" && t.Auth.Method == "private_key_jwt":
+		key = "token_endpoint_auth_signing_alg_values_supported"
+	default:
+		return ""
+	}
+	meta, err := revoke.ASMetadata(ctx, client, t.Issuer)
+	if err != nil {
+		return "the issuer's metadata is unreadable, so our algorithm is unchecked: " + printable(err.Error())
+	}
+	advertised := revoke.Strings(meta, key)
+	if len(advertised) == 0 || slices.Contains(advertised, ours) {
+		return ""
+	}
+	msg := fmt.Sprintf("WARNING: we sign %s but the issuer's %s lists %s", ours, key, printable(strings.Join(advertised, ", ")))
+	if alg := revoke.SuggestAlg(advertised, ours); alg != "" {
+		msg += "; set signing_alg: " + alg
+	}
+	return msg
 }
 
 // printable escapes control characters in what a remote server sent, so

@@ -26,10 +26,11 @@ func TestTargetsDiscover(t *testing.T) {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"issuer": as.URL + "/tenant1", "revocation_endpoint": as.URL + "/tenant1/oauth2/revoke",
-			"global_token_revocation_endpoint":                        as.URL + "/tenant1/global-token-revocation",
-			"global_token_revocation_endpoint_auth_methods_supported": []string{"private_key_jwt"},
-			"authorization_grant_profiles_supported":                  []string{"urn:ietf:params:oauth:grant-profile:id-jag"},
-			"backchannel_logout_supported":                            true,
+			"global_token_revocation_endpoint":                                   as.URL + "/tenant1/global-token-revocation",
+			"global_token_revocation_endpoint_auth_methods_supported":            []string{"private_key_jwt"},
+			"global_token_revocation_endpoint_auth_signing_alg_values_supported": []string{"PS256", "RS256"},
+			"authorization_grant_profiles_supported":                             []string{"urn:ietf:params:oauth:grant-profile:id-jag"},
+			"backchannel_logout_supported":                                       true,
 		})
 	}))
 	defer as.Close()
@@ -57,6 +58,7 @@ func TestTargetsDiscover(t *testing.T) {
 		"back-channel logout    true",
 		"accepts ID-JAG         true",
 		"  - name: chat\n    driver: gtr\n    endpoint: \"" + as.URL + "/tenant1/global-token-revocation\"",
+		"    signing_alg: RS256   # the AS accepts PS256, RS256 for GTR",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("discover output lacks %q:\n%s", want, out.String())
@@ -89,6 +91,28 @@ func TestTargetsCheck(t *testing.T) {
 	}
 	if len(peer.Requests()) != 0 {
 		t.Errorf("the check revoked something: %+v", peer.Requests())
+	}
+
+	// An issuer that advertises RS256 only for GTR: the check warns and
+	// names the signing_alg to set (and still passes: the peer took ES256).
+	var meta *httptest.Server
+	meta = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/oauth-authorization-server" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": meta.URL,
+			"global_token_revocation_endpoint_auth_signing_alg_values_supported": []string{"RS256"}})
+	}))
+	defer meta.Close()
+	withIssuer := filepath.Join(dir, "config-issuer.yaml")
+	if err := writeFile(withIssuer, fmt.Sprintf("data_dir: %s\npublic_url: %s\ntargets:\n%s    issuer: %s\n", dir, testPublicURL, gtrTarget("as1", peer.URL, "email"), meta.URL)); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := cli([]string{"targets", "check", "--config", withIssuer}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "WARNING: we sign ES256 but the issuer's global_token_revocation_endpoint_auth_signing_alg_values_supported lists RS256; set signing_alg: RS256") {
+		t.Errorf("check against an RS256-only issuer: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 
 	other, _ := keys.LoadOrCreate(filepath.Join(t.TempDir(), "other.pem"))

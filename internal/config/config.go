@@ -333,6 +333,11 @@ type TargetConfig struct {
 	// inventory to this target.
 	Issuer        string      `yaml:"issuer"`
 	SubjectFormat string      `yaml:"subject_format"`
+	// SigningAlg is the JWS algorithm of the JWTs this target gets (the GTR
+	// bearer, logout tokens, SETs, client assertions): ES256, RS256 or
+	// EdDSA; empty: the signing key's own (ES256 unless keys.signing_key_file
+	// holds an RSA key). Many relying parties accept only RS256.
+	SigningAlg string `yaml:"signing_alg"`
 	Kinds         []string    `yaml:"kinds"`
 	Scope         ScopeConfig `yaml:"scope"`
 	Auth          AuthConfig  `yaml:"auth"`
@@ -428,6 +433,9 @@ type HTTPCallConfig struct {
 
 // Drivers known to this build.
 var Drivers = []string{"gtr", "backchannel", "ssfpush", "okta", "httpcall"}
+
+// SigningAlgs are the JWS algorithms a target can ask for.
+var SigningAlgs = []string{"ES256", "RS256", "EdDSA"}
 
 // SubjectFormats are the RFC 9493 formats a target can ask for.
 var SubjectFormats = []string{"email", "iss_sub", "opaque"}
@@ -1107,6 +1115,9 @@ func (t TargetConfig) validate(secretsOptional bool) []error {
 	}
 	if !slices.Contains(SubjectFormats, t.SubjectFormat) {
 		bad("subject_format: %q is not one of %v", t.SubjectFormat, SubjectFormats)
+	}
+	if t.SigningAlg != "" && !slices.Contains(SigningAlgs, t.SigningAlg) {
+		bad("signing_alg: %q is not one of %v", t.SigningAlg, SigningAlgs)
 	}
 	for _, k := range t.Kinds {
 		if !validKind(k) || k == "reactivated" {

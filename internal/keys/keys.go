@@ -3,6 +3,7 @@ package keys
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -15,6 +16,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/go-jose/go-jose/v4"
@@ -157,6 +160,8 @@ func Parse(pemBytes []byte) (*Signer, error) {
 			return nil, errors.New("signing key: RSA keys must have at least 2048 bits")
 		}
 		s.key, s.alg = k, jose.RS256
+	case ed25519.PrivateKey:
+		s.key, s.alg = k, jose.EdDSA
 	default:
 		return nil, fmt.Errorf("signing key: unsupported key type %T", key)
 	}
@@ -226,6 +231,8 @@ func (s *Signer) Sign(typ string, claims any) (string, error) {
 	digest := sha256.Sum256(buf)
 	var sig []byte
 	switch k := s.key.(type) {
+	case ed25519.PrivateKey:
+		sig = ed25519.Sign(k, buf) // EdDSA signs the signing input itself (RFC 8037 §3.1)
 	case *ecdsa.PrivateKey:
 		r, ss, err := ecdsa.Sign(rand.Reader, k, digest[:])
 		if err != nil {
@@ -262,4 +269,87 @@ func (s *Signer) header(typ string) (string, error) {
 	h := base64.RawURLEncoding.EncodeToString(raw)
 	s.headers[typ] = h
 	return h, nil
+}
+
+// Algorithms a Ring can hold a key for.
+var Algorithms = []string{string(jose.ES256), string(jose.RS256), string(jose.EdDSA)}
+
+// Ring holds the worker's JWT signing keys: the primary one (the
+// configured signing key file) and one per further algorithm a target
+// asks for, each in a file of its own beside the primary.
+type Ring struct {
+	primary *Signer
+	by      map[string]*Signer
+}
+
+// LoadRing loads (or creates) the primary key at path and a key for each
+// of algs the primary is not.
+func LoadRing(path string, algs []string) (*Ring, error) {
+	primary, err := LoadOrCreate(path)
+	if err != nil {
+		return nil, err
+	}
+	r := &Ring{primary: primary, by: map[string]*Signer{primary.Algorithm(): primary}}
+	for _, alg := range algs {
+		if alg == "" || r.by[alg] != nil {
+			continue
+		}
+		gen, ok := generators[alg]
+		if !ok {
+			return nil, fmt.Errorf("signing key: unsupported algorithm %q (one of %s)", alg, strings.Join(Algorithms, ", "))
+		}
+		file := filepath.Join(filepath.Dir(path), "signing-key-"+strings.ToLower(alg)+".pem")
+		raw, err := loadOrGenerate(file, gen)
+		if err != nil {
+			return nil, err
+		}
+		s, err := Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		if s.Algorithm() != alg {
+			return nil, fmt.Errorf("%s holds a %s key, not %s", file, s.Algorithm(), alg)
+		}
+		r.by[alg] = s
+	}
+	return r, nil
+}
+
+var generators = map[string]func() (any, error){
+	string(jose.ES256): func() (any, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) },
+	string(jose.RS256): func() (any, error) { return rsa.GenerateKey(rand.Reader, 3072) },
+	string(jose.EdDSA): func() (any, error) { _, k, err := ed25519.GenerateKey(rand.Reader); return k, err },
+}
+
+// Primary is the configured signing key.
+func (r *Ring) Primary() *Signer { return r.primary }
+
+// For returns the key for alg ("" is the primary), nil if the ring holds
+// none.
+func (r *Ring) For(alg string) *Signer {
+	if alg == "" {
+		return r.primary
+	}
+	return r.by[alg]
+}
+
+// Algorithms are those the ring signs with, primary first.
+func (r *Ring) Algorithms() []string {
+	out := []string{r.primary.Algorithm()}
+	for alg := range r.by {
+		if alg != r.primary.Algorithm() {
+			out = append(out, alg)
+		}
+	}
+	slices.Sort(out[1:])
+	return out
+}
+
+// JWKs are the public keys, primary first.
+func (r *Ring) JWKs() []jose.JSONWebKey {
+	var out []jose.JSONWebKey
+	for _, alg := range r.Algorithms() {
+		out = append(out, r.by[alg].JWK())
+	}
+	return out
 }

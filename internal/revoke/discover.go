@@ -30,7 +30,29 @@ type Discovery struct {
 	BackchannelLogoutSupported    bool     `json:"backchannel_logout_supported"`
 	AuthorizationGrantProfiles    []string `json:"authorization_grant_profiles_supported,omitempty"`
 	AcceptsIDJAG                  bool     `json:"accepts_id_jag"`
-	Notes                         []string `json:"notes,omitempty"`
+	// The JWS algorithms the AS says it accepts or uses: for GTR bearer
+	// JWTs, for client assertions at its token endpoint, for its ID tokens
+	// (what its relying parties verify, so what our logout tokens should be).
+	GTRSigningAlgs           []string `json:"global_token_revocation_endpoint_auth_signing_alg_values_supported,omitempty"`
+	TokenEndpointSigningAlgs []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	IDTokenSigningAlgs       []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	Notes                    []string `json:"notes,omitempty"`
+}
+
+// SuggestAlg returns the algorithm to configure for a peer that
+// advertises advertised, when ours (current) is not among them: the first
+// we can sign with, in the order of config.SigningAlgs. Empty when nothing
+// needs changing (or nothing is advertised, or nothing we have fits).
+func SuggestAlg(advertised []string, current string) string {
+	if len(advertised) == 0 || slices.Contains(advertised, current) {
+		return ""
+	}
+	for _, alg := range config.SigningAlgs {
+		if slices.Contains(advertised, alg) {
+			return alg
+		}
+	}
+	return ""
 }
 
 // IDJAGProfile marks an AS that accepts Identity Assertion JWT grants.
@@ -108,6 +130,9 @@ func Discover(ctx context.Context, client *http.Client, mcpURL string) (*Discove
 	d.RevocationEndpoint, d.RevocationAuthMethods = str("revocation_endpoint"), list("revocation_endpoint_auth_methods_supported")
 	d.BackchannelLogoutSupported, _ = meta["backchannel_logout_supported"].(bool)
 	d.AuthorizationGrantProfiles = list("authorization_grant_profiles_supported")
+	d.GTRSigningAlgs = list("global_token_revocation_endpoint_auth_signing_alg_values_supported")
+	d.TokenEndpointSigningAlgs = list("token_endpoint_auth_signing_alg_values_supported")
+	d.IDTokenSigningAlgs = list("id_token_signing_alg_values_supported")
 	d.AcceptsIDJAG = slices.Contains(d.AuthorizationGrantProfiles, IDJAGProfile)
 	if strings.Contains(d.GlobalTokenRevocationEndpoint, "{") {
 		d.Notes = append(d.Notes, "the GTR endpoint is a template (e.g. Auth0's {connectionName}); fill it in")
@@ -183,8 +208,14 @@ func (d *Discovery) TargetYAML(name string) string {
 	switch {
 	case d.GlobalTokenRevocationEndpoint != "":
 		fmt.Fprintf(&b, "    driver: gtr\n    endpoint: %s\n    subject_format: email   # or iss_sub: ask the AS which it resolves\n    auth: { type: signed_jwt }   # the AS must trust our JWKS (public_url/.well-known/jwks.json)\n", yamlString(d.GlobalTokenRevocationEndpoint))
+		if alg := SuggestAlg(d.GTRSigningAlgs, "ES256"); alg != "" {
+			fmt.Fprintf(&b, "    signing_alg: %s   # the AS accepts %s for GTR\n", alg, strings.Trim(yamlString(strings.Join(d.GTRSigningAlgs, ", ")), `"`))
+		}
 	case d.BackchannelLogoutSupported:
 		fmt.Fprintf(&b, "    driver: backchannel\n    endpoint: <the RP's backchannel_logout_uri at this AS>\n    audience: <its client id>\n    # the AS supports OIDC back-channel logout; the logout URI is per client, not in its metadata\n")
+		if alg := SuggestAlg(d.IDTokenSigningAlgs, "ES256"); alg != "" {
+			fmt.Fprintf(&b, "    signing_alg: %s   # its relying parties verify %s ID tokens; most accept only that\n", alg, strings.Trim(yamlString(strings.Join(d.IDTokenSigningAlgs, ", ")), `"`))
+		}
 	default:
 		fmt.Fprintf(&b, "    driver: httpcall\n    endpoint: <the AS's admin API to revoke a user's tokens>\n    # no Global Token Revocation endpoint and no back-channel logout in its metadata")
 		if d.RevocationEndpoint != "" {
@@ -251,4 +282,33 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 		return fmt.Errorf("GET %s: HTTP %d", u, resp.StatusCode)
 	}
 	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
+}
+
+// ASMetadata reads an authorization server's RFC 8414 metadata (else its
+// OpenID configuration) from its issuer URL.
+func ASMetadata(ctx context.Context, client *http.Client, issuer string) (map[string]any, error) {
+	as, err := url.Parse(issuer)
+	if err != nil || as.Host == "" {
+		return nil, fmt.Errorf("not an absolute URL: %q", issuer)
+	}
+	var meta map[string]any
+	var last error
+	for _, candidate := range []string{wellKnown(as, "oauth-authorization-server"), wellKnown(as, "openid-configuration"),
+		strings.TrimRight(issuer, "/") + "/.well-known/openid-configuration"} {
+		if last = getJSON(ctx, client, candidate, &meta); last == nil {
+			return meta, nil
+		}
+	}
+	return nil, last
+}
+
+// Strings is a metadata member that is a list of strings.
+func Strings(meta map[string]any, k string) []string {
+	var out []string
+	for _, v := range asSlice(meta[k]) {
+		if s, ok := v.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }

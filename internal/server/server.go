@@ -24,9 +24,11 @@ type Config struct {
 	// endpoint at LogoutPath (nil: not mounted).
 	Logout     http.Handler
 	LogoutPath string
-	// JWKS is our public key set; Issuer our issuer (SSF metadata).
-	JWKS   []byte
-	Issuer string
+	// JWKS is our public key set; Issuer our issuer (SSF metadata);
+	// Algorithms those our JWTs are signed with.
+	JWKS       []byte
+	Issuer     string
+	Algorithms []string
 	// Register mounts further routes (the audit API).
 	Register []func(*http.ServeMux)
 	// Ready reports whether the process can take traffic.
@@ -67,6 +69,17 @@ func New(cfg Config) (http.Handler, error) {
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"spec_version": "1_0", "issuer": cfg.Issuer, "jwks_uri": cfg.Issuer + "/.well-known/jwks.json",
 			"delivery_methods_supported": []string{"urn:ietf:rfc:8935"},
+		})
+	})
+	// Discovery for relying parties that take our back-channel logout tokens
+	// (or other JWTs of ours): they can be configured with our URL alone.
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer": cfg.Issuer, "jwks_uri": cfg.Issuer + "/.well-known/jwks.json",
+			"id_token_signing_alg_values_supported": cfg.Algorithms, "backchannel_logout_supported": true,
+			"subject_types_supported": []string{"public"},
 		})
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

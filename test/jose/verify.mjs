@@ -1,6 +1,7 @@
-// Reads {"jwks": URL, "tokens": [{"name", "token", "typ", "iss", "aud"}]} on
-// stdin and verifies each token with jose's jwtVerify against the remote
-// JWKS, requiring the typ, issuer and audience. Prints one line per token
+// Reads {"jwks": URL, "tokens": [{"name", "token", "typ", "iss", "aud", "alg"?}]}
+// on stdin and verifies each token with jose's jwtVerify against the remote
+// JWKS, requiring the typ, issuer and audience (and the algorithm, when
+// given: as a relying party that accepts only that one). Prints one line per token
 // and exits non-zero if any fails.
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 
@@ -13,7 +14,7 @@ const jwks = createRemoteJWKSet(new URL(input.jwks));
 let failed = 0;
 for (const t of input.tokens) {
   try {
-    const { protectedHeader } = await jwtVerify(t.token, jwks, { typ: t.typ, issuer: t.iss, audience: t.aud });
+    const { protectedHeader } = await jwtVerify(t.token, jwks, { typ: t.typ, issuer: t.iss, audience: t.aud, algorithms: t.alg ? [t.alg] : undefined });
     console.log(`ok ${t.name} ${protectedHeader.alg} ${protectedHeader.typ}`);
   } catch (e) {
     failed++;
