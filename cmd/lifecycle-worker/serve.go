@@ -42,6 +42,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/httpcall"
 	oktadriver "github.com/lifecycle-worker/lifecycle-worker/internal/revoke/okta"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/outauth"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/scimpush"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/ssfpush"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/server"
 )
@@ -597,6 +598,9 @@ func buildTargets(cfg *config.Config, ring *keys.Ring, confirmations revoke.Conf
 				Auth: auth, Tokens: tokens, Signer: signer, Issuer: cfg.PublicURL, ClientID: tc.ClientID,
 				AllowInsecureHTTP: tc.AllowInsecureHTTP, Client: client, Now: now,
 			})
+		case "scim":
+			drv, err = scimpush.New(scimpush.Config{Endpoint: tc.Endpoint, Action: tc.SCIM.Action, Match: tc.SCIM.Match,
+				Tokens: tokens, Client: client, Now: now})
 		default:
 			err = fmt.Errorf("unknown driver %q", tc.Driver)
 		}

@@ -311,6 +311,12 @@ type ConsoleOIDCConfig struct {
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 }
 
+// SCIMPushConfig is a scim target's behaviour.
+type SCIMPushConfig struct {
+	Action string   `yaml:"action"` // deactivate (PATCH active=false; default) | delete
+	Match  []string `yaml:"match"`  // userName | email | externalId, tried in order (default userName, email)
+}
+
 // TokenConfig is one API bearer token and its role.
 type TokenConfig struct {
 	Token string `yaml:"token"`
@@ -368,6 +374,9 @@ type TargetConfig struct {
 	// AllowInsecureHTTP permits http:// to a loopback address, for tests.
 	AllowInsecureHTTP bool           `yaml:"allow_insecure_http"`
 	HTTP              HTTPCallConfig `yaml:"http"`
+	// SCIM is the scim driver's: what to do with the user at the
+	// application's SCIM endpoint, and how to find them.
+	SCIM SCIMPushConfig `yaml:"scim"`
 	// Confirmations, when its issuer is set, says the target's
 	// authorization server confirms each revocation with a signed CAEP
 	// session-revoked SET pushed to our /ssf/events (GTR draft -06 §5).
@@ -432,7 +441,7 @@ type HTTPCallConfig struct {
 }
 
 // Drivers known to this build.
-var Drivers = []string{"gtr", "backchannel", "ssfpush", "okta", "httpcall"}
+var Drivers = []string{"gtr", "backchannel", "ssfpush", "okta", "httpcall", "scim"}
 
 // SigningAlgs are the JWS algorithms a target can ask for.
 var SigningAlgs = []string{"ES256", "RS256", "EdDSA"}
@@ -1169,6 +1178,21 @@ func (t TargetConfig) validate(secretsOptional bool) []error {
 	}
 	if len(t.SETEvents) > 0 && t.Driver != "ssfpush" {
 		bad("set_events: only the ssfpush driver sends SETs")
+	}
+	if t.Driver == "scim" {
+		if t.Auth.Type != "bearer" && t.Auth.Type != "client_credentials" {
+			bad("auth.type: the scim driver needs bearer or client_credentials (the application's SCIM token)")
+		}
+		if a := t.SCIM.Action; a != "" && a != "deactivate" && a != "delete" {
+			bad("scim.action: %q is not deactivate or delete", a)
+		}
+		for _, m := range t.SCIM.Match {
+			if !slices.Contains([]string{"userName", "email", "externalId"}, m) {
+				bad("scim.match: %q is not userName, email or externalId", m)
+			}
+		}
+	} else if t.SCIM.Action != "" || len(t.SCIM.Match) > 0 {
+		bad("scim: only the scim driver takes these")
 	}
 	if t.Concurrency < 1 || t.Concurrency > 1024 {
 		bad("concurrency: %d is not in 1..1024", t.Concurrency)

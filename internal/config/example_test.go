@@ -13,6 +13,7 @@ func TestExampleConfigIsCompleteAndValid(t *testing.T) {
 	t.Setenv("OKTA_HOOK_SECRET", "example-secret-0123456789")
 	t.Setenv("AUDIT_TOKEN", "example-token-0123456789")
 	t.Setenv("HYDRA_ADMIN_TOKEN", "hydra-admin-token")
+	t.Setenv("NOTES_SCIM_TOKEN", "notes-scim-token")
 	t.Setenv("OKTA_API_TOKEN", "okta-api-token")
 	t.Setenv("SCIM_TOKEN", "scim-token-0123456789")
 	raw, err := os.ReadFile("../../examples/config.yaml")
