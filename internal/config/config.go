@@ -337,17 +337,17 @@ type TargetConfig struct {
 	// Issuer is the authorization server's issuer: the audience of the
 	// ID-JAGs the IdP issues for it, which ties the System Log's ID-JAG
 	// inventory to this target.
-	Issuer        string      `yaml:"issuer"`
-	SubjectFormat string      `yaml:"subject_format"`
+	Issuer        string `yaml:"issuer"`
+	SubjectFormat string `yaml:"subject_format"`
 	// SigningAlg is the JWS algorithm of the JWTs this target gets (the GTR
 	// bearer, logout tokens, SETs, client assertions): ES256, RS256 or
 	// EdDSA; empty: the signing key's own (ES256 unless keys.signing_key_file
 	// holds an RSA key). Many relying parties accept only RS256.
-	SigningAlg string `yaml:"signing_alg"`
-	Kinds         []string    `yaml:"kinds"`
-	Scope         ScopeConfig `yaml:"scope"`
-	Auth          AuthConfig  `yaml:"auth"`
-	TLS           TLSConfig   `yaml:"tls"`
+	SigningAlg string      `yaml:"signing_alg"`
+	Kinds      []string    `yaml:"kinds"`
+	Scope      ScopeConfig `yaml:"scope"`
+	Auth       AuthConfig  `yaml:"auth"`
+	TLS        TLSConfig   `yaml:"tls"`
 	// ClientID is who we are at the target: the `sub` of our signed JWTs.
 	ClientID string `yaml:"client_id"`
 	// Audience is the aud of logout tokens and SETs (default: the endpoint).
