@@ -567,6 +567,19 @@ func buildTargets(cfg *config.Config, ring *keys.Ring, confirmations revoke.Conf
 				continue
 			}
 			tokens, auth = cc, "token"
+		case "google_service_account":
+			sa, err := outauth.LoadServiceAccount(tc.Auth.KeyFile)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
+				continue
+			}
+			cc := &outauth.ClientCredentials{TokenURL: cmp.Or(tc.Auth.TokenURL, sa.TokenURI), ClientID: sa.Email, Method: outauth.JWTBearer,
+				Assertion: sa.Key, Subject: tc.Auth.Subject, Scope: tc.Auth.Scope, Client: client, Now: now}
+			if err := cc.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
+				continue
+			}
+			tokens, auth = cc, "token"
 		}
 		var drv revoke.Driver
 		var err error

@@ -377,6 +377,15 @@ type TargetConfig struct {
 	// SCIM is the scim driver's: what to do with the user at the
 	// application's SCIM endpoint, and how to find them.
 	SCIM SCIMPushConfig `yaml:"scim"`
+	// Preset fills the driver, endpoint, auth and request for a known
+	// provider (the README's provider table); Tenant is the tenant value
+	// its URLs need (Entra tenant, Figma tenant id, Atlassian directory
+	// id). BaseURL replaces the scheme and host of the preset's URLs (a
+	// national cloud; a test double on loopback).
+	Preset    string `yaml:"preset"`
+	Tenant    string `yaml:"tenant"`
+	BaseURL   string `yaml:"base_url"`
+	presetErr error
 	// Confirmations, when its issuer is set, says the target's
 	// authorization server confirms each revocation with a signed CAEP
 	// session-revoked SET pushed to our /ssf/events (GTR draft -06 §5).
@@ -421,6 +430,10 @@ type AuthConfig struct {
 	ClientSecret string `yaml:"client_secret"`
 	Method       string `yaml:"method"`
 	Scope        string `yaml:"scope"`
+	// google_service_account: the service account's JSON key file and the
+	// Workspace admin it acts for (domain-wide delegation).
+	KeyFile string `yaml:"key_file"`
+	Subject string `yaml:"subject"`
 }
 
 // TLSConfig is mutual TLS to a target: our client certificate, and the CA
@@ -450,7 +463,7 @@ var SigningAlgs = []string{"ES256", "RS256", "EdDSA"}
 var SubjectFormats = []string{"email", "iss_sub", "opaque"}
 
 // AuthTypes are the outbound authentication methods.
-var AuthTypes = []string{"signed_jwt", "bearer", "client_credentials", "none"}
+var AuthTypes = []string{"signed_jwt", "bearer", "client_credentials", "google_service_account", "none"}
 
 // Defaults returns the configuration used when no file is given; secrets
 // come from the environment variables the example config names.
@@ -719,6 +732,7 @@ func (c *Config) setDefaults() {
 	}
 	for i := range c.Targets {
 		t := &c.Targets[i]
+		t.presetErr = t.applyPreset()
 		if t.Driver == "okta" {
 			// Okta itself: the org and its API token, unless the target
 			// names others.
@@ -1178,6 +1192,17 @@ func (t TargetConfig) validate(secretsOptional bool) []error {
 	}
 	if len(t.SETEvents) > 0 && t.Driver != "ssfpush" {
 		bad("set_events: only the ssfpush driver sends SETs")
+	}
+	if t.presetErr != nil {
+		bad("preset: %v", t.presetErr)
+	}
+	if t.Auth.Type == "google_service_account" {
+		if t.Auth.KeyFile == "" {
+			bad("auth.key_file: the service account's JSON key is required for google_service_account")
+		}
+		if t.Auth.Subject == "" {
+			bad("auth.subject: the Workspace admin the service account acts for is required (domain-wide delegation)")
+		}
 	}
 	if t.Driver == "scim" {
 		if t.Auth.Type != "bearer" && t.Auth.Type != "client_credentials" {

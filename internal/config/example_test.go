@@ -14,6 +14,8 @@ func TestExampleConfigIsCompleteAndValid(t *testing.T) {
 	t.Setenv("AUDIT_TOKEN", "example-token-0123456789")
 	t.Setenv("HYDRA_ADMIN_TOKEN", "hydra-admin-token")
 	t.Setenv("NOTES_SCIM_TOKEN", "notes-scim-token")
+	t.Setenv("ENTRA_CLIENT_ID", "entra-client")
+	t.Setenv("ENTRA_CLIENT_SECRET", "entra-secret")
 	t.Setenv("OKTA_API_TOKEN", "okta-api-token")
 	t.Setenv("SCIM_TOKEN", "scim-token-0123456789")
 	raw, err := os.ReadFile("../../examples/config.yaml")

@@ -216,6 +216,14 @@ func (d *Discovery) TargetYAML(name string) string {
 		if alg := SuggestAlg(d.IDTokenSigningAlgs, "ES256"); alg != "" {
 			fmt.Fprintf(&b, "    signing_alg: %s   # its relying parties verify %s ID tokens; most accept only that\n", alg, strings.Trim(yamlString(strings.Join(d.IDTokenSigningAlgs, ", ")), `"`))
 		}
+	case config.PresetFor(d.AuthorizationServer) != "":
+		name := config.PresetFor(d.AuthorizationServer)
+		p := config.Presets[name]
+		fmt.Fprintf(&b, "    preset: %s   # %s: no Global Token Revocation in its metadata; the preset uses the lever %s documents (README: provider table)\n", name, p.Provider, p.Provider)
+		if p.Tenant != "" {
+			fmt.Fprintf(&b, "    tenant: <%s>\n", p.Tenant)
+		}
+		fmt.Fprintf(&b, "    auth: { }   # the preset's credentials: see the README's provider table\n")
 	default:
 		fmt.Fprintf(&b, "    driver: httpcall\n    endpoint: <the AS's admin API to revoke a user's tokens>\n    # no Global Token Revocation endpoint and no back-channel logout in its metadata")
 		if d.RevocationEndpoint != "" {

@@ -86,3 +86,20 @@ func mustURL(t *testing.T, s string) *url.URL {
 	}
 	return u
 }
+
+// An authorization server of a provider with a preset, and no GTR in its
+// metadata: discover proposes the preset (with its tenant to fill).
+func TestDiscoverProposesPreset(t *testing.T) {
+	for as, want := range map[string][]string{
+		"https://mcp.asana.com":            {"preset: asana", "auth: { }"},
+		"https://auth.atlassian.com":       {"preset: atlassian", "tenant: <the SCIM directory id>"},
+		"https://auth.unknown-app.example": {"driver: httpcall"},
+	} {
+		y := (&Discovery{AuthorizationServer: as}).TargetYAML("t")
+		for _, w := range want {
+			if !strings.Contains(y, w) {
+				t.Errorf("%s: %q not in\n%s", as, w, y)
+			}
+		}
+	}
+}

@@ -1,8 +1,9 @@
 // Package outauth is how we authenticate to targets that want an OAuth
 // access token rather than our signed JWT: the client credentials grant
 // with client_secret_basic, client_secret_post or private_key_jwt (RFC 7523,
-// a client assertion signed with our key), with the token cached until
-// shortly before it expires; and mutual TLS for any driver.
+// a client assertion signed with our key), or a JWT used as the grant
+// itself (RFC 7523 §2.1, as Google service accounts do), with the token
+// cached until shortly before it expires; and mutual TLS for any driver.
 package outauth
 
 import (
@@ -36,7 +37,13 @@ const (
 	ClientSecretBasic = "client_secret_basic"
 	ClientSecretPost  = "client_secret_post"
 	PrivateKeyJWT     = "private_key_jwt"
+	// JWTBearer is not client authentication but a grant: the assertion,
+	// signed with the Assertion key, is the authorization (RFC 7523 §2.1).
+	JWTBearer = "jwt_bearer"
 )
+
+// GrantJWTBearer is RFC 7523's grant type.
+const GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 // AssertionType is RFC 7523's client_assertion_type.
 const AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -49,7 +56,11 @@ type ClientCredentials struct {
 	Method   string
 	Scope    string
 	Signer   *keys.Signer // for private_key_jwt
-	Client   *http.Client
+	// For the JWT bearer grant: the key that signs the assertion (e.g. a
+	// Google service account's) and the user it acts for (sub).
+	Assertion *keys.Signer
+	Subject   string
+	Client    *http.Client
 	Now      func() time.Time
 
 	mu      sync.Mutex
@@ -72,6 +83,10 @@ func (c *ClientCredentials) Validate() error {
 		if c.Signer == nil {
 			errs = append(errs, errors.New("client credentials: private_key_jwt needs our signing key"))
 		}
+	case JWTBearer:
+		if c.Assertion == nil {
+			errs = append(errs, errors.New("jwt bearer grant: the assertion key is required"))
+		}
 	default:
 		errs = append(errs, fmt.Errorf("client credentials: unknown method %q", c.Method))
 	}
@@ -87,10 +102,23 @@ func (c *ClientCredentials) Token(ctx context.Context) (string, error) {
 		return c.token, nil
 	}
 	form := url.Values{"grant_type": {"client_credentials"}}
-	if c.Scope != "" {
+	if c.Scope != "" && c.Method != JWTBearer {
 		form.Set("scope", c.Scope)
 	}
 	switch c.Method {
+	case JWTBearer:
+		claims := map[string]any{"iss": c.ClientID, "aud": c.TokenURL, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+		if c.Subject != "" {
+			claims["sub"] = c.Subject
+		}
+		if c.Scope != "" {
+			claims["scope"] = c.Scope
+		}
+		assertion, err := c.Assertion.Sign("JWT", claims)
+		if err != nil {
+			return "", fmt.Errorf("grant assertion: %w", err)
+		}
+		form = url.Values{"grant_type": {GrantJWTBearer}, "assertion": {assertion}}
 	case ClientSecretPost:
 		form.Set("client_id", c.ClientID)
 		form.Set("client_secret", c.Secret)
@@ -186,4 +214,38 @@ func TLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 		cfg.RootCAs = pool
 	}
 	return cfg, nil
+}
+
+// ServiceAccount is a Google service account key file: who it is, where it
+// gets tokens, and its private key.
+type ServiceAccount struct {
+	Email    string
+	TokenURI string
+	Key      *keys.Signer
+}
+
+// LoadServiceAccount reads a Google service account key (JSON, type
+// service_account).
+func LoadServiceAccount(path string) (*ServiceAccount, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("service account key: %w", err)
+	}
+	var f struct {
+		Type        string `json:"type"`
+		ClientEmail string `json:"client_email"`
+		PrivateKey  string `json:"private_key"`
+		TokenURI    string `json:"token_uri"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil || f.Type != "service_account" || f.ClientEmail == "" || f.PrivateKey == "" {
+		return nil, fmt.Errorf("%s: not a service account key (type service_account, client_email, private_key)", path)
+	}
+	key, err := keys.Parse([]byte(f.PrivateKey))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if f.TokenURI == "" {
+		f.TokenURI = "https://oauth2.googleapis.com/token"
+	}
+	return &ServiceAccount{Email: f.ClientEmail, TokenURI: f.TokenURI, Key: key}, nil
 }
