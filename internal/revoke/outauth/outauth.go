@@ -61,7 +61,7 @@ type ClientCredentials struct {
 	Assertion *keys.Signer
 	Subject   string
 	Client    *http.Client
-	Now      func() time.Time
+	Now       func() time.Time
 
 	mu      sync.Mutex
 	token   string
