@@ -625,8 +625,13 @@ func buildTargets(cfg *config.Config, ring *keys.Ring, confirmations revoke.Conf
 		for i, k := range tc.Kinds {
 			kinds[i] = events.Kind(k)
 		}
+		secrets := []string{tc.Auth.Token, tc.Auth.ClientSecret}
+		for _, v := range tc.HTTP.Headers {
+			secrets = append(secrets, v)
+		}
 		targets = append(targets, &revoke.Target{
-			Name: tc.Name, DriverName: tc.Driver, Issuer: tc.Issuer, Driver: drv, Kinds: kinds, SubjectFormat: tc.SubjectFormat, Resolver: resolver,
+			Secrets: secrets,
+			Name:    tc.Name, DriverName: tc.Driver, Issuer: tc.Issuer, Driver: drv, Kinds: kinds, SubjectFormat: tc.SubjectFormat, Resolver: resolver,
 			ScopeApps: tc.Scope.Apps, ScopeGroups: tc.Scope.Groups,
 			Concurrency: tc.Concurrency, Timeout: tc.Timeout, MaxAttempts: tc.MaxAttempts, Backoff: tc.Backoff,
 			MaxTokenLifetime: tc.MaxTokenLifetime, RevokesAccessTokens: tc.RevokesAccessTokens,

@@ -108,11 +108,17 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 	rec.Driver, rec.Attempt, rec.Outcome = t.DriverName, attempt, res.Class.String()
 	rec.HTTPStatus, rec.LatencyMS = res.HTTPStatus, latency.Milliseconds()
 	if res.Err != nil {
-		rec.Error = res.Err.Error()
+		rec.Error = Redact(res.Err.Error(), t.Secrets)
+		res.Err = errors.New(rec.Error)
 	}
 	detail := res.Detail
 	if detail == nil {
 		detail = map[string]any{}
+	}
+	for k, v := range detail {
+		if s, ok := v.(string); ok {
+			detail[k] = Redact(s, t.Secrets)
+		}
 	}
 	if resolvedFrom != "" {
 		detail["email_from"] = resolvedFrom // the event had none; this is what was used

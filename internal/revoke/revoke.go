@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,12 +122,27 @@ func RetryAfter(h http.Header, now time.Time, maxWait time.Duration) time.Durati
 	return min(max(d, 0), maxWait)
 }
 
+// jwtShape is a compact JWS/JWT: a peer that echoes our bearer JWT (or any
+// token) in an error body must not get it into the trail.
+var jwtShape = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*`)
+
+// Redact replaces each secret (of 8 characters or more) and anything
+// shaped like a JWT in s.
+func Redact(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 8 {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	return jwtShape.ReplaceAllString(s, "[redacted-jwt]")
+}
+
 // BodySnippet returns ": <start of body>" for an error message, and drains
 // the rest (bounded) so the connection can be reused.
 func BodySnippet(body io.Reader) string {
 	buf, _ := io.ReadAll(io.LimitReader(body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
-	s := strings.TrimSpace(strings.ToValidUTF8(string(buf), ""))
+	s := Redact(strings.TrimSpace(strings.ToValidUTF8(string(buf), "")), nil)
 	if s == "" {
 		return ""
 	}

@@ -34,6 +34,9 @@ type Target struct {
 	// the longest-lived token issued before it expires (unknown if 0).
 	MaxTokenLifetime    time.Duration
 	RevokesAccessTokens bool
+	// Secrets are the credentials configured for this target: never in an
+	// error or a record, whatever the target echoes back.
+	Secrets []string
 	// Breaker holds jobs while the target is down (nil: never).
 	Breaker *Breaker
 	// Limiter caps the request rate (nil: no cap).

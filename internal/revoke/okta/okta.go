@@ -70,15 +70,15 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 		return revoke.Result{Class: revoke.Permanent, Err: errors.New("subject has no Okta id or login")}
 	}
 	detail := map[string]any{"okta_user": user}
-	reset := new(time.Time)
-	ctx = context.WithValue(ctx, resetKey{}, reset)
+	note := new(rateNote)
+	ctx = context.WithValue(ctx, resetKey{}, note)
 	resp, err := d.api.UserAPI.RevokeUserSessions(ctx, user).OauthTokens(true).Execute()
-	if r, done := classify("clear sessions", resp, err, *reset); done {
+	if r, done := classify("clear sessions", resp, err, note); done {
 		r.Detail = detail
 		return r
 	}
 	resp, err = d.api.UserAPI.RevokeUserGrants(ctx, user).Execute()
-	r, _ := classify("revoke grants", resp, err, *reset)
+	r, _ := classify("revoke grants", resp, err, note)
 	if r.Class == revoke.NotApplicable {
 		r = revoke.Result{Class: revoke.Succeeded, HTTPStatus: r.HTTPStatus} // sessions are gone; no grants is fine
 	}
@@ -88,10 +88,14 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 
 // classify maps an SDK answer; done is true when the job ends here (not a
 // success of the first call).
-func classify(what string, resp *sdk.APIResponse, err error, reset time.Time) (revoke.Result, bool) {
+func classify(what string, resp *sdk.APIResponse, err error, note *rateNote) (revoke.Result, bool) {
 	status := 0
 	if resp != nil && resp.Response != nil {
 		status = resp.StatusCode
+	}
+	reset := note.reset
+	if note.limited && status == 0 {
+		status = http.StatusTooManyRequests // the SDK drops a 429's response
 	}
 	switch {
 	case err == nil && status/100 == 2:
@@ -116,16 +120,24 @@ func classify(what string, resp *sdk.APIResponse, err error, reset time.Time) (r
 
 type resetKey struct{}
 
-// resetReader notes X-Rate-Limit-Reset (epoch seconds) of a 429 in the
-// request's context.
+// rateNote is what resetReader saw of a 429: that it came, and its
+// X-Rate-Limit-Reset.
+type rateNote struct {
+	limited bool
+	reset   time.Time
+}
+
+// resetReader notes a 429 and its X-Rate-Limit-Reset (epoch seconds) in
+// the request's context.
 type resetReader struct{ base http.RoundTripper }
 
 func (t resetReader) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
 	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
-		if p, ok := req.Context().Value(resetKey{}).(*time.Time); ok {
+		if p, ok := req.Context().Value(resetKey{}).(*rateNote); ok {
+			p.limited = true
 			if sec, perr := strconv.ParseInt(resp.Header.Get("X-Rate-Limit-Reset"), 10, 64); perr == nil {
-				*p = time.Unix(sec, 0)
+				p.reset = time.Unix(sec, 0)
 			}
 		}
 	}
