@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/scim/scimtest"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
 )
 
@@ -201,4 +203,15 @@ func TestSCIMGroupRemovalIsScoped(t *testing.T) {
 	if n := len(inScope.Requests()); n != 3 {
 		t.Errorf("%d revocations at the scoped target, want 3", n)
 	}
+}
+
+// The NATS KV store of SCIM resources keeps the contract every store
+// keeps (internal/events/scim/scimtest).
+func TestSCIMKVStoreConformance(t *testing.T) {
+	w := startWorker(t, testConfig(t, t.TempDir(), ""))
+	kv, err := w.inst.bus.KV(context.Background(), bus.KVSCIM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scimtest.RunStore(t, kvSCIM{kv, "conformance"})
 }

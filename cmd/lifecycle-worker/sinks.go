@@ -233,8 +233,18 @@ func (k kvSCIM) Create(ctx context.Context, id, unique string, doc []byte) error
 		}
 		return err
 	}
-	_, err := k.kv.Create(ctx, k.p+"."+id, doc)
-	return err
+	if _, err := k.kv.Create(ctx, k.p+"."+id, doc); err != nil {
+		// The document could not be stored: give the name back, or it
+		// stays taken by nobody.
+		if derr := k.kv.Delete(ctx, k.nameKey(unique)); derr != nil {
+			return errors.Join(err, derr)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return scim.ErrConflict
+		}
+		return err
+	}
+	return nil
 }
 
 func (k kvSCIM) Update(ctx context.Context, id string, doc []byte, rev uint64) error {

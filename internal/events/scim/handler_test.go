@@ -17,78 +17,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 )
 
-type memStore struct {
-	mu    sync.Mutex
-	docs  map[string][]byte
-	revs  map[string]uint64
-	names map[string]string
-	seq   uint64
-}
-
-func newMemStore() *memStore {
-	return &memStore{docs: map[string][]byte{}, revs: map[string]uint64{}, names: map[string]string{}}
-}
-
-func (m *memStore) Get(_ context.Context, id string) ([]byte, uint64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	d, ok := m.docs[id]
-	if !ok {
-		return nil, 0, ErrNotFound
-	}
-	return d, m.revs[id], nil
-}
-
-func (m *memStore) Create(_ context.Context, id, unique string, doc []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, taken := m.names[unique]; taken {
-		return ErrConflict
-	}
-	m.seq++
-	m.names[unique], m.docs[id], m.revs[id] = id, doc, m.seq
-	return nil
-}
-
-func (m *memStore) Update(_ context.Context, id string, doc []byte, rev uint64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.revs[id] != rev {
-		return ErrConflict
-	}
-	m.seq++
-	m.docs[id], m.revs[id] = doc, m.seq
-	return nil
-}
-
-func (m *memStore) Rename(_ context.Context, id, o, n string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, taken := m.names[n]; taken {
-		return ErrConflict
-	}
-	delete(m.names, o)
-	m.names[n] = id
-	return nil
-}
-
-func (m *memStore) Delete(_ context.Context, id, unique string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.docs, id)
-	delete(m.names, unique)
-	return nil
-}
-
-func (m *memStore) List(context.Context) ([]Stored, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []Stored
-	for id, d := range m.docs {
-		out = append(out, Stored{Doc: d, Rev: m.revs[id]})
-	}
-	return out, nil
-}
+func newMemStore() *MemoryStore { return NewMemoryStore() }
 
 // flaky is a broker that refuses the first publish, and dedupes by ID.
 type flaky struct {
