@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -214,17 +212,9 @@ func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	js := c.bus.JetStream()
 	pending := func(stream, durable string) (float64, error) {
-		cons, err := js.Consumer(ctx, stream, durable)
-		if err != nil {
-			return 0, err
-		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return 0, err
-		}
-		return float64(info.NumPending) + float64(info.NumAckPending), nil
+		n, err := c.bus.Pending(ctx, stream, durable)
+		return float64(n), err
 	}
 	for _, t := range c.targets {
 		if n, err := pending(bus.StreamRevoke, "exec-"+t.Name); err == nil {
@@ -245,16 +235,12 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	// Dead letters per target: the DLQ stream's subjects are revoke_dlq.<target>.
 	dead := map[string]uint64{}
-	if s, err := js.Stream(ctx, bus.StreamDLQ); err == nil {
-		if info, err := s.Info(ctx, jetstream.WithSubjectFilter("revoke_dlq.>")); err == nil {
-			for subj, n := range info.State.Subjects {
-				dead[strings.TrimPrefix(subj, "revoke_dlq.")] += n
-			}
-			for _, t := range c.targets {
-				ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(dead[t.Name]), t.Name)
-			}
-		} else {
-			ch <- prometheus.NewInvalidMetric(descDead, err)
+	if counts, err := c.bus.SubjectCounts(ctx, bus.StreamDLQ, "revoke_dlq.>"); err == nil {
+		for subj, n := range counts {
+			dead[strings.TrimPrefix(subj, "revoke_dlq.")] += n
+		}
+		for _, t := range c.targets {
+			ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(dead[t.Name]), t.Name)
 		}
 	} else {
 		ch <- prometheus.NewInvalidMetric(descDead, err)
@@ -270,12 +256,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.ix == nil {
 		return // no audit index on this process
 	}
-	var last uint64
-	if s, err := js.Stream(ctx, bus.StreamAudit); err == nil {
-		if info, err := s.Info(ctx); err == nil {
-			last = info.State.LastSeq
-		}
-	}
+	last, _ := c.bus.LastSeq(ctx, bus.StreamAudit)
 	st := c.ix.Stats()
 	ch <- prometheus.MustNewConstMetric(descStreamLast, prometheus.GaugeValue, float64(last))
 	ch <- prometheus.MustNewConstMetric(descIndexed, prometheus.GaugeValue, float64(st.Indexed))
@@ -288,17 +269,10 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 // targetHealth is each target as this node sees it now: held (breaker or
 // Retry-After), jobs waiting, dead letters.
 func targetHealth(ctx context.Context, b *bus.Bus, targets []*revoke.Target) ([]console.TargetHealth, error) {
-	js := b.JetStream()
+	counts, err := b.SubjectCounts(ctx, bus.StreamDLQ, "revoke_dlq.>")
 	dead := map[string]int64{}
-	var errs []error
-	if s, err := js.Stream(ctx, bus.StreamDLQ); err != nil {
-		errs = append(errs, err)
-	} else if info, err := s.Info(ctx, jetstream.WithSubjectFilter("revoke_dlq.>")); err != nil {
-		errs = append(errs, err)
-	} else {
-		for subj, n := range info.State.Subjects {
-			dead[strings.TrimPrefix(subj, "revoke_dlq.")] += int64(n)
-		}
+	for subj, n := range counts {
+		dead[strings.TrimPrefix(subj, "revoke_dlq.")] += int64(n)
 	}
 	out := make([]console.TargetHealth, 0, len(targets))
 	for _, t := range targets {
@@ -306,15 +280,13 @@ func targetHealth(ctx context.Context, b *bus.Bus, targets []*revoke.Target) ([]
 		if t.Breaker != nil {
 			h.Held = t.Breaker.Remaining()
 		}
-		if len(errs) == 0 {
+		if err == nil {
 			h.Dead = dead[t.Name]
 		}
-		if cons, err := js.Consumer(ctx, bus.StreamRevoke, "exec-"+t.Name); err == nil {
-			if info, err := cons.Info(ctx); err == nil {
-				h.Backlog = int64(info.NumPending) + int64(info.NumAckPending)
-			}
+		if n, perr := b.Pending(ctx, bus.StreamRevoke, "exec-"+t.Name); perr == nil {
+			h.Backlog = int64(n)
 		}
 		out = append(out, h)
 	}
-	return out, errors.Join(errs...)
+	return out, err
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus/stores"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/scim/scimtest"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr/gtrtest"
 )
@@ -213,5 +214,5 @@ func TestSCIMKVStoreConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scimtest.RunStore(t, kvSCIM{kv, "conformance"})
+	scimtest.RunStore(t, stores.SCIM{KV: kv, Prefix: "conformance"})
 }

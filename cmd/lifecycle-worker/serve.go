@@ -25,6 +25,7 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus/stores"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/console"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
@@ -130,7 +131,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	defer pipelinePub.Close()
 	tele := newTelemetry()
 	act := newActivity(log.With("component", "activity"))
-	sink, intakeSink := natsSink{pub: pipelinePub, act: act}, natsSink{pub: intakePub, act: act}
+	sink, intakeSink := stores.Sink{Pub: pipelinePub, Recorded: act.record}, stores.Sink{Pub: intakePub, Recorded: act.record}
 	// Refusals at the public endpoints are on record, bounded in size, but
 	// a flood of them is summarised rather than written one by one; near
 	// the streams' caps only summaries are written.
@@ -145,7 +146,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	if err != nil {
 		return err
 	}
-	confirmations := kvConfirm{confirmKV}
+	confirmations := stores.Confirmations{KV: confirmKV}
 	targets, err := buildTargets(cfg, ring, confirmations, now)
 	if err != nil {
 		return err
@@ -178,7 +179,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 			return err
 		}
 		defer reader.Close()
-		dead, err := revoke.NewDeadLetters(dlqStore{bus: b}, sink, sink, now)
+		dead, err := revoke.NewDeadLetters(stores.DLQ{Bus: b}, sink, sink, now)
 		if err != nil {
 			return err
 		}
@@ -226,7 +227,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		return err
 	}
 	scimHandler, err := scim.New(scim.Config{Tokens: cfg.SCIM.Tokens, BaseURL: cfg.PublicURL, Issuer: cfg.SCIM.Issuer,
-		MaxBody: cfg.HTTP.MaxBodyBytes, PublishTimeout: cfg.NATS.PublishTimeout, Store: kvSCIM{scimKV, "u"}, Groups: kvSCIM{scimKV, "g"},
+		MaxBody: cfg.HTTP.MaxBodyBytes, PublishTimeout: cfg.NATS.PublishTimeout, Store: stores.SCIM{KV: scimKV, Prefix: "u"}, Groups: stores.SCIM{KV: scimKV, Prefix: "g"},
 		Publisher: intakeSink, Recorder: refusals, Now: now, Log: log.With("component", "scim")})
 	if err != nil {
 		return err
@@ -238,7 +239,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		if err != nil {
 			return err
 		}
-		registry = &stream.Registry{State: kvState{stateKV}, Recorder: intakeSink, Now: now, Log: log.With("component", "ssf-streams")}
+		registry = &stream.Registry{State: stores.State{KV: stateKV}, Recorder: intakeSink, Now: now, Log: log.With("component", "ssf-streams")}
 		streams = registry
 	}
 	ssfReceiver, err := newSSFReceiver(cfg, intakeSink, refusals, confirmations, streams, now, log.With("component", "ssf"))
@@ -251,7 +252,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		if err != nil {
 			return err
 		}
-		if logoutReceiver, err = newLogoutReceiver(cfg, intakeSink, refusals, kvReplays{jtiKV}, now, log.With("component", "universal-logout")); err != nil {
+		if logoutReceiver, err = newLogoutReceiver(cfg, intakeSink, refusals, stores.Replays{KV: jtiKV}, now, log.With("component", "universal-logout")); err != nil {
 			return err
 		}
 	}
@@ -290,7 +291,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		poller, err = oktalog.New(oktalog.Config{
 			OrgURL: cfg.Okta.OrgURL, Token: cfg.Okta.APIToken, Interval: cfg.Okta.SystemLog.Interval, Lookback: cfg.Okta.SystemLog.Lookback,
 			Mapping: mapping, Owner: fmt.Sprintf("%s/%d/%d", host, os.Getpid(), time.Now().UnixNano()),
-			Publisher: intakeSink, Recorder: intakeSink, State: kvState{state}, Now: now, Log: log.With("component", "oktalog"),
+			Publisher: intakeSink, Recorder: intakeSink, State: stores.State{KV: state}, Now: now, Log: log.With("component", "oktalog"),
 		})
 		if err != nil {
 			return err
@@ -315,7 +316,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	go func() { defer close(budgetDone); refusals.Run(budgetCtx, 10*time.Second) }()
 	defer func() { stopBudget(); <-budgetDone }()
 	if registry != nil && cfg.Has(config.RolePoller) {
-		keeper, err := streamKeeper(cfg, signer, registry, scimSubjects(kvSCIM{scimKV, "u"}), now, log.With("component", "ssf-streams"))
+		keeper, err := streamKeeper(cfg, signer, registry, scimSubjects(stores.SCIM{KV: scimKV, Prefix: "u"}), now, log.With("component", "ssf-streams"))
 		if err != nil {
 			return err
 		}
@@ -451,7 +452,7 @@ func (g *gate) delay(schedule func(uint64) time.Duration) bus.Delay {
 	}
 }
 
-func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsSink, targets []*revoke.Target, prio *intakeFirst, now func() time.Time, log *slog.Logger) (*message.Router, *gate, error) {
+func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink stores.Sink, targets []*revoke.Target, prio *intakeFirst, now func() time.Time, log *slog.Logger) (*message.Router, *gate, error) {
 	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{
 		slog.LevelInfo:  slog.LevelDebug, // per-handler start/stop chatter
 		slog.LevelError: slog.LevelDebug, // "handler returned error" is every retry and every wait; the executor logs what matters
@@ -473,7 +474,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsS
 		if err != nil {
 			return nil, nil, err
 		}
-		planner.WithInventory(kvInventory{state})
+		planner.WithInventory(stores.Inventory{KV: state})
 	}
 	plannerSpec := bus.ConsumerSpec{Stream: bus.StreamLifecycle, Durable: "planner", Filter: "lifecycle.>", MaxAckPending: 256, AckWait: 30 * time.Second}
 	if err := b.EnsureConsumer(ctx, plannerSpec); err != nil {
@@ -490,7 +491,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink natsS
 		return nil, nil, err
 	}
 	for _, t := range targets {
-		exec, err := revoke.NewExecutor(t, sink, sink, kvAttempts{kv}, now, log.With("component", "executor"))
+		exec, err := revoke.NewExecutor(t, sink, sink, stores.Attempts{KV: kv}, now, log.With("component", "executor"))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -869,7 +870,7 @@ func streamKeeper(cfg *config.Config, signer *keys.Signer, registry *stream.Regi
 
 // scimSubjects lists the active users the IdPs provisioned over SCIM, by
 // email: the people a stream whose default is NONE must be told about.
-func scimSubjects(users kvSCIM) func(context.Context) ([]map[string]any, error) {
+func scimSubjects(users stores.SCIM) func(context.Context) ([]map[string]any, error) {
 	return func(ctx context.Context) ([]map[string]any, error) {
 		docs, err := users.List(ctx)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus/stores"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/ssf"
@@ -45,7 +46,7 @@ func cmdSSF(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "no SSF transmitters configured")
 		return nil
 	}
-	r, err := newSSFReceiver(cfg, natsSink{}, natsSink{}, noConfirmations{}, noStreams{}, time.Now, slog.New(slog.DiscardHandler))
+	r, err := newSSFReceiver(cfg, stores.Sink{}, stores.Sink{}, noConfirmations{}, noStreams{}, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -225,7 +226,7 @@ func cmdSSFStreams(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer pub.Close()
-		registry := &stream.Registry{State: kvState{stateKV}, Recorder: natsSink{pub: pub}, Now: time.Now, Log: log}
+		registry := &stream.Registry{State: stores.State{KV: stateKV}, Recorder: stores.Sink{Pub: pub}, Now: time.Now, Log: log}
 		evs := tc.Stream.EventsRequested
 		if len(evs) == 0 {
 			if evs, err = streamEvents(cfg); err != nil {

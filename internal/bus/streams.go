@@ -290,3 +290,43 @@ func (b *Bus) CappedUsage(ctx context.Context) ([]Usage, error) {
 	}
 	return out, nil
 }
+
+// Pending is a durable consumer's backlog: messages not delivered yet and
+// those delivered but not acknowledged.
+func (b *Bus) Pending(ctx context.Context, stream, durable string) (uint64, error) {
+	cons, err := b.js.Consumer(ctx, stream, durable)
+	if err != nil {
+		return 0, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+// SubjectCounts counts a stream's messages per subject matching filter.
+func (b *Bus) SubjectCounts(ctx context.Context, stream, filter string) (map[string]uint64, error) {
+	s, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, err
+	}
+	return info.State.Subjects, nil
+}
+
+// LastSeq is a stream's last sequence.
+func (b *Bus) LastSeq(ctx context.Context, stream string) (uint64, error) {
+	s, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}

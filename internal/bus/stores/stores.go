@@ -1,0 +1,366 @@
+// Package stores adapts NATS JetStream (streams and KV buckets) to the
+// ports of the core packages: the event publisher, the audit recorder, the
+// revocation queue and dead letters, and every piece of state the worker
+// keeps in KV (attempts, poller and stream state, SCIM resources, the
+// ID-JAG inventory, Universal Logout replays, expected confirmations). With
+// internal/bus it is the only code that speaks NATS.
+package stores
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktalog"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events/scim"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
+)
+
+// Sink adapts the bus to the ports of the core packages: it is the
+// events.Publisher, the audit.Recorder and the revoke.Queue.
+type Sink struct {
+	Pub *bus.Publisher
+	// Recorded is told of each record once it is durable (nil: nobody).
+	Recorded func(audit.Record)
+}
+
+var (
+	_ events.Publisher = Sink{}
+	_ audit.Recorder   = Sink{}
+	_ revoke.Queue     = Sink{}
+)
+
+func (s Sink) PublishEvents(ctx context.Context, evs []events.Event) ([]events.Publication, error) {
+	msgs := make([]bus.Message, len(evs))
+	for i, ev := range evs {
+		if err := ev.Validate(); err != nil {
+			return nil, err
+		}
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
+		}
+		msgs[i] = bus.Message{Subject: ev.Topic(), ID: ev.ID, Data: data}
+	}
+	acks, err := s.Pub.Publish(ctx, msgs)
+	if err != nil {
+		return nil, err
+	}
+	pubs := make([]events.Publication, len(acks))
+	for i, a := range acks {
+		pubs[i] = events.Publication{Duplicate: a.Duplicate, Sequence: a.Sequence}
+	}
+	return pubs, nil
+}
+
+func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
+	msgs := make([]bus.Message, len(recs))
+	for i, r := range recs {
+		if r.ID == "" || r.Type == "" || r.Time.IsZero() {
+			return fmt.Errorf("audit record without id, type or time: %+v", r)
+		}
+		r.Seq = 0 // assigned by the stream
+		data, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode audit record %s: %w", r.ID, err)
+		}
+		msgs[i] = bus.Message{Subject: r.Topic(), ID: r.ID, Data: data}
+	}
+	_, err := s.Pub.Publish(ctx, msgs)
+	if err == nil {
+		for _, r := range recs {
+			if s.Recorded != nil {
+				s.Recorded(r)
+			}
+		}
+	}
+	return err
+}
+
+func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
+	msgs := make([]bus.Message, len(jobs))
+	for i, j := range jobs {
+		data, err := json.Marshal(j)
+		if err != nil {
+			return fmt.Errorf("encode job %s: %w", j.ID, err)
+		}
+		id := j.ID
+		if j.Replay > 0 {
+			id = fmt.Sprintf("%s/replay/%d", j.ID, j.ReplayOf)
+		}
+		msgs[i] = bus.Message{Subject: revoke.Topic(j.Target), ID: id, Data: data}
+	}
+	_, err := s.Pub.Publish(ctx, msgs)
+	return err
+}
+
+func (s Sink) DeadLetter(ctx context.Context, dl revoke.DeadLetter) error {
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter %s: %w", dl.Job.ID, err)
+	}
+	_, err = s.Pub.Publish(ctx, []bus.Message{{
+		Subject: revoke.DLQTopic(dl.Job.Target),
+		ID:      fmt.Sprintf("%s/r%d/dlq/%d", dl.Job.ID, dl.Job.Replay, dl.Attempts),
+		Data:    data,
+	}})
+	return err
+}
+
+// DLQ adapts the bus to revoke.DLQStore.
+type DLQ struct{ Bus *bus.Bus }
+
+func (d DLQ) Scan(ctx context.Context, filter string, fn func(uint64, []byte) (bool, error)) error {
+	return d.Bus.Scan(ctx, bus.StreamDLQ, filter, fn)
+}
+
+func (d DLQ) Delete(ctx context.Context, seq uint64) error {
+	return d.Bus.DeleteMsg(ctx, bus.StreamDLQ, seq)
+}
+
+// Attempts adapts a KV bucket to revoke.AttemptLog.
+type Attempts struct{ KV jetstream.KeyValue }
+
+func (k Attempts) Load(ctx context.Context, key string) ([]revoke.Attempt, error) {
+	e, err := k.KV.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []revoke.Attempt
+	if err := json.Unmarshal(e.Value(), &out); err != nil {
+		return nil, fmt.Errorf("attempt log %s: %w", key, err)
+	}
+	return out, nil
+}
+
+func (k Attempts) Save(ctx context.Context, key string, attempts []revoke.Attempt) error {
+	b, err := json.Marshal(attempts)
+	if err != nil {
+		return err
+	}
+	_, err = k.KV.Put(ctx, key, b)
+	return err
+}
+
+func (k Attempts) Delete(ctx context.Context, key string) error {
+	err := k.KV.Delete(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
+// State adapts a KV bucket to oktalog.State.
+type State struct{ KV jetstream.KeyValue }
+
+func (k State) Get(ctx context.Context, key string) ([]byte, uint64, bool, error) {
+	e, err := k.KV.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return e.Value(), e.Revision(), true, nil
+}
+
+func (k State) Create(ctx context.Context, key string, val []byte) (uint64, error) {
+	return k.KV.Create(ctx, key, val)
+}
+
+func (k State) Update(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+	return k.KV.Update(ctx, key, val, rev)
+}
+
+func (k State) Put(ctx context.Context, key string, val []byte) error {
+	_, err := k.KV.Put(ctx, key, val)
+	return err
+}
+
+// SCIM stores SCIM resources in a KV bucket: "<p>.<id>" the document,
+// "<p>n.<hash of the unique key>" the unique index (users: the lower-cased
+// userName; groups have none). p is "u" for users, "g" for groups.
+type SCIM struct {
+	KV     jetstream.KeyValue
+	Prefix string // one per resource type: "u" users, "g" groups
+}
+
+func (k SCIM) nameKey(unique string) string {
+	sum := sha256.Sum256([]byte(unique))
+	return k.Prefix + "n." + hex.EncodeToString(sum[:16])
+}
+
+func (k SCIM) Get(ctx context.Context, id string) ([]byte, uint64, error) {
+	e, err := k.KV.Get(ctx, k.Prefix+"."+id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, scim.ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+func (k SCIM) Create(ctx context.Context, id, unique string, doc []byte) error {
+	if unique == "" {
+		_, err := k.KV.Create(ctx, k.Prefix+"."+id, doc)
+		return err
+	}
+	if _, err := k.KV.Create(ctx, k.nameKey(unique), []byte(id)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return scim.ErrConflict
+		}
+		return err
+	}
+	if _, err := k.KV.Create(ctx, k.Prefix+"."+id, doc); err != nil {
+		// The document could not be stored: give the name back, or it
+		// stays taken by nobody.
+		if derr := k.KV.Delete(ctx, k.nameKey(unique)); derr != nil {
+			return errors.Join(err, derr)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return scim.ErrConflict
+		}
+		return err
+	}
+	return nil
+}
+
+func (k SCIM) Update(ctx context.Context, id string, doc []byte, rev uint64) error {
+	if _, err := k.KV.Update(ctx, k.Prefix+"."+id, doc, rev); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return scim.ErrConflict
+		}
+		return err
+	}
+	return nil
+}
+
+func (k SCIM) Rename(ctx context.Context, id, oldUnique, newUnique string) error {
+	if _, err := k.KV.Create(ctx, k.nameKey(newUnique), []byte(id)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return scim.ErrConflict
+		}
+		return err
+	}
+	return k.KV.Delete(ctx, k.nameKey(oldUnique))
+}
+
+func (k SCIM) Delete(ctx context.Context, id, unique string) error {
+	if err := k.KV.Delete(ctx, k.Prefix+"."+id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	if unique == "" {
+		return nil
+	}
+	return k.KV.Delete(ctx, k.nameKey(unique))
+}
+
+func (k SCIM) List(ctx context.Context) ([]scim.Stored, error) {
+	lister, err := k.KV.ListKeysFiltered(ctx, k.Prefix+".*")
+	if err != nil {
+		return nil, err
+	}
+	var out []scim.Stored
+	for key := range lister.Keys() {
+		e, err := k.KV.Get(ctx, key)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		out = append(out, scim.Stored{Doc: e.Value(), Rev: e.Revision()})
+	}
+	return out, nil
+}
+
+// Inventory reads the ID-JAG inventory the System Log poller keeps in
+// lw_state, by the subject's IdP user id.
+type Inventory struct{ KV jetstream.KeyValue }
+
+func (k Inventory) Grants(ctx context.Context, s events.Subject) ([]revoke.Grant, error) {
+	if s.ID == "" {
+		return nil, nil
+	}
+	e, err := k.KV.Get(ctx, oktalog.InventoryKey(s.ID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var grants []revoke.Grant
+	if err := json.Unmarshal(e.Value(), &grants); err != nil {
+		return nil, fmt.Errorf("ID-JAG inventory of %s: %w", s.ID, err)
+	}
+	return grants, nil
+}
+
+// Replays is the Universal Logout replay store on the jti bucket: the
+// first subject claimed for a key stays until the bucket's TTL.
+type Replays struct{ KV jetstream.KeyValue }
+
+func (k Replays) Claim(ctx context.Context, key, subject string) (string, error) {
+	if _, err := k.KV.Create(ctx, key, []byte(subject)); err == nil {
+		return subject, nil
+	} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		return "", err
+	}
+	e, err := k.KV.Get(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	return string(e.Value()), nil
+}
+
+// Confirmations keeps revocations awaiting a signed confirmation, one entry
+// under each identifier of the subject (a SET may name the subject by any
+// of them); the latest revocation of a subject at a target is the one a
+// confirmation ends.
+type Confirmations struct{ KV jetstream.KeyValue }
+
+func (k Confirmations) Expect(ctx context.Context, a revoke.Awaiting) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	for _, key := range revoke.ConfirmKeys(a.Target, a.Subject) {
+		if _, err := k.KV.Put(ctx, key, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (k Confirmations) Take(ctx context.Context, target string, s events.Subject) (*revoke.Awaiting, error) {
+	for _, key := range revoke.ConfirmKeys(target, s) {
+		e, err := k.KV.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var a revoke.Awaiting
+		if err := json.Unmarshal(e.Value(), &a); err != nil {
+			return nil, fmt.Errorf("awaiting confirmation %s: %w", key, err)
+		}
+		for _, other := range revoke.ConfirmKeys(a.Target, a.Subject) {
+			if err := k.KV.Delete(ctx, other); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return nil, err
+			}
+		}
+		return &a, nil
+	}
+	return nil, nil
+}
