@@ -212,40 +212,45 @@ func (k SCIM) Get(ctx context.Context, id string) ([]byte, uint64, error) {
 	return e.Value(), e.Revision(), nil
 }
 
-func (k SCIM) Create(ctx context.Context, id, unique string, doc []byte) error {
+func (k SCIM) Create(ctx context.Context, id, unique string, doc []byte) (uint64, error) {
 	if unique == "" {
-		_, err := k.KV.Create(ctx, k.Prefix+"."+id, doc)
-		return err
+		rev, err := k.KV.Create(ctx, k.Prefix+"."+id, doc)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, scim.ErrConflict
+		}
+		return rev, err
 	}
 	if _, err := k.KV.Create(ctx, k.nameKey(unique), []byte(id)); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return scim.ErrConflict
+			return 0, scim.ErrConflict
 		}
-		return err
+		return 0, err
 	}
-	if _, err := k.KV.Create(ctx, k.Prefix+"."+id, doc); err != nil {
+	rev, err := k.KV.Create(ctx, k.Prefix+"."+id, doc)
+	if err != nil {
 		// The document could not be stored: give the name back, or it
 		// stays taken by nobody.
 		if derr := k.KV.Delete(ctx, k.nameKey(unique)); derr != nil {
-			return errors.Join(err, derr)
+			return 0, errors.Join(err, derr)
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return scim.ErrConflict
+			return 0, scim.ErrConflict
 		}
-		return err
+		return 0, err
 	}
-	return nil
+	return rev, nil
 }
 
-func (k SCIM) Update(ctx context.Context, id string, doc []byte, rev uint64) error {
-	if _, err := k.KV.Update(ctx, k.Prefix+"."+id, doc, rev); err != nil {
+func (k SCIM) Update(ctx context.Context, id string, doc []byte, rev uint64) (uint64, error) {
+	next, err := k.KV.Update(ctx, k.Prefix+"."+id, doc, rev)
+	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			return scim.ErrConflict
+			return 0, scim.ErrConflict
 		}
-		return err
+		return 0, err
 	}
-	return nil
+	return next, nil
 }
 
 func (k SCIM) Rename(ctx context.Context, id, oldUnique, newUnique string) error {

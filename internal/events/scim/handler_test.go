@@ -223,3 +223,25 @@ func TestChangedEmailReachesLaterEvents(t *testing.T) {
 		t.Errorf("the deactivation names %q, want the changed email", ev.Subject.Email)
 	}
 }
+
+// laggingStore is a cluster replica behind the leader: it takes writes
+// but its reads do not see them yet.
+type laggingStore struct{ *MemoryStore }
+
+func (laggingStore) Get(context.Context, string) ([]byte, uint64, error) { return nil, 0, ErrNotFound }
+
+// A create answers from what it stored and the revision the store gave,
+// not from a read (which a lagging replica answers "not found": a 404 to
+// a POST that did store the user, seen on the compose cluster).
+func TestCreateAnswersWithoutReadingBack(t *testing.T) {
+	h, err := New(Config{Tokens: []string{fuzzToken}, BaseURL: "https://lw.example", MaxBody: 1 << 20, PublishTimeout: time.Second,
+		Store: laggingStore{NewMemoryStore()}, Groups: laggingStore{NewMemoryStore()}, Publisher: &flaky{stored: map[string]bool{}},
+		Recorder: nopRecorder{}, Now: time.Now, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := fuzzDo(h, "POST", Prefix+"/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"lag@corp.example","active":true}`)
+	if code != http.StatusCreated || !strings.Contains(body, `"userName":"lag@corp.example"`) || !strings.Contains(body, `"version":"W/\"1\""`) {
+		t.Errorf("create on a lagging store: %d %s", code, body)
+	}
+}

@@ -114,18 +114,17 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, res resource, d
 	now := h.cfg.Now().UTC().Format(time.RFC3339)
 	d.set("meta", map[string]any{"resourceType": res.name, "created": now, "lastModified": now})
 	raw, _ := json.Marshal(d)
-	if err := res.store.Create(r.Context(), id, unique, raw); err != nil {
+	rev, err := res.store.Create(r.Context(), id, unique, raw)
+	if err != nil {
 		if errors.Is(err, ErrConflict) && conflict != nil {
 			err = conflict
 		}
 		h.fail(w, r, err)
 		return
 	}
-	d, rev, err := h.load(r.Context(), res, id)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
+	// The answer is what was stored, not a read of it: on a cluster the
+	// read may reach a replica that has not applied the write yet.
+	d = h.decorate(res, d, rev)
 	w.Header().Set("Location", h.cfg.BaseURL+Prefix+"/"+res.path+"/"+id)
 	w.Header().Set("ETag", etag(rev))
 	writeSCIM(w, 201, d)
@@ -164,7 +163,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, res resource, a
 	delete(meta, "location")
 	d.set("meta", meta)
 	raw, _ := json.Marshal(d)
-	if err := res.store.Update(ctx, id, raw, rev); err != nil {
+	if rev, err = res.store.Update(ctx, id, raw, rev); err != nil {
 		if errors.Is(err, ErrConflict) {
 			err = errorf(412, "", "the %s changed meanwhile; retry", strings.ToLower(res.name))
 		}
@@ -175,11 +174,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, res resource, a
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	d, rev, err = h.load(ctx, res, id)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
+	d = h.decorate(res, d, rev) // what was stored (see create)
 	w.Header().Set("ETag", etag(rev))
 	writeSCIM(w, 200, d)
 }

@@ -16,12 +16,15 @@ var (
 // unique index of userNames.
 type Store interface {
 	Get(ctx context.Context, id string) (doc []byte, rev uint64, err error)
-	// Create stores a new document; it fails with ErrConflict if the
-	// unique key (a lower-cased userName) is taken.
-	Create(ctx context.Context, id, unique string, doc []byte) error
+	// Create stores a new document and returns its revision; it fails
+	// with ErrConflict if the unique key (a lower-cased userName) is taken.
+	Create(ctx context.Context, id, unique string, doc []byte) (uint64, error)
 	// Update replaces the document if rev is still current (ErrConflict
-	// otherwise).
-	Update(ctx context.Context, id string, doc []byte, rev uint64) error
+	// otherwise) and returns the new revision. Callers answer from what
+	// they wrote and the revision returned, never by reading it back: on a
+	// cluster a read may be served by a replica that has not applied the
+	// write yet.
+	Update(ctx context.Context, id string, doc []byte, rev uint64) (uint64, error)
 	// Rename moves the unique key.
 	Rename(ctx context.Context, id, oldUnique, newUnique string) error
 	Delete(ctx context.Context, id, unique string) error
@@ -62,36 +65,36 @@ func (m *MemoryStore) Get(_ context.Context, id string) ([]byte, uint64, error) 
 }
 
 // Create stores a new document under a free unique key.
-func (m *MemoryStore) Create(_ context.Context, id, unique string, doc []byte) error {
+func (m *MemoryStore) Create(_ context.Context, id, unique string, doc []byte) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, taken := m.names[unique]; taken && unique != "" {
-		return ErrConflict
+		return 0, ErrConflict
 	}
 	if _, exists := m.docs[id]; exists {
-		return ErrConflict
+		return 0, ErrConflict
 	}
 	m.seq++
 	if unique != "" {
 		m.names[unique] = id
 	}
 	m.docs[id], m.revs[id] = doc, m.seq
-	return nil
+	return m.seq, nil
 }
 
 // Update replaces a document at its current revision.
-func (m *MemoryStore) Update(_ context.Context, id string, doc []byte, rev uint64) error {
+func (m *MemoryStore) Update(_ context.Context, id string, doc []byte, rev uint64) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.docs[id]; !ok {
-		return ErrNotFound
+		return 0, ErrNotFound
 	}
 	if m.revs[id] != rev {
-		return ErrConflict
+		return 0, ErrConflict
 	}
 	m.seq++
 	m.docs[id], m.revs[id] = doc, m.seq
-	return nil
+	return m.seq, nil
 }
 
 // Rename moves the unique key.
