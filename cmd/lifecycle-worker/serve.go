@@ -38,13 +38,9 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/jwks"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
-	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/backchannel"
-	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr"
-	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/httpcall"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/drivers"
 	oktadriver "github.com/lifecycle-worker/lifecycle-worker/internal/revoke/okta"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/outauth"
-	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/scimpush"
-	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/ssfpush"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/server"
 )
 
@@ -539,85 +535,12 @@ func buildTargets(cfg *config.Config, ring *keys.Ring, confirmations revoke.Conf
 		}
 	}
 	for _, tc := range cfg.Targets {
-		signer := ring.For(tc.SigningAlg)
-		transport := outboundTransport()
-		if tc.TLS.CertFile != "" || tc.TLS.CAFile != "" {
-			tlsCfg, err := outauth.TLS(tc.TLS.CertFile, tc.TLS.KeyFile, tc.TLS.CAFile)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
-				continue
-			}
-			transport.TLSClientConfig = tlsCfg
+		sh, err := targetShared(cfg, tc, ring, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
+			continue
 		}
-		client := &http.Client{
-			Transport: withUA(transport),
-			// A revocation endpoint that redirects is misconfigured; never
-			// replay a signed POST somewhere else.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-		var tokens revoke.TokenSource
-		auth := tc.Auth.Type
-		switch tc.Auth.Type {
-		case "bearer":
-			tokens, auth = outauth.Static(tc.Auth.Token), "token"
-		case "client_credentials":
-			cc := &outauth.ClientCredentials{TokenURL: tc.Auth.TokenURL, ClientID: tc.Auth.ClientID, Secret: tc.Auth.ClientSecret,
-				Method: tc.Auth.Method, Scope: tc.Auth.Scope, Signer: signer, Client: client, Now: now}
-			if err := cc.Validate(); err != nil {
-				errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
-				continue
-			}
-			tokens, auth = cc, "token"
-		case "google_service_account":
-			sa, err := outauth.LoadServiceAccount(tc.Auth.KeyFile)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
-				continue
-			}
-			cc := &outauth.ClientCredentials{TokenURL: cmp.Or(tc.Auth.TokenURL, sa.TokenURI), ClientID: sa.Email, Method: outauth.JWTBearer,
-				Assertion: sa.Key, Subject: tc.Auth.Subject, Scope: tc.Auth.Scope, Client: client, Now: now}
-			if err := cc.Validate(); err != nil {
-				errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
-				continue
-			}
-			tokens, auth = cc, "token"
-		}
-		var drv revoke.Driver
-		var err error
-		switch tc.Driver {
-		case "gtr":
-			drv, err = gtr.New(gtr.Config{
-				Endpoint: tc.Endpoint, SubjectFormat: tc.SubjectFormat, Auth: auth, Tokens: tokens,
-				Signer: signer, Issuer: cfg.PublicURL, ClientID: tc.ClientID, Client: client, Now: now,
-			})
-		case "backchannel":
-			drv, err = backchannel.New(backchannel.Config{Endpoint: tc.Endpoint, Audience: tc.Audience, SubjectFormat: tc.SubjectFormat,
-				Issuer: cfg.PublicURL, Signer: signer, Client: client, Now: now})
-		case "ssfpush":
-			evs := ssfpush.DefaultEvents()
-			for k, v := range tc.SETEvents {
-				if uri, ok := ssfpush.ShortNames[v]; ok {
-					v = uri
-				}
-				evs[events.Kind(k)] = v
-			}
-			drv, err = ssfpush.New(ssfpush.Config{Endpoint: tc.Endpoint, Audience: tc.Audience, SubjectFormat: tc.SubjectFormat, Events: evs,
-				Tokens: tokens, Issuer: cfg.PublicURL, Signer: signer, Client: client, Now: now})
-		case "okta":
-			drv, err = oktadriver.New(oktadriver.Config{OrgURL: tc.Endpoint, Token: tc.Auth.Token, Client: client})
-		case "httpcall":
-			drv, err = httpcall.New(httpcall.Config{
-				Method: tc.HTTP.Method, URL: tc.Endpoint, Headers: tc.HTTP.Headers, Body: tc.HTTP.Body,
-				Success: tc.HTTP.Success, NotApplicable: tc.HTTP.NotApplicable,
-				Auth: auth, Tokens: tokens, Signer: signer, Issuer: cfg.PublicURL, ClientID: tc.ClientID,
-				AllowInsecureHTTP: tc.AllowInsecureHTTP, Client: client, Now: now,
-			})
-		case "scim":
-			drv, err = scimpush.New(scimpush.Config{Endpoint: tc.Endpoint, Action: tc.SCIM.Action, Match: tc.SCIM.Match,
-				Tokens: tokens, Client: client, Now: now})
-		default:
-			err = fmt.Errorf("unknown driver %q", tc.Driver)
-		}
+		drv, err := drivers.Open(tc, sh)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("target %s: %w", tc.Name, err))
 			continue
@@ -948,4 +871,52 @@ func (t httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	return t.base.RoundTrip(r)
+}
+
+// targetShared is what a target's driver gets: its signing key, an HTTP
+// client with its TLS (redirects refused), and the tokens of its auth.
+func targetShared(cfg *config.Config, tc config.TargetConfig, ring *keys.Ring, now func() time.Time) (revoke.Shared, error) {
+	signer := ring.For(tc.SigningAlg)
+	transport := outboundTransport()
+	if tc.TLS.CertFile != "" || tc.TLS.CAFile != "" {
+		tlsCfg, err := outauth.TLS(tc.TLS.CertFile, tc.TLS.KeyFile, tc.TLS.CAFile)
+		if err != nil {
+			return revoke.Shared{}, err
+		}
+		transport.TLSClientConfig = tlsCfg
+	}
+	client := &http.Client{
+		Transport: withUA(transport),
+		// A revocation endpoint that redirects is misconfigured; never
+		// replay a signed POST somewhere else.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	var tokens revoke.TokenSource
+	auth := tc.Auth.Type
+	switch tc.Auth.Type {
+	case "bearer":
+		tokens, auth = outauth.Static(tc.Auth.Token), "token"
+	case "client_credentials":
+		cc := &outauth.ClientCredentials{TokenURL: tc.Auth.TokenURL, ClientID: tc.Auth.ClientID, Secret: tc.Auth.ClientSecret,
+			Method: tc.Auth.Method, Scope: tc.Auth.Scope, Signer: signer, Client: client, Now: now}
+		if err := cc.Validate(); err != nil {
+			return revoke.Shared{}, err
+		}
+		tokens, auth = cc, "token"
+	case "google_service_account":
+		sa, err := outauth.LoadServiceAccount(tc.Auth.KeyFile)
+		if err != nil {
+			return revoke.Shared{}, err
+		}
+		cc := &outauth.ClientCredentials{TokenURL: cmp.Or(tc.Auth.TokenURL, sa.TokenURI), ClientID: sa.Email, Method: outauth.JWTBearer,
+			Assertion: sa.Key, Subject: tc.Auth.Subject, Scope: tc.Auth.Scope, Client: client, Now: now}
+		if err := cc.Validate(); err != nil {
+			return revoke.Shared{}, err
+		}
+		tokens, auth = cc, "token"
+	}
+	if auth == "" {
+		auth = "none"
+	}
+	return revoke.Shared{Signer: signer, Issuer: cfg.PublicURL, Client: client, Auth: auth, Tokens: tokens, Now: now}, nil
 }

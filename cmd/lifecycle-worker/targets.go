@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/drivers"
 )
 
 // cmdTargets: list the configured targets, check them, or discover a new
@@ -104,7 +104,7 @@ func cmdTargets(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(tw, "NAME\tDRIVER\tRESULT")
 		failed := 0
 		for _, t := range cfg.Targets {
-			res := checkTarget(ctx, client, cfg, t, ring.For(t.SigningAlg))
+			res := checkTarget(ctx, client, cfg, t, ring)
 			if warn := checkAlgorithm(ctx, client, t, ring.For(t.SigningAlg).Algorithm()); warn != "" {
 				res += "; " + warn
 			}
@@ -127,47 +127,26 @@ func cmdTargets(args []string, stdout, stderr io.Writer) error {
 // checkTarget probes a target without revoking anything: reachability for
 // all, and for GTR our authentication, with a subject format no AS knows
 // (an authenticated AS answers 400, an unconvinced one 401/403).
-func checkTarget(ctx context.Context, client *http.Client, cfg *config.Config, t config.TargetConfig, signer *keys.Signer) string {
+func checkTarget(ctx context.Context, client *http.Client, cfg *config.Config, t config.TargetConfig, ring *keys.Ring) string {
 	if strings.Contains(t.Endpoint, "{{") {
 		return "ok (templated endpoint; not probed)"
 	}
-	if t.Driver != "gtr" {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, t.Endpoint, nil)
-		resp, err := client.Do(req)
+	if reg, ok := drivers.Lookup(t.Driver); ok && reg.Probe != nil {
+		sh, err := targetShared(cfg, t, ring, time.Now)
 		if err != nil {
-			return "unreachable: " + err.Error()
+			return "cannot prepare the probe: " + err.Error()
 		}
-		resp.Body.Close()
-		return fmt.Sprintf("ok (reachable, HTTP %d to a GET)", resp.StatusCode)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return reg.Probe(pctx, t, sh)
 	}
-	body := []byte(`{"sub_id":{"format":"lifecycle-worker-check","id":"probe"}}`)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, t.Endpoint, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	switch t.Auth.Type {
-	case "bearer":
-		req.Header.Set("Authorization", "Bearer "+t.Auth.Token)
-	case "signed_jwt":
-		now := time.Now()
-		tok, err := signer.Sign("global-token-revocation+jwt", map[string]any{"iss": cfg.PublicURL, "sub": t.ClientID, "aud": t.Endpoint,
-			"jti": fmt.Sprintf("check-%d", now.UnixNano()), "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()})
-		if err != nil {
-			return "cannot sign: " + err.Error()
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, t.Endpoint, nil)
 	resp, err := client.Do(req)
 	if err != nil {
 		return "unreachable: " + err.Error()
 	}
 	resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusBadRequest:
-		return "ok (authenticated; the probe subject was refused as it should be)"
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return fmt.Sprintf("authentication refused (HTTP %d): does the AS trust %s/.well-known/jwks.json?", resp.StatusCode, cfg.PublicURL)
-	default:
-		return fmt.Sprintf("unexpected HTTP %d to a probe", resp.StatusCode)
-	}
+	return fmt.Sprintf("ok (reachable, HTTP %d to a GET)", resp.StatusCode)
 }
 
 // checkAlgorithm compares the algorithm our JWTs for t are signed with to
@@ -178,14 +157,13 @@ func checkAlgorithm(ctx context.Context, client *http.Client, t config.TargetCon
 		return ""
 	}
 	key := ""
-	switch {
-	case t.Driver == "gtr" && t.Auth.Type == "signed_jwt":
-		key = "global_token_revocation_endpoint_auth_signing_alg_values_supported"
-	case t.Driver == "backchannel":
-		key = "id_token_signing_alg_values_supported"
-	case t.Auth.Type == "client_credentials" && t.Auth.Method == "private_key_jwt":
+	if reg, ok := drivers.Lookup(t.Driver); ok && reg.AlgorithmsKey != nil {
+		key = reg.AlgorithmsKey(t)
+	}
+	if key == "" && t.Auth.Type == "client_credentials" && t.Auth.Method == "private_key_jwt" {
 		key = "token_endpoint_auth_signing_alg_values_supported"
-	default:
+	}
+	if key == "" {
 		return ""
 	}
 	meta, err := revoke.ASMetadata(ctx, client, t.Issuer)

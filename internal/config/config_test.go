@@ -85,7 +85,6 @@ targets:
 		`subject_format: "phone"`,
 		`kinds: "reactivated"`,
 		`kinds: "vanished"`,
-		"Global Token Revocation requires authentication",
 		"duplicate target name",
 		"access_removed needs scope",
 	} {

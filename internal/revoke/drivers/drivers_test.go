@@ -1,0 +1,37 @@
+package drivers
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+)
+
+// The registry drives config loading: its names are the drivers a config
+// may name (the list config keeps for code without the registry agrees),
+// and each driver's own checks run when a config is loaded.
+func TestRegistryDrivesConfig(t *testing.T) {
+	defaults := []string{"gtr", "backchannel", "ssfpush", "okta", "httpcall", "scim"}
+	if !slices.Equal(config.Drivers, Names()) || !slices.Equal(Names(), defaults) {
+		t.Errorf("config.Drivers %v, registry %v, config's defaults %v", config.Drivers, Names(), defaults)
+	}
+	for _, name := range Names() {
+		if r, _ := Lookup(name); r.Open == nil {
+			t.Errorf("%s has no Open", name)
+		}
+	}
+	for target, want := range map[string]string{
+		"  - { name: a, driver: gtr, endpoint: 'https://a.example/gtr', auth: { type: none } }\n":             "Global Token Revocation requires authentication",
+		"  - { name: a, driver: backchannel, endpoint: 'https://a.example/l', auth: { type: signed_jwt } }\n": "itself our signed JWT",
+		"  - { name: a, driver: scim, endpoint: 'https://a.example/scim/v2', auth: { type: none } }\n":        "scim driver needs bearer",
+		"  - { name: a, driver: ssfpush, endpoint: 'https://a.example/e', set_events: { nonsense: x } }\n":    "is not a kind",
+		"  - { name: a, driver: httpcall, endpoint: 'https://a.example/x', http: { method: TRACE } }\n":       "http.method",
+		"  - { name: a, driver: okta, endpoint: 'https://acme.okta.com' }\n":                                  "needs an API token",
+	} {
+		_, err := config.Parse([]byte("public_url: https://lw.example\nokta: { hook: { secrets: [\"0123456789abcdef\"] } }\ntargets:\n" + target))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", strings.TrimSpace(target), err, want)
+		}
+	}
+}
