@@ -266,11 +266,18 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		Log:       log.With("component", "http"),
 	}
 	if cfg.Has(config.RoleIntake) {
-		srvCfg.OktaHook = tele.intake("okta_hook", prio.wrap(hook))
-		srvCfg.SCIM = tele.intake("scim", prio.wrap(scimHandler))
-		srvCfg.SSF = tele.intake("ssf", prio.wrap(ssfReceiver))
+		intakes := []server.Intake{
+			{Name: "okta_hook", Routes: []string{"/hooks/okta"}, Handler: hook},
+			{Name: "scim", Routes: []string{scim.Prefix + "/"}, Handler: scimHandler},
+			{Name: "ssf", Routes: []string{"/ssf/events"}, Handler: ssfReceiver},
+		}
 		if logoutReceiver != nil {
-			srvCfg.Logout, srvCfg.LogoutPath = tele.intake("universal_logout", prio.wrap(logoutReceiver)), cfg.UniversalLogout.Path
+			intakes = append(intakes, server.Intake{Name: "universal_logout", Routes: []string{cfg.UniversalLogout.Path}, Handler: logoutReceiver})
+		}
+		// Every intake is measured and goes before the pipeline's work.
+		for _, in := range intakes {
+			in.Handler = tele.intake(in.Name, prio.wrap(in.Handler))
+			srvCfg.Intakes = append(srvCfg.Intakes, in)
 		}
 	}
 	handler, err := server.New(srvCfg)

@@ -15,15 +15,8 @@ type Config struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
-	// OktaHook serves /hooks/okta, SCIM /scim/v2/, SSF /ssf/events (nil:
-	// not mounted).
-	OktaHook http.Handler
-	SCIM     http.Handler
-	SSF      http.Handler
-	// Logout serves the Universal Logout (Global Token Revocation)
-	// endpoint at LogoutPath (nil: not mounted).
-	Logout     http.Handler
-	LogoutPath string
+	// Intakes are the IdP-facing endpoints, each at the routes it declares.
+	Intakes []Intake
 	// JWKS is our public key set; Issuer our issuer (SSF metadata);
 	// Algorithms those our JWTs are signed with.
 	JWKS       []byte
@@ -40,23 +33,25 @@ type Config struct {
 	Log       *slog.Logger
 }
 
+// Intake is one way signals come in (Okta hooks, SCIM, SSF, Universal
+// Logout): its name (for metrics and logs), the routes it answers and its
+// handler.
+type Intake struct {
+	Name    string
+	Routes  []string
+	Handler http.Handler
+}
+
 // New returns the handler tree.
 func New(cfg Config) (http.Handler, error) {
 	if cfg.Log == nil || cfg.Ready == nil || len(cfg.JWKS) == 0 {
 		return nil, errors.New("server: logger, readiness check and JWKS are required")
 	}
 	mux := http.NewServeMux()
-	if cfg.OktaHook != nil {
-		mux.Handle("/hooks/okta", cfg.OktaHook)
-	}
-	if cfg.SSF != nil {
-		mux.Handle("/ssf/events", cfg.SSF)
-	}
-	if cfg.SCIM != nil {
-		mux.Handle("/scim/v2/", cfg.SCIM)
-	}
-	if cfg.Logout != nil {
-		mux.Handle(cfg.LogoutPath, cfg.Logout)
+	for _, in := range cfg.Intakes {
+		for _, route := range in.Routes {
+			mux.Handle(route, in.Handler)
+		}
 	}
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/jwk-set+json")

@@ -1,6 +1,8 @@
 package drivers
 
 import (
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -33,5 +35,27 @@ func TestRegistryDrivesConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", strings.TrimSpace(target), err, want)
 		}
+	}
+}
+
+// The example config shows every registered driver, and loads with every
+// driver's own checks.
+func TestExampleConfigShowsEveryDriver(t *testing.T) {
+	raw, err := os.ReadFile("../../../examples/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range Names() {
+		if !regexp.MustCompile(`(?m)^\s+driver: ` + regexp.QuoteMeta(name) + `\b`).Match(raw) {
+			t.Errorf("examples/config.yaml has no target with driver: %s", name)
+		}
+	}
+	for k, v := range map[string]string{"OKTA_HOOK_SECRET": "hook-secret-0123456789", "OKTA_API_TOKEN": "okta-api-token-0123456789",
+		"SCIM_TOKEN": "scim-token-0123456789abc", "AUDIT_TOKEN": "audit-token-0123456789", "OPERATOR_TOKEN": "operator-token-0123456789",
+		"HYDRA_ADMIN_TOKEN": "hydra-admin-token", "NOTES_SCIM_TOKEN": "notes-scim-token", "ENTRA_CLIENT_ID": "c", "ENTRA_CLIENT_SECRET": "s"} {
+		t.Setenv(k, v)
+	}
+	if _, err := config.Load("../../../examples/config.yaml"); err != nil {
+		t.Errorf("the example config with every driver's checks: %v", err)
 	}
 }
