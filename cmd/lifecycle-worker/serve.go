@@ -301,23 +301,55 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		}
 	}
 
-	// Start everything; stop in reverse: input first, then the pipeline
-	// (in-flight work finishes), then the indexer drains what was recorded.
-	var wg sync.WaitGroup
-	pollCtx, stopPoller := context.WithCancel(ctx)
-	defer stopPoller()
-	if poller != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = poller.Run(pollCtx) }()
+	// The parts of this process, per role, in the order they start; they
+	// stop in reverse once the HTTP server has stopped taking signals:
+	// inputs first, then the pipeline (in-flight work finishes), then what
+	// was held back is written, and the indexer drains what was recorded.
+	var parts components
+	if indexer != nil {
+		ixCtx, stopIndexer := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		parts.add(component{name: "audit index",
+			start: func() error { go func() { defer close(done); _ = indexer.Run(ixCtx) }(); return nil },
+			stop: func() {
+				waitIndexed(b, indexer, 5*time.Second) // catch up with the records just written, bounded
+				stopIndexer()
+				<-done
+			}})
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); pressure.watch(pollCtx, b, log) }()
-	wg.Add(1)
-	go func() { defer wg.Done(); act.run(pollCtx, 10*time.Second) }()
 	budgetCtx, stopBudget := context.WithCancel(context.WithoutCancel(ctx))
 	budgetDone := make(chan struct{})
-	go func() { defer close(budgetDone); refusals.Run(budgetCtx, 10*time.Second) }()
-	defer func() { stopBudget(); <-budgetDone }()
+	parts.add(component{name: "refusal budget",
+		start: func() error {
+			go func() { defer close(budgetDone); refusals.Run(budgetCtx, 10*time.Second) }()
+			return nil
+		},
+		stop: func() { stopBudget(); <-budgetDone }}) // intake is closed: write what it held back
+	parts.add(background(ctx, "stream pressure", func(ctx context.Context) { pressure.watch(ctx, b, log) }))
+	parts.add(background(ctx, "activity log", func(ctx context.Context) { act.run(ctx, 10*time.Second) }))
+	if router != nil {
+		routerErr := make(chan error, 1)
+		parts.add(component{name: "pipeline",
+			start: func() error {
+				go func() { routerErr <- router.Run(context.WithoutCancel(ctx)) }()
+				select {
+				case <-router.Running():
+					return nil
+				case err := <-routerErr:
+					return fmt.Errorf("pipeline: %w", err)
+				}
+			},
+			stop: func() {
+				log.Info("stopping: draining in-flight revocations")
+				handlers.drain(shutdownGrace)
+				if err := router.Close(); err != nil {
+					log.Warn("pipeline close", "err", err)
+				}
+			}})
+	}
+	if poller != nil {
+		parts.add(background(ctx, "system log poller", func(ctx context.Context) { _ = poller.Run(ctx) }))
+	}
 	if registry != nil && cfg.Has(config.RolePoller) {
 		keeper, err := streamKeeper(cfg, signer, registry, scimSubjects(stores.SCIM{KV: scimKV, Prefix: "u"}), now, log.With("component", "ssf-streams"))
 		if err != nil {
@@ -330,8 +362,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 				}
 			}
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); keeper.Run(pollCtx) }()
+		parts.add(background(ctx, "ssf stream keeper", keeper.Run))
 	}
 	if cfg.Has(config.RolePoller) {
 		for _, tr := range cfg.SSF.Transmitters {
@@ -339,31 +370,15 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 				continue
 			}
 			p := ssf.Poll{Issuer: tr.Issuer, URL: tr.PollURL, Token: tr.PollToken, Interval: tr.PollInterval}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := ssfReceiver.RunPoll(pollCtx, p); err != nil {
+			parts.add(background(ctx, "ssf poll "+tr.Issuer, func(ctx context.Context) {
+				if err := ssfReceiver.RunPoll(ctx, p); err != nil {
 					log.Error("ssf poll", "iss", p.Issuer, "err", err)
 				}
-			}()
+			}))
 		}
 	}
-	ixCtx, stopIndexer := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopIndexer()
-	if indexer != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = indexer.Run(ixCtx) }()
-	}
-	if router != nil {
-		routerErr := make(chan error, 1)
-		go func() { routerErr <- router.Run(context.WithoutCancel(ctx)) }()
-		select {
-		case <-router.Running():
-		case err := <-routerErr:
-			stopIndexer()
-			wg.Wait()
-			return fmt.Errorf("pipeline: %w", err)
-		}
+	if err := parts.start(); err != nil {
+		return err
 	}
 	log.Info("lifecycle-worker serving", "listen", ln.Addr().String(), "roles", cfg.Roles, "targets", len(targets),
 		"nats", map[bool]string{true: "embedded", false: "external"}[cfg.NATS.EmbeddedServer()], "data_dir", cfg.DataDir)
@@ -371,24 +386,53 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 		started(&instance{cfg: cfg, log: log, addr: ln.Addr(), bus: b, indexer: indexer})
 	}
 	serveErr := server.Serve(ctx, ln, handler, srvCfg, 10*time.Second)
-	stopBudget() // intake is closed: write what it held back
-	<-budgetDone
-
-	if router != nil {
-		log.Info("stopping: draining in-flight revocations")
-		handlers.drain(shutdownGrace)
-		if err := router.Close(); err != nil {
-			log.Warn("pipeline close", "err", err)
-		}
-	}
-	if indexer != nil {
-		// Let the indexer catch up with the records just written, bounded.
-		waitIndexed(b, indexer, 5*time.Second)
-	}
-	stopIndexer()
-	wg.Wait()
+	parts.stop()
 	log.Info("stopped")
 	return serveErr
+}
+
+// component is a part of a running worker: start returns once it runs;
+// stop ends it, gracefully.
+type component struct {
+	name  string
+	start func() error
+	stop  func()
+}
+
+// components start in the order they were added and stop in reverse.
+type components struct {
+	list    []component
+	started int
+}
+
+func (c *components) add(comp component) { c.list = append(c.list, comp) }
+
+// start starts each part; when one fails, those started stop again.
+func (c *components) start() error {
+	for _, comp := range c.list {
+		if err := comp.start(); err != nil {
+			c.stop()
+			return fmt.Errorf("start %s: %w", comp.name, err)
+		}
+		c.started++
+	}
+	return nil
+}
+
+func (c *components) stop() {
+	for ; c.started > 0; c.started-- {
+		c.list[c.started-1].stop()
+	}
+}
+
+// background is a component that runs until the worker's context ends (an
+// input, or a watcher), or until it is stopped, and is waited for.
+func background(ctx context.Context, name string, run func(context.Context)) component {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	return component{name: name,
+		start: func() error { go func() { defer close(done); run(ctx) }(); return nil },
+		stop:  func() { cancel(); <-done }}
 }
 
 // waitIndexed waits (bounded) until the indexer has caught up with AUDIT.
