@@ -959,6 +959,9 @@ func targetShared(cfg *config.Config, tc config.TargetConfig, ring *keys.Ring, n
 		if err != nil {
 			return revoke.Shared{}, err
 		}
+		if err := config.CheckEndpoint(cmp.Or(tc.Auth.TokenURL, sa.TokenURI), tc.AllowInsecureHTTP); err != nil {
+			return revoke.Shared{}, fmt.Errorf("the service account's token_uri: %w", err)
+		}
 		cc := &outauth.ClientCredentials{TokenURL: cmp.Or(tc.Auth.TokenURL, sa.TokenURI), ClientID: sa.Email, Method: outauth.JWTBearer,
 			Assertion: sa.Key, Subject: tc.Auth.Subject, Scope: tc.Auth.Scope, Client: client, Now: now}
 		if err := cc.Validate(); err != nil {

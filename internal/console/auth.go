@@ -115,7 +115,8 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
-	c.render(w, r, http.StatusOK, "signin", nil, map[string]any{"OIDC": c.oidc != nil, "Local": c.local, "Error": r.URL.Query().Get("error")})
+	// Only messages of ours, never text from the link that led here.
+	c.render(w, r, http.StatusOK, "signin", nil, map[string]any{"OIDC": c.oidc != nil, "Local": c.local})
 }
 
 // oidcStart sends the browser to the IdP: authorization code flow with

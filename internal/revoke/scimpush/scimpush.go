@@ -177,7 +177,8 @@ func (d *Driver) find(ctx context.Context, token string, s events.Subject) (id s
 // lookup runs one filter: exactly one user found, none, or a failure (two
 // or more is a failure: deactivating the wrong person is worse than none).
 func (d *Driver) lookup(ctx context.Context, token, attr, value string) (string, bool, *revoke.Result) {
-	filter := attr + " eq " + strconv.Quote(value)
+	quoted, _ := json.Marshal(value) // a JSON string, as RFC 7644's filter grammar wants
+	filter := attr + " eq " + string(quoted)
 	q := url.Values{"filter": {filter}, "count": {"2"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.base+"/Users?"+q.Encode(), nil)
 	if err != nil {

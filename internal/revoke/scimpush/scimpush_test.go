@@ -295,3 +295,19 @@ func TestConfigRefused(t *testing.T) {
 		}
 	}
 }
+
+// The lookup's value is a JSON string in the filter (RFC 7644 §3.4.2.2),
+// whatever characters the subject's identifier holds.
+func TestFilterValueIsAJSONString(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.URL.Query().Get("filter")
+		_, _ = w.Write([]byte(`{"totalResults":0,"Resources":[]}`))
+	}))
+	defer srv.Close()
+	d := driver(t, srv, Config{Match: []string{"userName"}})
+	d.Revoke(context.Background(), job(events.Subject{Login: "a\"b\\c\u0007é@x"}))
+	if want := `userName eq "a\"b\\c\u0007é@x"`; got != want {
+		t.Errorf("filter %s, want %s", got, want)
+	}
+}
