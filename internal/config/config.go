@@ -458,9 +458,13 @@ type HTTPCallConfig struct {
 // code that loads configuration without it.
 var Drivers = []string{"gtr", "backchannel", "ssfpush", "okta", "httpcall", "scim"}
 
-// DriverChecks are the checks only a target's driver can make (set by the
-// registry; nil: none).
-var DriverChecks func(t TargetConfig, secretsOptional bool) []error
+// DriverChecks are the checks only a target's driver can make, and
+// DriverDefaults the defaults only it knows (set by the registry; nil:
+// none).
+var (
+	DriverChecks   func(t TargetConfig, secretsOptional bool) []error
+	DriverDefaults func(t *TargetConfig, c *Config)
+)
 
 // SigningAlgs are the JWS algorithms a target can ask for.
 var SigningAlgs = []string{"ES256", "RS256", "EdDSA"}
@@ -739,15 +743,8 @@ func (c *Config) setDefaults() {
 	for i := range c.Targets {
 		t := &c.Targets[i]
 		t.presetErr = t.applyPreset()
-		if t.Driver == "okta" {
-			// Okta itself: the org and its API token, unless the target
-			// names others.
-			if t.Endpoint == "" {
-				t.Endpoint = c.Okta.OrgURL
-			}
-			if t.Auth.Type == "" && t.Auth.Token == "" && c.Okta.APIToken != "" {
-				t.Auth = AuthConfig{Type: "bearer", Token: c.Okta.APIToken}
-			}
+		if DriverDefaults != nil {
+			DriverDefaults(t, c)
 		}
 		t.setDefaults()
 	}
@@ -766,12 +763,7 @@ func (t *TargetConfig) setDefaults() {
 		t.Auth.Method = "client_secret_basic"
 	}
 	if t.Auth.Type == "" {
-		switch t.Driver {
-		case "gtr":
-			t.Auth.Type = "signed_jwt"
-		default:
-			t.Auth.Type = "none"
-		}
+		t.Auth.Type = "none" // a driver that signs by default says so in its defaults
 	}
 	if t.ClientID == "" {
 		t.ClientID = "lifecycle-worker"
@@ -805,14 +797,6 @@ func (t *TargetConfig) setDefaults() {
 	}
 	if t.Confirmations.Issuer != "" && t.Confirmations.Window == 0 {
 		t.Confirmations.Window = time.Hour
-	}
-	if t.Driver == "httpcall" {
-		if t.HTTP.Method == "" {
-			t.HTTP.Method = "POST"
-		}
-		if len(t.HTTP.Success) == 0 {
-			t.HTTP.Success = []int{200, 201, 202, 204}
-		}
 	}
 }
 
@@ -1185,10 +1169,6 @@ func (t TargetConfig) validate(secretsOptional bool) []error {
 	if DriverChecks != nil {
 		errs = append(errs, DriverChecks(t, secretsOptional)...)
 	}
-	// Settings that belong to one driver.
-	if len(t.SETEvents) > 0 && t.Driver != "ssfpush" {
-		bad("set_events: only the ssfpush driver sends SETs")
-	}
 	if t.presetErr != nil {
 		bad("preset: %v", t.presetErr)
 	}
@@ -1200,9 +1180,7 @@ func (t TargetConfig) validate(secretsOptional bool) []error {
 			bad("auth.subject: the Workspace admin the service account acts for is required (domain-wide delegation)")
 		}
 	}
-	if t.Driver != "scim" && (t.SCIM.Action != "" || len(t.SCIM.Match) > 0) {
-		bad("scim: only the scim driver takes these")
-	}
+
 	if t.Concurrency < 1 || t.Concurrency > 1024 {
 		bad("concurrency: %d is not in 1..1024", t.Concurrency)
 	}
@@ -1245,9 +1223,7 @@ func (t TargetConfig) validate(secretsOptional bool) []error {
 			bad("confirmations.window: %s is not in (0, 7d]", c.Window)
 		}
 	}
-	if t.Driver != "httpcall" && (t.HTTP.Method != "" || t.HTTP.Body != "" || len(t.HTTP.Headers) > 0) {
-		bad("http: only the httpcall driver takes a request template")
-	}
+
 	return errs
 }
 

@@ -8,7 +8,9 @@ import (
 	"testing"
 )
 
-// examples/config.yaml parses, and names every key the config accepts.
+// examples/config.yaml names every key the config accepts (that it loads,
+// with every driver's own defaults and checks, is tested with the
+// registry: internal/revoke/drivers).
 func TestExampleConfigIsCompleteAndValid(t *testing.T) {
 	t.Setenv("OKTA_HOOK_SECRET", "example-secret-0123456789")
 	t.Setenv("AUDIT_TOKEN", "example-token-0123456789")
@@ -21,9 +23,6 @@ func TestExampleConfigIsCompleteAndValid(t *testing.T) {
 	raw, err := os.ReadFile("../../examples/config.yaml")
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := Parse(raw); err != nil {
-		t.Fatalf("examples/config.yaml: %v", err)
 	}
 	for _, key := range yamlKeys(reflect.TypeOf(Config{})) {
 		if !strings.Contains(string(raw), key+":") {

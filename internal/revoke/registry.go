@@ -30,9 +30,14 @@ type Shared struct {
 // one package and one line in internal/revoke/drivers.
 type Registration struct {
 	Name string
+	// Defaults fills what only this driver knows of a target (nil: none).
+	Defaults func(t *config.TargetConfig, c *config.Config)
 	// Validate checks what only this driver knows of a target (nil: none).
 	Validate func(t config.TargetConfig, secretsOptional bool) []error
-	Open     func(t config.TargetConfig, sh Shared) (Driver, error)
+	// Uses names the settings of this driver's own that t sets (nil:
+	// none): a target of another driver may not set them.
+	Uses func(t config.TargetConfig) []string
+	Open func(t config.TargetConfig, sh Shared) (Driver, error)
 	// Probe reports on a target without revoking (nil: a GET of the
 	// endpoint shows it is reachable).
 	Probe func(ctx context.Context, t config.TargetConfig, sh Shared) string

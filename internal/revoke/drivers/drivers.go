@@ -30,6 +30,13 @@ var all = []revoke.Registration{
 func init() {
 	config.Drivers = Names()
 	config.DriverChecks = check
+	config.DriverDefaults = defaults
+}
+
+func defaults(t *config.TargetConfig, c *config.Config) {
+	if r, ok := Lookup(t.Driver); ok && r.Defaults != nil {
+		r.Defaults(t, c)
+	}
 }
 
 // Lookup finds a driver by name.
@@ -51,11 +58,19 @@ func Names() []string {
 }
 
 func check(t config.TargetConfig, secretsOptional bool) []error {
-	r, ok := Lookup(t.Driver)
-	if !ok || r.Validate == nil {
-		return nil // config reports an unknown driver itself
+	var errs []error
+	for _, other := range all {
+		if other.Name == t.Driver || other.Uses == nil {
+			continue
+		}
+		for _, setting := range other.Uses(t) {
+			errs = append(errs, fmt.Errorf("%s: only the %s driver takes this setting", setting, other.Name))
+		}
 	}
-	return r.Validate(t, secretsOptional)
+	if r, ok := Lookup(t.Driver); ok && r.Validate != nil {
+		errs = append(errs, r.Validate(t, secretsOptional)...)
+	}
+	return errs // an unknown driver config reports itself
 }
 
 // Open opens the driver of a target.

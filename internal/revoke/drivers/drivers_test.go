@@ -59,3 +59,30 @@ func TestExampleConfigShowsEveryDriver(t *testing.T) {
 		t.Errorf("the example config with every driver's checks: %v", err)
 	}
 }
+
+// Each driver's own defaults are applied when a config loads.
+func TestDriverDefaults(t *testing.T) {
+	cfg, err := config.Parse([]byte(`okta: { org_url: "https://acme.okta.com", api_token: "okta-api-token-0123456789", hook: { secrets: ["0123456789abcdef"] } }
+targets:
+  - { name: g, driver: gtr, endpoint: "https://as.example/gtr" }
+  - { name: h, driver: httpcall, endpoint: "https://admin.example/u/{{.Subject.ID}}", auth: { type: bearer, token: t0123456789 } }
+  - { name: o, driver: okta }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, h, o := cfg.Targets[0], cfg.Targets[1], cfg.Targets[2]
+	if g.Auth.Type != "signed_jwt" || h.HTTP.Method != "POST" || len(h.HTTP.Success) == 0 ||
+		o.Endpoint != "https://acme.okta.com" || o.Auth.Type != "bearer" || o.Auth.Token != "okta-api-token-0123456789" {
+		t.Errorf("driver defaults: gtr %+v, httpcall %+v, okta %s %+v", g.Auth, h.HTTP, o.Endpoint, o.Auth)
+	}
+	_, err = config.Parse([]byte(`okta: { hook: { secrets: ["0123456789abcdef"] } }
+targets:
+  - { name: g, driver: gtr, endpoint: "https://as.example/gtr", http: { method: GET }, scim: { action: delete }, set_events: { deprovisioned: x } }
+`))
+	for _, want := range []string{"http: only the httpcall driver", "scim: only the scim driver", "set_events: only the ssfpush driver"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("settings of another driver: %v, want %q", err, want)
+		}
+	}
+}

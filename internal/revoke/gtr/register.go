@@ -15,6 +15,11 @@ import (
 // Registration is the gtr driver for the registry.
 var Registration = revoke.Registration{
 	Name: "gtr",
+	Defaults: func(t *config.TargetConfig, _ *config.Config) {
+		if t.Auth.Type == "" {
+			t.Auth.Type = "signed_jwt" // our JWT, which the AS verifies with our JWKS
+		}
+	},
 	Validate: func(t config.TargetConfig, _ bool) []error {
 		if t.Auth.Type == "none" {
 			return []error{errors.New("auth.type: Global Token Revocation requires authentication")}

@@ -12,6 +12,12 @@ import (
 // Registration is the scim driver for the registry.
 var Registration = revoke.Registration{
 	Name: "scim",
+	Uses: func(t config.TargetConfig) []string {
+		if t.SCIM.Action != "" || len(t.SCIM.Match) > 0 {
+			return []string{"scim"}
+		}
+		return nil
+	},
 	Validate: func(t config.TargetConfig, _ bool) []error {
 		var errs []error
 		if t.Auth.Type != "bearer" && t.Auth.Type != "client_credentials" {

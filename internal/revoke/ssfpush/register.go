@@ -12,6 +12,12 @@ import (
 // Registration is the ssfpush driver for the registry.
 var Registration = revoke.Registration{
 	Name: "ssfpush",
+	Uses: func(t config.TargetConfig) []string {
+		if len(t.SETEvents) > 0 {
+			return []string{"set_events"}
+		}
+		return nil
+	},
 	Validate: func(t config.TargetConfig, _ bool) []error {
 		var errs []error
 		if t.Auth.Type == "signed_jwt" {
