@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -60,4 +62,24 @@ func TestExportSmoke(t *testing.T) {
 		}
 	}
 	printExport(io.Discard, rep)
+}
+
+// The curve's drawing is well-formed SVG with a point per N.
+func TestCurveSVG(t *testing.T) {
+	c := &Curve{Points: []CurvePoint{
+		{Users: 1000, RevocationsPerS: 3000, PeakRSSMB: 90, Report: &Report{Ceilings: map[string]Ceiling{"a_direct_gtr_requests": {PerS: 6000}}}},
+		{Users: 10000, RevocationsPerS: 4000, PeakRSSMB: 140, Report: &Report{Ceilings: map[string]Ceiling{"a_direct_gtr_requests": {PerS: 7000}}}},
+	}}
+	svg := curveSVGOf(c)
+	d := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		if _, err := d.Token(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("not well-formed: %v\n%s", err, svg)
+		}
+	}
+	if !strings.Contains(svg, "N=1000") || !strings.Contains(svg, "N=10000") {
+		t.Errorf("no N labels: %s", svg)
+	}
 }

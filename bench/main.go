@@ -9,6 +9,8 @@
 //
 //	go run ./bench                      # N=10000 K=10 B=50 C=8
 //	go run ./bench -users 1000 -json
+//	go run ./bench -curve               # N = 1k, 10k, 50k: how cost grows with work
+//	go run ./bench -curve -curve-svg docs/bench-curve.svg
 package main
 
 import (
@@ -51,6 +53,9 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work dir")
 	exportN := flag.Int("audit-export", 0, "instead: fill an audit index with this many records and time exporting it (jsonl, csv, ocsf) and subject queries")
 	flag.StringVar(&pprofAddr, "pprof", "", "start the worker with --pprof ADDR and save a 20 s CPU profile and a heap profile of the run into the work dir")
+	curve := flag.Bool("curve", false, "run the scenario at each of -curve-users and print how throughput, time to revoke, memory and CPU grow with N")
+	curveUsers := flag.String("curve-users", "1000,10000,50000", "N of each curve point")
+	curveSVG := flag.String("curve-svg", "", "with -curve: also draw the curve as an SVG into this file")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "lw-bench-")
@@ -71,6 +76,25 @@ func main() {
 		} else {
 			printExport(os.Stdout, rep)
 		}
+		return
+	}
+	if *curve {
+		c, err := runCurve(context.Background(), s, *curveUsers, dir, progress)
+		if err != nil {
+			fatal(err)
+		}
+		if *curveSVG != "" {
+			if err := os.WriteFile(*curveSVG, []byte(curveSVGOf(c)), 0o644); err != nil {
+				fatal(err)
+			}
+		}
+		if *asJSON {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(c)
+			return
+		}
+		printCurve(os.Stdout, c)
 		return
 	}
 	rep, err := run(context.Background(), s, dir, progress)

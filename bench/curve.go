@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Curve is the same scenario at several N: how the cost grows with work.
+type Curve struct {
+	Points []CurvePoint `json:"points"`
+}
+
+// CurvePoint is one N of a curve, with its ratios to the ceilings of the
+// same run.
+type CurvePoint struct {
+	Users              int     `json:"users"`
+	RevocationsPerS    float64 `json:"revocations_per_s"`
+	RevocationsVsA     float64 `json:"revocations_vs_a"`
+	TimeToRevokeP99MS  float64 `json:"time_to_revoke_p99_ms"`
+	TimeToRevokeP99VsA float64 `json:"time_to_revoke_p99_vs_a"`
+	HookP99MS          float64 `json:"hook_response_p99_ms"`
+	PeakRSSMB          float64 `json:"peak_rss_mb"`
+	CPUPer1000         float64 `json:"cpu_seconds_per_1000_revocations"`
+	Report             *Report `json:"report"`
+}
+
+func runCurve(ctx context.Context, s Scenario, users string, dir string, progress io.Writer) (*Curve, error) {
+	c := &Curve{}
+	for _, f := range strings.Split(users, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("curve-users: %q is not a number of users", f)
+		}
+		s.Users = n
+		sub := filepath.Join(dir, "n"+strconv.Itoa(n))
+		if err := os.MkdirAll(sub, 0o700); err != nil {
+			return nil, err
+		}
+		rep, err := run(ctx, s, sub, progress)
+		if err != nil {
+			return nil, fmt.Errorf("N=%d: %w", n, err)
+		}
+		p := rep.Pipeline
+		c.Points = append(c.Points, CurvePoint{Users: n, RevocationsPerS: p.RevocationsPerS, RevocationsVsA: rep.Ratios["revocations_vs_a"],
+			TimeToRevokeP99MS: p.TimeToRevokeMS.P99, TimeToRevokeP99VsA: rep.Ratios["time_to_revoke_p99_vs_a"], HookP99MS: p.HookMS.P99,
+			PeakRSSMB: p.PeakRSSMB, CPUPer1000: p.CPUPer1000, Report: rep})
+	}
+	return c, nil
+}
+
+func printCurve(w io.Writer, c *Curve) {
+	fmt.Fprintln(w, "lifecycle-worker cost curve (each N its own run, ratios to the ceilings of that run)")
+	fmt.Fprintf(w, "%8s %12s %8s %14s %10s %12s %10s %14s\n", "N", "revoc./s", "vs (a)", "TTR p99 ms", "vs (a)", "hook p99 ms", "RSS MB", "CPU s/1000")
+	for _, p := range c.Points {
+		fmt.Fprintf(w, "%8d %12.0f %8.2f %14.0f %10.2f %12.1f %10.0f %14.2f\n", p.Users, p.RevocationsPerS, p.RevocationsVsA,
+			p.TimeToRevokeP99MS, p.TimeToRevokeP99VsA, p.HookP99MS, p.PeakRSSMB, p.CPUPer1000)
+	}
+}
+
+// curveSVGOf draws two panels: revocations/s against (a) and peak RSS, by N.
+func curveSVGOf(c *Curve) string {
+	const w, h, pad = 760, 300, 50
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" font-family="sans-serif" font-size="12">`, w, h, w, h)
+	b.WriteString(`<rect width="100%" height="100%" fill="#fff"/>`)
+	panel := func(x0 int, title string, val func(CurvePoint) float64, ceil func(CurvePoint) float64, unit string) {
+		pw := w/2 - pad - 10
+		top := 0.0
+		for _, p := range c.Points {
+			top = max(top, val(p))
+			if ceil != nil {
+				top = max(top, ceil(p))
+			}
+		}
+		if top == 0 {
+			top = 1
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="20" font-weight="bold">%s</text>`, x0, html.EscapeString(title))
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#888"/>`, x0, h-pad, x0+pw, h-pad)
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#888"/>`, x0, 35, x0, h-pad)
+		n := len(c.Points)
+		pt := func(i int, v float64) (int, int) {
+			x := x0 + 20
+			if n > 1 {
+				x = x0 + 20 + i*(pw-40)/(n-1)
+			}
+			return x, h - pad - int(v/top*float64(h-pad-45))
+		}
+		line := func(get func(CurvePoint) float64, color string) {
+			var pts []string
+			for i, p := range c.Points {
+				x, y := pt(i, get(p))
+				pts = append(pts, fmt.Sprintf("%d,%d", x, y))
+				fmt.Fprintf(&b, `<circle cx="%d" cy="%d" r="3" fill="%s"/><text x="%d" y="%d" text-anchor="middle" fill="%s">%.0f%s</text>`,
+					x, y, color, x, y-6, color, get(p), unit)
+			}
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, color, strings.Join(pts, " "))
+		}
+		if ceil != nil {
+			line(ceil, "#aab4c4")
+		}
+		line(val, "#2f6fdf")
+		for i, p := range c.Points {
+			x, _ := pt(i, 0)
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">N=%d</text>`, x, h-pad+16, p.Users)
+		}
+	}
+	panel(pad, "revocations/s (blue) and ceiling (a) (grey)", func(p CurvePoint) float64 { return p.RevocationsPerS },
+		func(p CurvePoint) float64 { return p.Report.Ceilings["a_direct_gtr_requests"].PerS }, "")
+	panel(w/2+pad/2, "worker peak RSS, MB", func(p CurvePoint) float64 { return p.PeakRSSMB }, nil, "")
+	b.WriteString(`</svg>`)
+	return b.String()
+}
