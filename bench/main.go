@@ -89,9 +89,7 @@ func main() {
 			}
 		}
 		if *asJSON {
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(c)
+			printJSON(c)
 			return
 		}
 		printCurve(os.Stdout, c)
@@ -102,12 +100,16 @@ func main() {
 		fatal(err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
+		printJSON(rep)
 		return
 	}
 	printReport(os.Stdout, rep)
+}
+
+func printJSON(v any) {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
 
 func fatal(err error) {

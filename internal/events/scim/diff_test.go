@@ -17,13 +17,7 @@ import (
 // CI installs scimmy with test/scim's packages; elsewhere the test is
 // skipped when they are not installed.
 func TestPatchAgreesWithScimmy(t *testing.T) {
-	script, _ := filepath.Abs("../../../test/scim/patch-diff.mjs")
-	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "scimmy")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("scimmy not installed: npm ci --prefix test/scim")
-		}
-		t.Skip("scimmy not installed: npm ci --prefix test/scim")
-	}
+	script := scimmyScript(t)
 	const ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 	user := map[string]any{"schemas": []any{SchemaUser, ent}, "id": "u1", "userName": "ann@x.example", "displayName": "Ann",
 		"active": true, "title": "Engineer",
@@ -88,15 +82,7 @@ func TestPatchAgreesWithScimmy(t *testing.T) {
 	for _, c := range cases {
 		in = append(in, map[string]any{"resource": user, "ops": c.ops})
 	}
-	raw, _ := json.Marshal(in)
-	cmd := exec.Command("node", script)
-	cmd.Stdin = bytes.NewReader(raw)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	outRaw, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("scimmy: %v\n%s", err, stderr.String())
-	}
+	outRaw := runScimmy(t, script, in)
 	var theirs []struct {
 		Result map[string]any `json:"result"`
 		Error  *struct {
@@ -165,13 +151,7 @@ func comparable(d map[string]any) map[string]any {
 // compared: RFC 7643 makes userName and emails case-insensitive, which the
 // table in TestFilterEvaluation covers).
 func TestFilterAgreesWithScimmy(t *testing.T) {
-	script, _ := filepath.Abs("../../../test/scim/patch-diff.mjs")
-	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "scimmy")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("scimmy not installed: npm ci --prefix test/scim")
-		}
-		t.Skip("scimmy not installed: npm ci --prefix test/scim")
-	}
+	script := scimmyScript(t)
 	resources := []any{
 		map[string]any{"userName": "ann@x.example", "title": "Eng", "active": true, "name": map[string]any{"familyName": "Lee"},
 			"emails": []any{map[string]any{"value": "ann@x.example", "type": "work", "primary": true}}, "meta": map[string]any{"lastModified": "2026-05-01T00:00:00Z"}},
@@ -190,15 +170,7 @@ func TestFilterAgreesWithScimmy(t *testing.T) {
 	for _, f := range filters {
 		in = append(in, map[string]any{"filter": f, "resources": resources})
 	}
-	raw, _ := json.Marshal(in)
-	cmd := exec.Command("node", script)
-	cmd.Stdin = bytes.NewReader(raw)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	outRaw, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("scimmy: %v\n%s", err, stderr.String())
-	}
+	outRaw := runScimmy(t, script, in)
 	var theirs []struct {
 		Matches []int `json:"matches"`
 		Error   *struct {
@@ -228,4 +200,33 @@ func TestFilterAgreesWithScimmy(t *testing.T) {
 			t.Errorf("%s: we match %v, scimmy %v", f, ours, theirs[i].Matches)
 		}
 	}
+}
+
+// scimmyScript is the script that runs scimmy; the test is skipped where
+// test/scim's packages are not installed (CI installs them).
+func scimmyScript(t *testing.T) string {
+	t.Helper()
+	script, _ := filepath.Abs("../../../test/scim/patch-diff.mjs")
+	if _, err := os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "scimmy")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("scimmy not installed: npm ci --prefix test/scim")
+		}
+		t.Skip("scimmy not installed: npm ci --prefix test/scim")
+	}
+	return script
+}
+
+// runScimmy sends in to the script as JSON and returns its answer.
+func runScimmy(t *testing.T, script string, in any) []byte {
+	t.Helper()
+	raw, _ := json.Marshal(in)
+	cmd := exec.Command("node", script)
+	cmd.Stdin = bytes.NewReader(raw)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("scimmy: %v\n%s", err, stderr.String())
+	}
+	return out
 }
