@@ -340,3 +340,18 @@ func TestPercentilesNearestRank(t *testing.T) {
 		t.Errorf("histogram: %s", svg)
 	}
 }
+
+// Only the offboardings page updates itself: a live dead-letters page would
+// put a dlq.listed record on the trail at each refresh, which moves the
+// index, which refreshes it again.
+func TestOnlyOffboardingsAreLive(t *testing.T) {
+	f := newFixture(t, "http://127.0.0.1:8080")
+	ck, _ := f.signIn(t, auditorToken)
+	for path, live := range map[string]bool{"/": true, "/dead-letters": false, "/targets": false, "/people?q=a@b.c": false, "/evidence": false} {
+		resp := f.do("GET", path, nil, nil, ck)
+		body, _ := io.ReadAll(resp.Body)
+		if got := strings.Contains(string(body), "data-live"); got != live {
+			t.Errorf("%s live=%v, want %v", path, got, live)
+		}
+	}
+}
