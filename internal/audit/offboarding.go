@@ -161,17 +161,22 @@ func (t *Totals) add(o Offboarding) {
 		}
 	}
 	for _, tg := range o.Targets {
-		t.Targets++
-		switch tg.Status {
-		case "succeeded":
-			t.Succeeded++
-		case "not_applicable":
-			t.NotApplicable++
-		case "dead_lettered":
-			t.DeadLettered++
-		default:
-			t.Pending++
-		}
+		t.AddTarget(tg)
+	}
+}
+
+// AddTarget counts one target's part of an offboarding.
+func (t *Totals) AddTarget(tg TargetOutcome) {
+	t.Targets++
+	switch tg.Status {
+	case "succeeded":
+		t.Succeeded++
+	case "not_applicable":
+		t.NotApplicable++
+	case "dead_lettered":
+		t.DeadLettered++
+	default:
+		t.Pending++
 	}
 }
 

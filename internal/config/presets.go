@@ -130,9 +130,12 @@ func (t *TargetConfig) applyPreset() error {
 		if err != nil || base.Host == "" || base.Path != "" && base.Path != "/" {
 			return "", fmt.Errorf("base_url %q is not scheme://host[:port]", t.BaseURL)
 		}
-		i := strings.Index(raw, "://")
-		j := strings.IndexByte(raw[i+3:], '/')
-		return base.Scheme + "://" + base.Host + raw[i+3+j:], nil
+		_, rest, _ := strings.Cut(raw, "://")
+		path := ""
+		if j := strings.IndexByte(rest, '/'); j >= 0 {
+			path = rest[j:]
+		}
+		return base.Scheme + "://" + base.Host + path, nil
 	}
 	t.Driver = p.Driver
 	var err error

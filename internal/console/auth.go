@@ -189,6 +189,12 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		deny(http.StatusUnauthorized, "the IdP refused the sign-in: "+audit.BoundString(e), "The identity provider refused the sign-in ("+audit.BoundString(e)+").")
 		return
 	}
+	// Anyone can start a sign-in and come back with a code of their own
+	// making: the calls it costs us at the IdP are bounded.
+	if !c.exchanges.Allow() {
+		deny(http.StatusTooManyRequests, "sign-in callbacks over the rate limit", "Too many sign-ins at once; try again in a moment.")
+		return
+	}
 	prov, verifier, err := c.oidc.get(r.Context())
 	if err != nil {
 		deny(http.StatusBadGateway, "IdP unreachable", "The identity provider cannot be reached; try again in a moment.")

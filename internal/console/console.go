@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
@@ -95,6 +97,8 @@ type Console struct {
 	log      *slog.Logger
 	pages    map[string]*template.Template
 	live     chan struct{} // a slot per live-update stream
+	// exchanges bounds the code exchanges sign-in callbacks make at the IdP.
+	exchanges *rate.Limiter
 
 	verifyMu   sync.Mutex
 	lastVerify *verification
@@ -124,7 +128,8 @@ func New(cfg Config) (*Console, error) {
 		origin: u.Scheme + "://" + u.Host, local: cfg.LocalLogin, tokens: cfg.Tokens, sealer: s, cookies: cookies{secure: u.Scheme == "https"},
 		lifetime: cfg.Lifetime, sla: cfg.SLA, keys: cfg.CheckpointKeys, files: cfg.CheckpointFiles,
 		maxAhead: cfg.MaxUncovered, maxAge: cfg.MaxUncoveredAge, recorder: cfg.Recorder,
-		now: cfg.Now, log: cfg.Log, live: make(chan struct{}, 32)}
+		now: cfg.Now, log: cfg.Log, live: make(chan struct{}, 32),
+		exchanges: rate.NewLimiter(5, 20)}
 	if c.lifetime <= 0 {
 		c.lifetime = 8 * time.Hour
 	}

@@ -355,3 +355,21 @@ func TestOnlyOffboardingsAreLive(t *testing.T) {
 		}
 	}
 }
+
+// Anyone can start a sign-in and return with a code they made up: the
+// callbacks that make us call the IdP are rate-limited.
+func TestCallbacksThatCallTheIdPAreBounded(t *testing.T) {
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) }))
+	defer idp.Close()
+	f := newFixture(t, "http://127.0.0.1:8080")
+	f.c.oidc = &provider{cfg: OIDC{Issuer: idp.URL, ClientID: "c", HTTPClient: idp.Client()}}
+	p, _ := f.c.sealer.seal(cookieSignIn, pending{State: "s", Nonce: "n", Verifier: "v", Expires: f.now.Add(time.Minute)})
+	codes := map[int]int{}
+	for range 30 {
+		resp := f.do("GET", "/auth/callback?code=made-up&state=s", nil, nil, &http.Cookie{Name: cookieSignIn, Value: p})
+		codes[resp.StatusCode]++
+	}
+	if codes[http.StatusBadGateway] != 20 || codes[http.StatusTooManyRequests] != 10 {
+		t.Errorf("answers to 30 quick callbacks: %v, want 20 that reached the IdP and 10 refused", codes)
+	}
+}

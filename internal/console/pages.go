@@ -307,13 +307,13 @@ func (c *Console) personReport(w http.ResponseWriter, r *http.Request, s *sessio
 // targetStats is one target's record over the window.
 type targetStats struct {
 	TargetHealth
-	Known                                           bool // configured on this node
-	Succeeded, NotApplicable, DeadLettered, Pending int
-	SuccessRate                                     float64
-	HasRate                                         bool
-	P50, P90, P99, Max                              int64
-	Samples                                         int
-	HeldNow                                         bool
+	Known              bool         // configured on this node
+	Window             audit.Totals // its revocations in the window
+	SuccessRate        float64
+	HasRate            bool
+	P50, P90, P99, Max int64
+	Samples            int
+	HeldNow            bool
 }
 
 func (c *Console) targets(w http.ResponseWriter, r *http.Request, s *session) {
@@ -356,27 +356,18 @@ func (c *Console) targets(w http.ResponseWriter, r *http.Request, s *session) {
 	var all []int64
 	for _, o := range list {
 		for _, tg := range o.Targets {
-			t := get(tg.Target)
-			switch tg.Status {
-			case "succeeded":
-				t.Succeeded++
-				if tg.TimeToRevokeMS != nil {
-					samples[tg.Target] = append(samples[tg.Target], *tg.TimeToRevokeMS)
-					all = append(all, *tg.TimeToRevokeMS)
-				}
-			case "not_applicable":
-				t.NotApplicable++
-			case "dead_lettered":
-				t.DeadLettered++
-			default:
-				t.Pending++
+			get(tg.Target).Window.AddTarget(tg)
+			if tg.Status == "succeeded" && tg.TimeToRevokeMS != nil {
+				samples[tg.Target] = append(samples[tg.Target], *tg.TimeToRevokeMS)
+				all = append(all, *tg.TimeToRevokeMS)
 			}
 		}
 	}
 	var rows []*targetStats
 	for name, t := range by {
-		if done := t.Succeeded + t.NotApplicable + t.DeadLettered; done > 0 {
-			t.SuccessRate, t.HasRate = float64(t.Succeeded+t.NotApplicable)/float64(done), true
+		w := t.Window
+		if done := w.Succeeded + w.NotApplicable + w.DeadLettered; done > 0 {
+			t.SuccessRate, t.HasRate = float64(w.Succeeded+w.NotApplicable)/float64(done), true
 		}
 		xs := samples[name]
 		t.Samples = len(xs)
