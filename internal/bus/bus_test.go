@@ -225,3 +225,59 @@ func TestCappedStreamsRefuseRatherThanDrop(t *testing.T) {
 		}
 	}
 }
+
+// SCIM resources are read right after they are written (an IdP creates a
+// user, then patches it): their bucket takes no direct gets, which any
+// replica would answer, a lagging one with "not found" (the compose
+// cluster showed it). The other buckets are read long after their writes.
+// A bucket created by an earlier version is brought to this layout.
+func TestSCIMBucketReadsFromTheLeader(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *Bus {
+		b, err := Open(context.Background(), Config{Embedded: true, StoreDir: dir, Name: "test"}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	ctx := context.Background()
+	b := open()
+	allowDirect := func() bool {
+		s, err := b.JetStream().Stream(ctx, "KV_"+KVSCIM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Config.AllowDirect
+	}
+	if allowDirect() {
+		t.Fatal("the SCIM bucket takes direct gets")
+	}
+	kv, err := b.KV(ctx, KVSCIM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Create(ctx, "u.1", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(ctx, "u.1"); err != nil || e.Revision() != rev {
+		t.Fatalf("read after write: %v", err)
+	}
+	// An earlier version's bucket (direct gets on) is converted at start.
+	s, _ := b.JetStream().Stream(ctx, "KV_"+KVSCIM)
+	cfg := s.CachedInfo().Config
+	cfg.AllowDirect = true
+	if _, err := b.JetStream().UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	b = open()
+	defer b.Close()
+	if allowDirect() {
+		t.Error("a bucket with direct gets on is left so at start")
+	}
+}

@@ -114,6 +114,17 @@ func (b *Bus) provisionStreams(ctx context.Context) error {
 			return err
 		}
 	}
+	// SCIM resources: an IdP creates a user and patches it the next moment,
+	// so a read must see the write before it. A KV bucket's reads are
+	// direct gets, which any replica answers, a lagging one with "not
+	// found" (seen on the compose cluster); this bucket's stream is the
+	// KV layout without direct gets, so reads go to the stream's leader.
+	if err := b.ensureStream(ctx, jetstream.StreamConfig{Name: "KV_" + KVSCIM, Description: "SCIM users and groups",
+		Subjects: []string{"$KV." + KVSCIM + ".>"}, MaxMsgsPerSubject: 1, MaxBytes: -1, MaxMsgs: -1, MaxMsgSize: -1, MaxConsumers: -1,
+		Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas, AllowRollup: true, DenyDelete: true, Duplicates: 2 * time.Minute,
+		Discard: jetstream.DiscardNew, AllowDirect: false}); err != nil {
+		return err
+	}
 	// Entries expire: a job that ended without clearing its entry (a crash
 	// at the wrong moment) must not keep it forever.
 	for _, kc := range []jetstream.KeyValueConfig{
@@ -121,7 +132,6 @@ func (b *Bus) provisionStreams(ctx context.Context) error {
 			TTL: 90 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 		{Bucket: KVState, Description: "system log cursor and lease, ID-JAG inventory", History: 1,
 			Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
-		{Bucket: KVSCIM, Description: "SCIM users", History: 1, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 		{Bucket: KVConfirm, Description: "revocations awaiting a signed confirmation from their target", History: 1,
 			TTL: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 		{Bucket: KVJTI, Description: "jti of Universal Logout requests, for replay detection", History: 1,
@@ -153,7 +163,8 @@ func (b *Bus) ensureStream(ctx context.Context, want jetstream.StreamConfig) err
 	limit := func(n int64) int64 { return max(n, 0) } // the server stores "none" as -1
 	if slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention && have.MaxAge == want.MaxAge &&
 		limit(have.MaxBytes) == limit(want.MaxBytes) && have.Discard == want.Discard && have.Duplicates == want.Duplicates &&
-		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Description == want.Description {
+		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Description == want.Description &&
+		have.AllowDirect == want.AllowDirect {
 		return nil
 	}
 	if _, err := b.js.UpdateStream(ctx, want); err != nil {
