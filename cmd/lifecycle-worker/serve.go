@@ -455,6 +455,9 @@ func waitIndexed(b *bus.Bus, ix *audit.Indexer, bound time.Duration) {
 	}
 }
 
+// plannerHandlers is how many LIFECYCLE messages are planned at once.
+const plannerHandlers = 64
+
 // gate tracks in-flight handlers so that shutdown can let them finish
 // before Watermill closes the subscribers (which drops pending acks).
 type gate struct {
@@ -515,6 +518,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 	if err != nil {
 		return nil, nil, err
 	}
+	planner.Grouped() // events planned together share their REVOKE messages
 	if cfg.Okta.SystemLog.Enabled {
 		// The poller keeps the ID-JAG inventory; plans name the grants.
 		state, err := b.KV(ctx, bus.KVState)
@@ -523,11 +527,12 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 		}
 		planner.WithInventory(stores.Inventory{KV: state})
 	}
-	plannerSpec := bus.ConsumerSpec{Stream: bus.StreamLifecycle, Durable: "planner", Filter: "lifecycle.>", MaxAckPending: 256, AckWait: 30 * time.Second}
+	plannerSpec := bus.ConsumerSpec{Stream: bus.StreamLifecycle, Durable: "planner", Filter: "lifecycle.>", MaxAckPending: 4 * plannerHandlers, AckWait: 30 * time.Second}
 	if err := b.EnsureConsumer(ctx, plannerSpec); err != nil {
 		return nil, nil, err
 	}
-	sub, err := b.Subscriber(plannerSpec, 8, g.delay(func(uint64) time.Duration { return time.Second }), wlog)
+	// Many plans in flight so that they commit in groups (revoke.Batch).
+	sub, err := b.Subscriber(plannerSpec, plannerHandlers, g.delay(func(uint64) time.Duration { return time.Second }), wlog)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -542,6 +547,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 		if err != nil {
 			return nil, nil, err
 		}
+		exec.Yield = func() { prio.yield(20 * time.Millisecond) } // per job of a batch, as the gate does per message
 		spec := bus.ConsumerSpec{
 			Stream: bus.StreamRevoke, Durable: "exec-" + t.Name, Filter: revoke.Topic(t.Name),
 			MaxAckPending: t.Concurrency,

@@ -34,8 +34,8 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 // Nothing is acked that was not handled: a message whose handler fails is
-// redelivered, so is one whose handler outlives the consumer's AckWait;
-// closing a subscriber leaves the durable consumer in place; provisioning
+// redelivered; one whose handler outlives the consumer's AckWait is kept in
+// progress, not handed to a second handler meanwhile; closing a subscriber leaves the durable consumer in place; provisioning
 // twice changes nothing.
 func TestSubscriberNeverLosesMessages(t *testing.T) {
 	dir := t.TempDir()
@@ -69,16 +69,29 @@ func TestSubscriberNeverLosesMessages(t *testing.T) {
 		case 1:
 			return errors.New("transient") // nak → redelivered
 		case 2:
-			time.Sleep(2500 * time.Millisecond) // outlives AckWait (2s): the server redelivers meanwhile
+			// Outlives AckWait (2 s): the subscriber tells the server the
+			// message is in progress, so it is not delivered a third time.
+			time.Sleep(4500 * time.Millisecond)
 			return nil
 		}
 		return nil
 	})
 	go func() { _ = router.Run(ctx) }()
 	<-router.Running()
-	waitUntil(t, "a third delivery", func() bool { return deliveries.Load() >= 3 })
-	if got := lastDelivered.Load(); got != 3 {
-		t.Errorf("third delivery reports delivery count %d", got)
+	waitUntil(t, "a second delivery", func() bool { return deliveries.Load() >= 2 })
+	if got := lastDelivered.Load(); got != 2 {
+		t.Errorf("second delivery reports delivery count %d", got)
+	}
+	c0, err := b.JetStream().Consumer(ctx, StreamRevoke, "exec-t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the ack of the second delivery", func() bool {
+		info, err := c0.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	if n := deliveries.Load(); n != 2 {
+		t.Errorf("%d deliveries; a handler that outlives AckWait must not be raced by a redelivery", n)
 	}
 	if err := router.Close(); err != nil {
 		t.Fatal(err)

@@ -151,22 +151,38 @@ func (s *subscriber) process(ctx context.Context, m jetstream.Msg, out chan<- *m
 	case <-ctx.Done():
 		return
 	}
-	select {
-	case <-msg.Acked():
-		if err := m.Ack(); err != nil {
-			s.log.Error("ack", err, watermill.LogFields{"consumer": s.spec.Durable, "uuid": msg.UUID})
+	// A handler may hold a message longer than AckWait (a batch of jobs):
+	// tell the server it is in progress so that it is not redelivered.
+	var tick <-chan time.Time
+	if s.spec.AckWait > 0 {
+		t := time.NewTicker(s.spec.AckWait / 3)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-tick:
+			if err := m.InProgress(); err != nil {
+				s.log.Error("in progress", err, watermill.LogFields{"consumer": s.spec.Durable, "uuid": msg.UUID})
+			}
+			continue
+		case <-msg.Acked():
+			if err := m.Ack(); err != nil {
+				s.log.Error("ack", err, watermill.LogFields{"consumer": s.spec.Durable, "uuid": msg.UUID})
+			}
+		case <-msg.Nacked():
+			d, err := time.ParseDuration(msg.Metadata.Get(MetaRetryIn))
+			if err != nil {
+				d = s.delay(uint64(Delivered(msg)))
+			}
+			if err := m.NakWithDelay(d); err != nil {
+				s.log.Error("nak", err, watermill.LogFields{"consumer": s.spec.Durable, "uuid": msg.UUID})
+			}
+		case <-s.closing:
+			// Handed back: redelivered after AckWait. Shutdown lets handlers
+			// finish before it closes subscribers, so this is the exception.
 		}
-	case <-msg.Nacked():
-		d, err := time.ParseDuration(msg.Metadata.Get(MetaRetryIn))
-		if err != nil {
-			d = s.delay(uint64(Delivered(msg)))
-		}
-		if err := m.NakWithDelay(d); err != nil {
-			s.log.Error("nak", err, watermill.LogFields{"consumer": s.spec.Durable, "uuid": msg.UUID})
-		}
-	case <-s.closing:
-		// Handed back: redelivered after AckWait. Shutdown lets handlers
-		// finish before it closes subscribers, so this is the exception.
+		return
 	}
 }
 

@@ -23,6 +23,12 @@ type Executor struct {
 	attempts AttemptLog
 	now      func() time.Time
 	log      *slog.Logger
+	// slots holds one token per request in flight to the target, across
+	// every message being handled: batches and single jobs alike.
+	slots chan struct{}
+	// Yield, if set, is called before each job of a batch starts (intake
+	// first: see the serve command).
+	Yield func()
 }
 
 // NewExecutor returns the executor of target.
@@ -33,7 +39,8 @@ func NewExecutor(t *Target, q Queue, rec audit.Recorder, attempts AttemptLog, no
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
-	return &Executor{target: t, queue: q, recorder: rec, attempts: attempts, now: now, log: log.With("target", t.Name)}, nil
+	return &Executor{target: t, queue: q, recorder: rec, attempts: attempts, now: now, log: log.With("target", t.Name),
+		slots: make(chan struct{}, t.Concurrency)}, nil
 }
 
 // RetryError asks for the job's redelivery after In: a failed attempt (the
@@ -224,18 +231,42 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// Handler is the Watermill handler over the target's REVOKE messages.
+// Handler is the Watermill handler over the target's REVOKE messages: a
+// batch (BatchHeader) or one job.
 func (e *Executor) Handler(msg *message.Message) error {
 	ctx := msg.Context()
 	delivered := bus.Delivered(msg)
+	if msg.Metadata.Get(BatchHeader) != "" {
+		var b Batch
+		if err := json.Unmarshal(msg.Payload, &b); err != nil {
+			return e.undecodable(ctx, msg, "undecodable batch: "+err.Error())
+		}
+		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), b.Jobs, delivered))
+	}
 	var job Job
 	if err := json.Unmarshal(msg.Payload, &job); err != nil {
-		// Keep the bytes: a job nobody can read still gets a dead letter
-		// and a record, never a silent drop.
-		job = Job{ID: "undecodable/" + msg.UUID, Target: e.target.Name, Cause: string(msg.Payload)}
-		return e.deadLetter(ctx, job, nil, "undecodable job: "+err.Error(), nil)
+		return e.undecodable(ctx, msg, "undecodable job: "+err.Error())
 	}
-	err := e.Execute(context.WithoutCancel(ctx), job, delivered)
+	if wait := job.NotBefore.Sub(e.now()); wait > 0 {
+		return e.retryIn(msg, &RetryError{In: wait, Reason: "not due yet"})
+	}
+	if job.Continues {
+		delivered = max(delivered, 2) // its attempts so far are in the log
+	}
+	e.slots <- struct{}{}
+	defer func() { <-e.slots }()
+	return e.retryIn(msg, e.Execute(context.WithoutCancel(ctx), job, delivered))
+}
+
+// undecodable dead-letters a message nobody can read, keeping its bytes: it
+// still gets a dead letter and a record, never a silent drop.
+func (e *Executor) undecodable(ctx context.Context, msg *message.Message, reason string) error {
+	job := Job{ID: "undecodable/" + msg.UUID, Target: e.target.Name, Cause: string(msg.Payload)}
+	return e.deadLetter(ctx, job, nil, reason, nil)
+}
+
+// retryIn passes a RetryError's delay on to the subscriber.
+func (e *Executor) retryIn(msg *message.Message, err error) error {
 	var retry *RetryError
 	if errors.As(err, &retry) {
 		bus.RetryIn(msg, retry.In)

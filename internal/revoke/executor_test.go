@@ -29,17 +29,33 @@ func (s *scripted) Revoke(context.Context, Job) Result {
 	return s.res[min(s.calls, len(s.res))-1]
 }
 
-type memQueue struct{ dead []DeadLetter }
+type memQueue struct {
+	mu     sync.Mutex
+	queued []Job
+	dead   []DeadLetter
+}
 
-func (q *memQueue) Enqueue(context.Context, []Job) error { return nil }
+func (q *memQueue) Enqueue(_ context.Context, jobs []Job) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.queued = append(q.queued, jobs...)
+	return nil
+}
 func (q *memQueue) DeadLetter(_ context.Context, dl DeadLetter) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.dead = append(q.dead, dl)
 	return nil
 }
 
-type memRecorder struct{ recs []audit.Record }
+type memRecorder struct {
+	mu   sync.Mutex
+	recs []audit.Record
+}
 
 func (m *memRecorder) Record(_ context.Context, recs ...audit.Record) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.recs = append(m.recs, recs...)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -54,6 +55,16 @@ type Planner struct {
 	now       func() time.Time
 	log       *slog.Logger
 	inventory Inventory
+	group     *commitGroup
+}
+
+// Grouped makes concurrent Plan calls commit together: while one commit is
+// being written, the plans that arrive wait and are then written as one,
+// so that each target gets one REVOKE message for many events (see Batch).
+// Each Plan still returns only once its own jobs and records are durable.
+func (p *Planner) Grouped() *Planner {
+	p.group = &commitGroup{}
+	return p
 }
 
 // WithInventory makes the plan of each revoking event name the subject's
@@ -75,8 +86,8 @@ func NewPlanner(targets []*Target, q Queue, rec audit.Recorder, now func() time.
 
 // Plan enqueues one job per interested target and records the plan: one
 // revocation.planned record per event, naming the targets it went to and
-// why the others were skipped. It is idempotent: job and record IDs derive
-// from the event ID.
+// why the others were skipped. Planning again is harmless: job and record
+// IDs derive from the event ID (see write for what a grouped plan repeats).
 func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 	now := p.now().UTC()
 	var jobs []Job
@@ -126,14 +137,99 @@ func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 		Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
 		Outcome: outcome, OccurredAt: &occurred, Detail: audit.Detail(detail),
 	}}
-	if err := p.queue.Enqueue(ctx, jobs); err != nil {
-		return fmt.Errorf("enqueue jobs of %s: %w", ev.ID, err)
-	}
-	if err := p.recorder.Record(ctx, recs...); err != nil {
-		return fmt.Errorf("record plan of %s: %w", ev.ID, err)
+	if p.group != nil {
+		if err := p.group.commit(ctx, &plan{jobs: jobs, recs: recs}, p.write); err != nil {
+			return fmt.Errorf("commit plan of %s: %w", ev.ID, err)
+		}
+	} else if err := p.write(ctx, []*plan{{jobs: jobs, recs: recs}}); err != nil {
+		return fmt.Errorf("commit plan of %s: %w", ev.ID, err)
 	}
 	p.log.DebugContext(ctx, "planned", "event", ev.ID, "kind", ev.Kind, "jobs", len(jobs))
 	return nil
+}
+
+// plan is what one event's plan writes.
+type plan struct {
+	jobs []Job
+	recs []audit.Record
+	done chan written
+}
+
+// written answers a waiting plan: its write's outcome, or its turn to write.
+type written struct {
+	err  error
+	lead bool
+}
+
+// write makes plans durable: the records first, then the jobs. Records
+// keep their IDs when written again (the audit stream drops the copy);
+// batches of jobs do not, as a retried plan may be grouped with others. So
+// a plan that fails on its records (the audit stream full) is retried
+// without having queued anything, and only a failure between the two
+// writes, or a crash there, queues some jobs twice: a second call to the
+// target, whose record the audit stream drops.
+func (p *Planner) write(ctx context.Context, plans []*plan) error {
+	var jobs []Job
+	var recs []audit.Record
+	for _, pl := range plans {
+		jobs = append(jobs, pl.jobs...)
+		recs = append(recs, pl.recs...)
+	}
+	if err := p.recorder.Record(ctx, recs...); err != nil {
+		return fmt.Errorf("record plans: %w", err)
+	}
+	if err := p.queue.Enqueue(ctx, jobs); err != nil {
+		return fmt.Errorf("enqueue jobs: %w", err)
+	}
+	return nil
+}
+
+// maxGroup bounds the plans written at once.
+const maxGroup = 256
+
+// commitGroup is group commit without a goroutine of its own: a plan that
+// finds no write in progress writes at once; plans that arrive meanwhile
+// wait, and when the write ends the first of them writes them all (up to
+// maxGroup) for the others. Under no load a plan is written alone, at once;
+// under load the groups grow by themselves, and no plan waits for more than
+// the write before its own.
+type commitGroup struct {
+	mu      sync.Mutex
+	pending []*plan
+	writing bool
+}
+
+func (g *commitGroup) commit(ctx context.Context, pl *plan, write func(context.Context, []*plan) error) error {
+	pl.done = make(chan written, 1)
+	g.mu.Lock()
+	g.pending = append(g.pending, pl)
+	if g.writing {
+		g.mu.Unlock()
+		if w := <-pl.done; !w.lead {
+			return w.err
+		}
+		g.mu.Lock() // our turn: pl is the first pending plan
+	}
+	g.writing = true
+	n := min(len(g.pending), maxGroup)
+	group := g.pending[:n:n]
+	g.pending = g.pending[n:]
+	g.mu.Unlock()
+	// Written for everyone: one caller's end must not cut the others off.
+	err := write(context.WithoutCancel(ctx), group)
+	for _, q := range group {
+		if q != pl {
+			q.done <- written{err: err}
+		}
+	}
+	g.mu.Lock()
+	if len(g.pending) > 0 {
+		g.pending[0].done <- written{lead: true}
+	} else {
+		g.writing = false
+	}
+	g.mu.Unlock()
+	return err
 }
 
 // noteGrants adds the subject's ID-JAG grants to the plan. A failed lookup

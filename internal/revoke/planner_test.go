@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +59,82 @@ func TestPlanNamesIDJAGGrants(t *testing.T) {
 	}
 	if d = planDetail(t, inventory{}, ev, linear); d["id_jag_grants"] != nil || d["uncovered_audiences"] != nil {
 		t.Errorf("no grants, but detail %v", d)
+	}
+}
+
+// gatedQueue blocks each Enqueue until released and remembers the sizes.
+type gatedQueue struct {
+	memQueue
+	entered chan int
+	release chan error
+}
+
+func (q *gatedQueue) Enqueue(ctx context.Context, jobs []Job) error {
+	q.entered <- len(jobs)
+	if err := <-q.release; err != nil {
+		return err
+	}
+	return q.memQueue.Enqueue(ctx, jobs)
+}
+
+// Grouped plans commit together: the plans that arrive while one is being
+// written are written as one group, and each Plan returns only once its
+// own jobs are durable, with the outcome of the write that carried them.
+func TestGroupedPlansCommitTogether(t *testing.T) {
+	q := &gatedQueue{entered: make(chan int), release: make(chan error)}
+	as1 := &Target{Name: "as1", Kinds: []events.Kind{events.KindDeprovisioned}}
+	p, err := NewPlanner([]*Target{as1}, q, &memRecorder{}, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Grouped()
+	plan := func(i int) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			done <- p.Plan(context.Background(), events.Event{ID: fmt.Sprintf("okta:%d", i), Kind: events.KindDeprovisioned,
+				Subject: events.Subject{Email: fmt.Sprintf("u%d@example.com", i)}})
+		}()
+		return done
+	}
+	first := plan(0)
+	if n := <-q.entered; n != 1 {
+		t.Fatalf("first write carries %d jobs, want 1", n)
+	}
+	// While the first write is held, ten more plans arrive and wait.
+	var rest []<-chan error
+	for i := 1; i <= 10; i++ {
+		rest = append(rest, plan(i))
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; runtime.Gosched() {
+		p.group.mu.Lock()
+		n := len(p.group.pending)
+		p.group.mu.Unlock()
+		if n == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d plans waiting, want 10", n)
+		}
+	}
+	select {
+	case err := <-first:
+		t.Fatalf("first plan returned before its write ended: %v", err)
+	default:
+	}
+	q.release <- nil
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-q.entered; n != 10 {
+		t.Fatalf("second write carries %d jobs, want the 10 that waited", n)
+	}
+	q.release <- errors.New("stream away")
+	for i, done := range rest {
+		if err := <-done; err == nil || !strings.Contains(err.Error(), "stream away") {
+			t.Errorf("plan %d: %v, want the failure of the write that carried it", i+1, err)
+		}
+	}
+	if len(q.queued) != 1 {
+		t.Errorf("%d jobs queued, want 1", len(q.queued))
 	}
 }

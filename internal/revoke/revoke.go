@@ -32,6 +32,11 @@ type Job struct {
 	// stream; ReplayOf is the dead letter it came from.
 	Replay   int    `json:"replay,omitempty"`
 	ReplayOf uint64 `json:"replay_of,omitempty"`
+	// Continues marks a job that left its batch to be retried: it travels
+	// alone from then on, and its attempts so far are in the attempt log.
+	Continues bool `json:"continues,omitempty"`
+	// NotBefore is when a continuing job is due (its backoff, a hold).
+	NotBefore time.Time `json:"not_before,omitzero"`
 }
 
 // recordID is the prefix of the job's audit record IDs: a replayed job is a

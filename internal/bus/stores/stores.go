@@ -13,7 +13,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
@@ -85,21 +87,75 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 	return err
 }
 
+// Enqueue makes jobs durable: the fresh jobs of one target travel together,
+// up to revoke.MaxBatch in one message (revoke.Batch), while a replayed or
+// continuing job is a message of its own, with its own delay and delivery
+// count. A batch's ID is derived from its jobs' IDs, so the same batch
+// published again is dropped by the stream.
 func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
-	msgs := make([]bus.Message, len(jobs))
-	for i, j := range jobs {
-		data, err := json.Marshal(j)
-		if err != nil {
-			return fmt.Errorf("encode job %s: %w", j.ID, err)
+	var msgs []bus.Message
+	byTarget := map[string][]revoke.Job{}
+	var order []string
+	for _, j := range jobs {
+		if j.Replay > 0 || j.Continues {
+			m, err := jobMessage(j)
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+			continue
 		}
-		id := j.ID
-		if j.Replay > 0 {
-			id = fmt.Sprintf("%s/replay/%d", j.ID, j.ReplayOf)
+		if _, ok := byTarget[j.Target]; !ok {
+			order = append(order, j.Target)
 		}
-		msgs[i] = bus.Message{Subject: revoke.Topic(j.Target), ID: id, Data: data}
+		byTarget[j.Target] = append(byTarget[j.Target], j)
+	}
+	for _, target := range order {
+		all := byTarget[target]
+		for len(all) > 0 {
+			n := min(len(all), revoke.MaxBatch)
+			m, err := batchMessage(target, all[:n])
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+			all = all[n:]
+		}
 	}
 	_, err := s.Pub.Publish(ctx, msgs)
 	return err
+}
+
+func jobMessage(j revoke.Job) (bus.Message, error) {
+	data, err := json.Marshal(j)
+	if err != nil {
+		return bus.Message{}, fmt.Errorf("encode job %s: %w", j.ID, err)
+	}
+	id := j.ID
+	switch {
+	case j.Continues:
+		id = fmt.Sprintf("%s/r%d/continues", j.ID, j.Replay)
+	case j.Replay > 0:
+		id = fmt.Sprintf("%s/replay/%d", j.ID, j.ReplayOf)
+	}
+	return bus.Message{Subject: revoke.Topic(j.Target), ID: id, Data: data}, nil
+}
+
+func batchMessage(target string, jobs []revoke.Job) (bus.Message, error) {
+	if len(jobs) == 1 {
+		return jobMessage(jobs[0])
+	}
+	data, err := json.Marshal(revoke.Batch{Jobs: jobs})
+	if err != nil {
+		return bus.Message{}, fmt.Errorf("encode batch of %s: %w", jobs[0].ID, err)
+	}
+	h := sha256.New()
+	for _, j := range jobs {
+		h.Write([]byte(j.ID))
+		h.Write([]byte{0})
+	}
+	return bus.Message{Subject: revoke.Topic(target), ID: "batch/" + hex.EncodeToString(h.Sum(nil)[:16]), Data: data,
+		Header: nats.Header{revoke.BatchHeader: []string{strconv.Itoa(len(jobs))}}}, nil
 }
 
 func (s Sink) DeadLetter(ctx context.Context, dl revoke.DeadLetter) error {

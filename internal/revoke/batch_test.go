@@ -1,0 +1,163 @@
+package revoke
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+)
+
+// bySubject answers per subject email: failing ones are retried.
+type bySubject struct {
+	mu      sync.Mutex
+	failing map[string]bool
+	calls   map[string]int
+	in, max atomic.Int32
+	gate    chan struct{} // if set, each call waits for it
+}
+
+func (d *bySubject) Revoke(_ context.Context, j Job) Result {
+	n := d.in.Add(1)
+	defer d.in.Add(-1)
+	for m := d.max.Load(); n > m && !d.max.CompareAndSwap(m, n); m = d.max.Load() {
+	}
+	if d.gate != nil {
+		<-d.gate
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls[j.Subject.Email]++
+	if d.failing[j.Subject.Email] {
+		return Result{Class: Retry, HTTPStatus: 503, Err: errors.New("HTTP 503")}
+	}
+	return Result{Class: Succeeded, HTTPStatus: 200}
+}
+
+func batchOf(n int) []Job {
+	jobs := make([]Job, n)
+	for i := range jobs {
+		ev := fmt.Sprintf("okta:%d", i)
+		jobs[i] = Job{ID: JobID(ev, "as1"), EventID: ev, Target: "as1", Kind: events.KindDeprovisioned,
+			Subject: events.Subject{Email: fmt.Sprintf("u%d@example.com", i)}}
+	}
+	return jobs
+}
+
+// A job of a batch that must be retried leaves it, alone and due when its
+// retry is, with its attempt on record and in the attempt log; the other
+// jobs are done once and not repeated; the continuing job, when due, is its
+// second attempt.
+func TestBatchHandsOffOnlyTheJobToRetry(t *testing.T) {
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	drv := &bySubject{failing: map[string]bool{"u3@example.com": true}, calls: map[string]int{}}
+	e, q, rec, att := executor(t, drv, clock, nil)
+	if err := e.ExecuteBatch(context.Background(), batchOf(5), 1); err != nil {
+		t.Fatalf("batch: %v", err)
+	}
+	if len(q.queued) != 1 {
+		t.Fatalf("handed off %d jobs, want 1: %+v", len(q.queued), q.queued)
+	}
+	cont := q.queued[0]
+	due := cont.NotBefore.Sub(now)
+	if cont.Subject.Email != "u3@example.com" || !cont.Continues || due < 800*time.Millisecond || due > 1200*time.Millisecond {
+		t.Fatalf("handed-off job %+v, want u3 continuing, due after the first backoff (1s, jittered)", cont)
+	}
+	if h := att[cont.attemptKey()]; len(h) != 1 || h[0].HTTPStatus != 503 {
+		t.Fatalf("attempt log of the handed-off job: %+v", h)
+	}
+	succeeded := 0
+	for _, r := range rec.recs {
+		if r.Type == audit.TypeRevocationSucceeded {
+			succeeded++
+		}
+	}
+	if succeeded != 4 || len(rec.recs) != 5 {
+		t.Fatalf("%d records, %d succeeded; want 5 and 4", len(rec.recs), succeeded)
+	}
+
+	// Delivered (for the first time, alone) before it is due: it waits and
+	// spends no attempt; once due, it is its second attempt.
+	drv.failing = nil
+	payload, _ := json.Marshal(cont)
+	msg := message.NewMessage("m1", payload)
+	msg.SetContext(context.Background())
+	var re *RetryError
+	if err := e.Handler(msg); !errors.As(err, &re) || msg.Metadata.Get(bus.MetaRetryIn) == "" || drv.calls["u3@example.com"] != 1 {
+		t.Fatalf("early delivery: %v (retry in %q, calls %d)", err, msg.Metadata.Get(bus.MetaRetryIn), drv.calls["u3@example.com"])
+	}
+	now = now.Add(2 * time.Second)
+	msg = message.NewMessage("m1", payload)
+	msg.SetContext(context.Background())
+	if err := e.Handler(msg); err != nil {
+		t.Fatalf("due delivery: %v", err)
+	}
+	for email, n := range drv.calls {
+		if n != 1 && email != "u3@example.com" {
+			t.Errorf("%s called %d times", email, n)
+		}
+	}
+	last := rec.recs[len(rec.recs)-1]
+	if last.Type != audit.TypeRevocationSucceeded || last.Attempt != 2 {
+		t.Fatalf("continuing job ended %+v, want succeeded on attempt 2", last)
+	}
+	if _, ok := att[cont.attemptKey()]; ok {
+		t.Error("the attempt log of the finished job was not cleared")
+	}
+}
+
+// The target's concurrency holds across a batch: never more calls in flight.
+func TestBatchKeepsTheTargetsConcurrency(t *testing.T) {
+	now := time.Unix(1000, 0)
+	gate := make(chan struct{})
+	drv := &bySubject{calls: map[string]int{}, gate: gate}
+	e, q, rec, _ := executor(t, drv, func() time.Time { return now }, func(tg *Target) { tg.Concurrency = 3 })
+	done := make(chan error, 1)
+	go func() { done <- e.ExecuteBatch(context.Background(), batchOf(20), 1) }()
+	// Hold the first calls until as many as may run are running, then let
+	// everything through: the most in flight must be exactly 3.
+	for deadline := time.Now().Add(10 * time.Second); drv.in.Load() < 3; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d calls started", drv.in.Load())
+		}
+	}
+	for range 20 {
+		gate <- struct{}{}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if m := drv.max.Load(); m != 3 {
+		t.Errorf("at most %d calls in flight, want 3 (the target's concurrency)", m)
+	}
+	if len(rec.recs) != 20 || len(q.queued) != 0 {
+		t.Errorf("%d records, %d handed off; want 20 and 0", len(rec.recs), len(q.queued))
+	}
+}
+
+// While the target is held (breaker open, Retry-After), a batch waits as a
+// whole: nothing is called, nothing split off.
+func TestHeldTargetHoldsTheBatch(t *testing.T) {
+	now := time.Unix(1000, 0)
+	drv := &bySubject{calls: map[string]int{}}
+	e, q, _, _ := executor(t, drv, func() time.Time { return now }, nil)
+	e.target.Breaker.Failure(time.Minute)
+	var re *RetryError
+	if err := e.ExecuteBatch(context.Background(), batchOf(4), 1); !errors.As(err, &re) || re.In < 50*time.Second {
+		t.Fatalf("held batch: %v, want a wait of about a minute", err)
+	}
+	if len(drv.calls) != 0 || len(q.queued) != 0 {
+		t.Fatalf("calls %v, handed off %d", drv.calls, len(q.queued))
+	}
+}
