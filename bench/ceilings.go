@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
@@ -42,6 +43,12 @@ func ceiling(n int, d time.Duration) Ceiling {
 // receivers, with the same per-target concurrency and JWT signing (our gtr
 // driver, our key), and nothing else.
 func ceilingHTTP(ctx context.Context, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
+	return sendDirect(ctx, s, dir, receivers, nil)
+}
+
+// sendDirect is (a); answered, if set, runs after each answer in the
+// sending goroutine and counts toward its time.
+func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiverSet, answered func(target, user int) error) (Ceiling, error) {
 	signer, err := keys.LoadOrCreate(filepath.Join(dir, "ceiling-key.pem"))
 	if err != nil {
 		return Ceiling{}, err
@@ -57,9 +64,9 @@ func ceilingHTTP(ctx context.Context, s Scenario, dir string, receivers *receive
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	answered := make([]float64, 0, s.Users*s.Targets)
+	times := make([]float64, 0, s.Users*s.Targets)
 	start := time.Now()
-	for _, url := range receivers.URLs {
+	for k, url := range receivers.URLs {
 		d, err := gtr.New(gtr.Config{Endpoint: url, SubjectFormat: "email", Auth: "signed_jwt", Signer: signer,
 			Issuer: publicURL, ClientID: "lifecycle-worker", Client: client, Now: time.Now})
 		if err != nil {
@@ -75,11 +82,18 @@ func ceilingHTTP(ctx context.Context, s Scenario, dir string, receivers *receive
 					cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 					res := d.Revoke(cctx, job)
 					cancel()
+					var err error
+					if answered != nil {
+						err = answered(k, u)
+					}
 					at := float64(time.Since(start).Microseconds()) / 1000
 					mu.Lock()
-					answered = append(answered, at)
+					times = append(times, at)
 					if res.Class != revoke.Succeeded && firstErr == nil {
 						firstErr = fmt.Errorf("ceiling request: %s %v", res.Class, res.Err)
+					}
+					if err != nil && firstErr == nil {
+						firstErr = err
 					}
 					mu.Unlock()
 				}
@@ -94,7 +108,7 @@ func ceilingHTTP(ctx context.Context, s Scenario, dir string, receivers *receive
 	}
 	wg.Wait()
 	c := ceiling(s.Users*s.Targets, time.Since(start))
-	q := quantiles(answered)
+	q := quantiles(times)
 	c.TimeToRevokeMS = &q
 	return c, firstErr
 }
@@ -212,4 +226,77 @@ func ceilingSQLite(ctx context.Context, rows int, dir string) (Ceiling, error) {
 		}
 	}
 	return ceiling(rows, time.Since(start)), nil
+}
+
+// ceilingFloor is (a) plus the least our guarantees add to each request:
+// one audit record of the worker's shape, made durable in a JetStream file
+// stream like AUDIT (message ID, the same duplicate window) before the
+// request counts as done, and indexed by the worker's own indexer into an
+// audit index (hash chain, the same schema). Everything the pipeline does
+// beyond that (intake, the durable job, planning, the plan's records) is
+// not in it: the pipeline cannot reach this floor, only approach it.
+func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
+	b, err := bus.Open(ctx, bus.Config{Embedded: true, StoreDir: filepath.Join(dir, "floor-nats"), Name: "floor"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return Ceiling{}, err
+	}
+	defer b.Close()
+	js := b.JetStream()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLOOR", Subjects: []string{"floor.>"}, Storage: jetstream.FileStorage,
+		Duplicates: 24 * time.Hour}); err != nil {
+		return Ceiling{}, err
+	}
+	store, err := audit.OpenStore(ctx, filepath.Join(dir, "floor.db"))
+	if err != nil {
+		return Ceiling{}, err
+	}
+	defer store.Close()
+	ix, err := audit.NewIndexer(js, store, audit.IndexerConfig{Stream: "FLOOR"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return Ceiling{}, err
+	}
+	ixCtx, stop := context.WithCancel(ctx)
+	ixDone := make(chan error, 1)
+	go func() { ixDone <- ix.Run(ixCtx) }()
+	defer func() { stop(); <-ixDone }()
+
+	received := time.Now()
+	record := func(target, user int) error {
+		now := time.Now().UTC()
+		ev := fmt.Sprintf("okta:bench-%07d", user)
+		occurred := now
+		r := audit.Record{ID: fmt.Sprintf("%s|as%d/succeeded", ev, target), Time: now, Type: audit.TypeRevocationSucceeded, EventID: ev,
+			Source: string(events.SourceOktaHook), Kind: string(events.KindDeprovisioned), Target: fmt.Sprint("as", target),
+			Subject: &audit.Subject{ID: fmt.Sprintf("00u%07d", user), Login: fmt.Sprintf("user%07d@example.com", user), Email: fmt.Sprintf("user%07d@example.com", user)},
+			Driver:  "gtr", Attempt: 1, Outcome: "succeeded", HTTPStatus: 204, LatencyMS: 3, OccurredAt: &occurred,
+			Detail: audit.Detail(map[string]any{"time_to_revoke_ms": now.Sub(received).Milliseconds(), "exposed_until": now.Add(time.Hour)})}
+		data, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		f, err := js.PublishAsync("floor."+string(r.Type), data, jetstream.WithMsgID(r.ID))
+		if err != nil {
+			return err
+		}
+		select {
+		case <-f.Ok():
+			return nil
+		case err := <-f.Err():
+			return err
+		}
+	}
+	start := time.Now()
+	c, err := sendDirect(ctx, s, dir, receivers, record)
+	if err != nil {
+		return Ceiling{}, err
+	}
+	want := uint64(s.Users * s.Targets)
+	for deadline := time.Now().Add(5 * time.Minute); ix.Indexed() < want; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return Ceiling{}, fmt.Errorf("floor: indexed %d of %d", ix.Indexed(), want)
+		}
+	}
+	end := ceiling(int(want), time.Since(start))
+	end.TimeToRevokeMS = c.TimeToRevokeMS
+	return end, nil
 }
