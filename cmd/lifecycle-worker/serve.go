@@ -456,7 +456,7 @@ func waitIndexed(b *bus.Bus, ix *audit.Indexer, bound time.Duration) {
 }
 
 // plannerHandlers is how many LIFECYCLE messages are planned at once.
-const plannerHandlers = 64
+const plannerHandlers = 16
 
 // gate tracks in-flight handlers so that shutdown can let them finish
 // before Watermill closes the subscribers (which drops pending acks).
@@ -548,6 +548,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 			return nil, nil, err
 		}
 		exec.Yield = func() { prio.yield(20 * time.Millisecond) } // per job of a batch, as the gate does per message
+		exec.Stopping = g.draining.Load
 		spec := bus.ConsumerSpec{
 			Stream: bus.StreamRevoke, Durable: "exec-" + t.Name, Filter: revoke.Topic(t.Name),
 			MaxAckPending: t.Concurrency,

@@ -45,16 +45,27 @@ func (e *Executor) ExecuteBatch(ctx context.Context, jobs []Job, delivered int) 
 		left []Job
 		wg   sync.WaitGroup
 	)
-	for _, job := range jobs {
+	for i, job := range jobs {
+		if e.Stopping != nil && e.Stopping() {
+			// Shutting down: the jobs not started leave as messages of
+			// their own, so that no finished job is repeated for them.
+			for _, rest := range jobs[i:] {
+				rest.Continues, rest.NotBefore = true, time.Time{}
+				mu.Lock()
+				left = append(left, rest)
+				mu.Unlock()
+			}
+			break
+		}
 		if e.Yield != nil {
 			e.Yield()
 		}
-		e.slots <- struct{}{}
+		e.workers <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			err := e.Execute(ctx, job, delivered)
-			<-e.slots
+			<-e.workers
 			if err == nil {
 				return
 			}

@@ -161,3 +161,27 @@ func TestHeldTargetHoldsTheBatch(t *testing.T) {
 		t.Fatalf("calls %v, handed off %d", drv.calls, len(q.queued))
 	}
 }
+
+// Shutting down, a batch starts no more jobs: the ones not started leave as
+// messages of their own, due at once, and the batch is done.
+func TestStoppingBatchHandsOffTheRest(t *testing.T) {
+	now := time.Unix(1000, 0)
+	drv := &bySubject{calls: map[string]int{}}
+	e, q, rec, _ := executor(t, drv, func() time.Time { return now }, nil)
+	started := 0
+	e.Stopping = func() bool { started++; return started > 2 }
+	if err := e.ExecuteBatch(context.Background(), batchOf(5), 1); err != nil {
+		t.Fatal(err)
+	}
+	if len(drv.calls) != 2 || len(rec.recs) != 2 {
+		t.Fatalf("calls %v, %d records; want the 2 jobs started before the stop", drv.calls, len(rec.recs))
+	}
+	if len(q.queued) != 3 {
+		t.Fatalf("handed off %d jobs, want 3", len(q.queued))
+	}
+	for _, j := range q.queued {
+		if !j.Continues || !j.NotBefore.IsZero() || drv.calls[j.Subject.Email] != 0 {
+			t.Errorf("handed-off job %+v", j)
+		}
+	}
+}

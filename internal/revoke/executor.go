@@ -26,9 +26,15 @@ type Executor struct {
 	// slots holds one token per request in flight to the target, across
 	// every message being handled: batches and single jobs alike.
 	slots chan struct{}
+	// workers bounds the jobs of batches under way (calling, waiting for
+	// a slot, recording).
+	workers chan struct{}
 	// Yield, if set, is called before each job of a batch starts (intake
 	// first: see the serve command).
 	Yield func()
+	// Stopping, if set, says the process is shutting down: a batch starts
+	// no more jobs and hands the rest off.
+	Stopping func() bool
 }
 
 // NewExecutor returns the executor of target.
@@ -40,7 +46,7 @@ func NewExecutor(t *Target, q Queue, rec audit.Recorder, attempts AttemptLog, no
 		return nil, err
 	}
 	return &Executor{target: t, queue: q, recorder: rec, attempts: attempts, now: now, log: log.With("target", t.Name),
-		slots: make(chan struct{}, t.Concurrency)}, nil
+		slots: make(chan struct{}, t.Concurrency), workers: make(chan struct{}, 2*t.Concurrency)}, nil
 }
 
 // RetryError asks for the job's redelivery after In: a failed attempt (the
@@ -90,12 +96,18 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 			return fmt.Errorf("rate limit: %w", err)
 		}
 	}
-	callCtx, cancel := context.WithTimeout(ctx, t.Timeout)
+	resolveCtx, cancel := context.WithTimeout(ctx, t.Timeout)
 	var resolvedFrom string
-	job.Subject, resolvedFrom = t.Resolver.Complete(callCtx, t.SubjectFormat, job.Subject)
+	job.Subject, resolvedFrom = t.Resolver.Complete(resolveCtx, t.SubjectFormat, job.Subject)
+	cancel()
+	// A slot is held for the call only: recording its outcome does not
+	// occupy the target's concurrency.
+	e.slots <- struct{}{}
+	callCtx, cancel := context.WithTimeout(ctx, t.Timeout)
 	start := time.Now()
 	res := t.Driver.Revoke(callCtx, job)
 	cancel()
+	<-e.slots
 	latency := time.Since(start)
 	if res.Class == 0 {
 		res = Result{Class: Permanent, Err: errors.New("driver returned no classification")}
@@ -253,8 +265,6 @@ func (e *Executor) Handler(msg *message.Message) error {
 	if job.Continues {
 		delivered = max(delivered, 2) // its attempts so far are in the log
 	}
-	e.slots <- struct{}{}
-	defer func() { <-e.slots }()
 	return e.retryIn(msg, e.Execute(context.WithoutCancel(ctx), job, delivered))
 }
 
