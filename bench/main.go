@@ -178,6 +178,8 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintln(w, "pipeline (worker process, embedded NATS, fresh data dir)")
 	fmt.Fprintf(w, "  hook deliveries          %d in %.2fs = %.1f/s; response p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 		p.Deliveries, p.DeliverySeconds, p.DeliveriesPerS, p.HookMS.P50, p.HookMS.P99, p.HookMS.Max)
+	fmt.Fprintf(w, "  hook answer at the worker p50 %.1f ms, p99 %.1f ms (its histogram); %.1f%% within 20 ms\n",
+		p.WorkerHookMS.P50, p.WorkerHookMS.P99, 100*p.WorkerHookMS.Within20)
 	fmt.Fprintf(w, "  revocations end to end   %d in %.2fs = %.0f/s\n", p.Revocations, p.Seconds, p.RevocationsPerS)
 	fmt.Fprintf(w, "  time to revoke           p50 %.0f ms, p99 %.0f ms, max %.0f ms (hook receipt -> AS answered)\n",
 		p.TimeToRevokeMS.P50, p.TimeToRevokeMS.P99, p.TimeToRevokeMS.Max)

@@ -3,16 +3,19 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,18 +46,22 @@ type Pipeline struct {
 	DeliverySeconds float64  `json:"delivery_seconds"`
 	DeliveriesPerS  float64  `json:"deliveries_per_s"`
 	HookMS          Quantile `json:"hook_response_ms"`
-	Revocations     int      `json:"revocations"`
-	Seconds         float64  `json:"seconds"`
-	RevocationsPerS float64  `json:"revocations_per_s"`
-	TimeToRevokeMS  Quantile `json:"time_to_revoke_ms"`
-	IndexLagMaxMS   int64    `json:"audit_index_lag_max_ms"`
-	AuditRows       int      `json:"audit_rows"`
-	AuditRowsPerS   float64  `json:"audit_rows_per_s"`
-	PeakRSSMB       float64  `json:"peak_rss_mb"`
-	CPUSeconds      float64  `json:"cpu_seconds"`
-	CPUPer1000      float64  `json:"cpu_seconds_per_1000_revocations"`
-	Rejected        int      `json:"requests_rejected_by_receivers"`
-	RejectReasons   []string `json:"reject_reasons,omitempty"`
+	// WorkerHookMS is the hook answer time as the worker measured it (its
+	// lw_intake_request_duration_seconds histogram): the same requests
+	// without the senders' own waits on this shared machine.
+	WorkerHookMS    WorkerHook `json:"worker_hook_ms"`
+	Revocations     int        `json:"revocations"`
+	Seconds         float64    `json:"seconds"`
+	RevocationsPerS float64    `json:"revocations_per_s"`
+	TimeToRevokeMS  Quantile   `json:"time_to_revoke_ms"`
+	IndexLagMaxMS   int64      `json:"audit_index_lag_max_ms"`
+	AuditRows       int        `json:"audit_rows"`
+	AuditRowsPerS   float64    `json:"audit_rows_per_s"`
+	PeakRSSMB       float64    `json:"peak_rss_mb"`
+	CPUSeconds      float64    `json:"cpu_seconds"`
+	CPUPer1000      float64    `json:"cpu_seconds_per_1000_revocations"`
+	Rejected        int        `json:"requests_rejected_by_receivers"`
+	RejectReasons   []string   `json:"reject_reasons,omitempty"`
 	// The receivers' own process (the K test authorization servers), which
 	// shares the machine with the worker.
 	ReceiversCPUSeconds float64 `json:"receivers_cpu_seconds"`
@@ -108,6 +115,9 @@ func startWorker(ctx context.Context, bin, dir string, receivers *receiverSet, s
     concurrency: %d
     backoff: [100ms, 1s]
 `, i, url, s.Concurrency)
+	}
+	if len(receivers.URLs) > 0 {
+		targets.WriteString("audit:\n  tokens: [{ token: " + benchAuditToken + ", role: auditor }]\n")
 	}
 	port, err := freePort()
 	if err != nil {
@@ -388,6 +398,9 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	p.Deliveries = len(bodies)
 	p.DeliveriesPerS = float64(len(bodies)) / p.DeliverySeconds
 	p.HookMS = quantiles(lat)
+	if p.WorkerHookMS, err = workerHookTimes(w.url); err != nil {
+		return p, receivers, cleanup, err
+	}
 	p.Revocations = want
 	p.Seconds = lastConfirm.Sub(start).Seconds()
 	p.RevocationsPerS = float64(want) / p.Seconds
@@ -437,4 +450,78 @@ func saveProfile(url, path string) {
 	defer f.Close()
 	_, _ = io.Copy(f, resp.Body)
 	fmt.Fprintln(os.Stderr, "saved", path)
+}
+
+const benchAuditToken = "bench-audit-token-0123456789"
+
+// WorkerHook is the worker's own view of its hook answers: p50 and p99
+// interpolated within its histogram's buckets (as Prometheus'
+// histogram_quantile does) and the share answered within 20 ms.
+type WorkerHook struct {
+	P50       float64 `json:"p50"`
+	P99       float64 `json:"p99"`
+	Within20  float64 `json:"share_within_20ms"`
+	Requests  float64 `json:"requests"`
+	BucketsMS string  `json:"buckets"`
+}
+
+// workerHookTimes reads the worker's intake histogram for the Okta hook.
+func workerHookTimes(url string) (WorkerHook, error) {
+	req, _ := http.NewRequest(http.MethodGet, url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+benchAuditToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return WorkerHook{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return WorkerHook{}, fmt.Errorf("metrics: HTTP %d", resp.StatusCode)
+	}
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "lw_intake_request_duration_seconds_bucket{") || !strings.Contains(line, `endpoint="okta_hook"`) {
+			continue
+		}
+		i := strings.Index(line, `le="`)
+		j := strings.Index(line[i+4:], `"`)
+		le, err1 := strconv.ParseFloat(line[i+4:i+4+j], 64)
+		n, err2 := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+		if err1 != nil || err2 != nil {
+			continue // +Inf parses; anything else is not ours
+		}
+		bs = append(bs, bucket{le, n})
+	}
+	if len(bs) == 0 {
+		return WorkerHook{}, fmt.Errorf("metrics: no okta_hook intake histogram")
+	}
+	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
+	total := bs[len(bs)-1].n
+	q := func(phi float64) float64 {
+		rank := phi * total
+		lo, below := 0.0, 0.0
+		for _, b := range bs {
+			if b.n >= rank {
+				if math.IsInf(b.le, 1) {
+					return lo * 1000
+				}
+				return (lo + (b.le-lo)*(rank-below)/max(b.n-below, 1)) * 1000
+			}
+			lo, below = b.le, b.n
+		}
+		return lo * 1000
+	}
+	h := WorkerHook{P50: q(0.5), P99: q(0.99), Requests: total}
+	var parts []string
+	for _, b := range bs {
+		if b.le == 0.02 {
+			h.Within20 = b.n / total
+		}
+		parts = append(parts, fmt.Sprintf("%g:%g", b.le*1000, b.n))
+	}
+	h.BucketsMS = strings.Join(parts, " ")
+	return h, nil
 }

@@ -63,7 +63,7 @@ func newTelemetry() *telemetry {
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600}}, []string{"target"}),
 		intakeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lw_intake_request_duration_seconds",
 			Help:    "How long an IdP waited for our answer (Okta gives up after 3 s).",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"endpoint"}),
+			Buckets: []float64{.005, .01, .02, .025, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"endpoint"}),
 		intakeAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_intake_requests_total",
 			Help: "Intake requests by endpoint and HTTP status."}, []string{"endpoint", "code"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_refusals_total",

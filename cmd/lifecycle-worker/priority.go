@@ -11,18 +11,24 @@ import (
 // intakeFirst gives IdP requests priority over the pipeline. An IdP waits
 // for our answer under a deadline (Okta: 3 s, then one retry), while a
 // revocation that starts a few milliseconds later loses nothing; so while
-// intake requests are in flight, pipeline handlers wait — briefly and
-// boundedly, so that a steady stream of hooks cannot starve revocations.
+// intake requests are in flight, pipeline work waits before it starts. The
+// wait is a duty cycle, not a per-start delay: held for at most hold, then
+// free for open, so that a steady stream of hooks slows revocations by a
+// bounded share and never starves them (docs/decisions/0005).
 type intakeFirst struct {
-	mu     sync.Mutex
-	active int
-	idle   chan struct{} // closed while no intake request is in flight
+	hold, open time.Duration
+
+	mu        sync.Mutex
+	active    int
+	idle      chan struct{} // closed while no intake request is in flight
+	heldSince time.Time     // when the current hold began (zero: none)
+	openUntil time.Time     // the pipeline runs freely until then
 }
 
-func newIntakeFirst() *intakeFirst {
+func newIntakeFirst(hold, open time.Duration) *intakeFirst {
 	idle := make(chan struct{})
 	close(idle)
-	return &intakeFirst{idle: idle}
+	return &intakeFirst{hold: hold, open: open, idle: idle}
 }
 
 // wrap marks requests to h as intake from the moment h says they are
@@ -52,6 +58,7 @@ func (p *intakeFirst) wrap(h http.Handler) http.Handler {
 			p.active--
 			if p.active == 0 {
 				close(p.idle)
+				p.heldSince = time.Time{}
 			}
 			p.mu.Unlock()
 		}()
@@ -66,20 +73,30 @@ func (p *intakeFirst) inFlight() int {
 	return p.active
 }
 
-// yield waits until no intake request is in flight, at most max.
-func (p *intakeFirst) yield(max time.Duration) {
+// yield returns at once while no intake request is in flight or the
+// pipeline's free share runs; otherwise it waits until intake is idle or
+// the current hold ends, which starts a free share.
+func (p *intakeFirst) yield() {
 	p.mu.Lock()
-	idle := p.idle
-	p.mu.Unlock()
-	select {
-	case <-idle:
+	now := time.Now()
+	if p.active == 0 || now.Before(p.openUntil) {
+		p.mu.Unlock()
 		return
-	default:
 	}
-	t := time.NewTimer(max)
+	if p.heldSince.IsZero() {
+		p.heldSince = now
+	}
+	idle, deadline := p.idle, p.heldSince.Add(p.hold)
+	p.mu.Unlock()
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-idle:
 	case <-t.C:
+		p.mu.Lock()
+		if p.heldSince.Equal(deadline.Add(-p.hold)) {
+			p.heldSince, p.openUntil = time.Time{}, deadline.Add(p.open)
+		}
+		p.mu.Unlock()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 )
@@ -11,7 +12,7 @@ import (
 // Only authenticated intake requests take priority over the pipeline: a
 // stranger's slow request holds nothing back.
 func TestIntakeFirstCountsOnlyAuthenticatedRequests(t *testing.T) {
-	p := newIntakeFirst()
+	p := newIntakeFirst(time.Second, time.Second)
 	for _, auth := range []bool{false, true} {
 		inside := make(chan int, 1)
 		h := p.wrap(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
@@ -33,4 +34,52 @@ func TestIntakeFirstCountsOnlyAuthenticatedRequests(t *testing.T) {
 			t.Errorf("authenticated=%v: %d still in flight after the answer", auth, p.inFlight())
 		}
 	}
+}
+
+// While intake is in flight the pipeline waits, until intake is idle or its
+// hold ends; a hold that ends opens a free share in which nothing waits.
+func TestIntakeFirstHoldsThenOpens(t *testing.T) {
+	busy := func(p *intakeFirst) (done func()) {
+		entered, leave := make(chan struct{}), make(chan struct{})
+		h := p.wrap(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			events.Authenticated(r.Context())
+			close(entered)
+			<-leave
+		}))
+		finished := make(chan struct{})
+		go func() {
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/hooks/okta", nil))
+			close(finished)
+		}()
+		<-entered
+		return func() { close(leave); <-finished }
+	}
+
+	// A long hold: the pipeline waits for the intake request to end.
+	p := newIntakeFirst(time.Hour, time.Hour)
+	done := busy(p)
+	yielded := make(chan struct{})
+	go func() { p.yield(); close(yielded) }()
+	select {
+	case <-yielded:
+		t.Fatal("the pipeline went on while an intake request was in flight")
+	default:
+	}
+	done()
+	<-yielded
+
+	// A hold that ends at once opens the free share: yields return while
+	// intake is still busy.
+	p = newIntakeFirst(time.Nanosecond, time.Hour)
+	done = busy(p)
+	p.yield() // the hold ends: the share opens
+	p.mu.Lock()
+	open := time.Now().Before(p.openUntil)
+	p.mu.Unlock()
+	if !open {
+		t.Fatal("an ended hold did not open the pipeline's share")
+	}
+	p.yield() // returns within the share
+	done()
+	p.yield() // idle: returns
 }

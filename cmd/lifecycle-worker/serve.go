@@ -197,7 +197,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	tele.watch(b, indexer, targets)
 
 	// The pipeline: planner and one executor per target, on Watermill.
-	prio := newIntakeFirst()
+	prio := newIntakeFirst(intakeHold, intakeOpen)
 	var router *message.Router
 	var handlers *gate
 	if cfg.Has(config.RolePipeline) {
@@ -455,6 +455,13 @@ func waitIndexed(b *bus.Bus, ix *audit.Indexer, bound time.Duration) {
 	}
 }
 
+// While IdP requests are in flight the pipeline is held for at most
+// intakeHold, then runs freely for intakeOpen (docs/decisions/0005).
+const (
+	intakeHold = 250 * time.Millisecond
+	intakeOpen = 10 * time.Millisecond
+)
+
 // plannerHandlers is how many LIFECYCLE messages are planned at once.
 const plannerHandlers = 16
 
@@ -474,7 +481,7 @@ func (g *gate) middleware(h message.HandlerFunc) message.HandlerFunc {
 		if g.draining.Load() {
 			return nil, errDraining
 		}
-		g.prio.yield(20 * time.Millisecond)
+		g.prio.yield()
 		g.inflight.Add(1)
 		defer g.inflight.Done()
 		return h(msg)
@@ -547,7 +554,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 		if err != nil {
 			return nil, nil, err
 		}
-		exec.Yield = func() { prio.yield(20 * time.Millisecond) } // per job of a batch, as the gate does per message
+		exec.Yield = prio.yield // per job of a batch, as the gate does per message
 		exec.Stopping = g.draining.Load
 		spec := bus.ConsumerSpec{
 			Stream: bus.StreamRevoke, Durable: "exec-" + t.Name, Filter: revoke.Topic(t.Name),

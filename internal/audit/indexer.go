@@ -47,7 +47,8 @@ type IndexerConfig struct {
 	// CheckpointFile also receives each checkpoint, outside the database.
 	CheckpointFile string
 	// Observe, if set, is shown each record once it is in the index, in
-	// stream order: every record of the trail exactly once per node.
+	// stream order: every record of the trail exactly once per node (a
+	// repeated copy is not shown).
 	Observe func(Record)
 }
 
@@ -181,7 +182,9 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 		}
 		if ix.ckpt.Observe != nil {
 			for _, e := range batch {
-				ix.ckpt.Observe(e.Record)
+				if e.DuplicateOf == 0 {
+					ix.ckpt.Observe(e.Record)
+				}
 			}
 		}
 		oldest := batch[0].Record.Time

@@ -94,7 +94,7 @@ type OffboardingFilter struct {
 // Offboardings returns the deprovisionings planned in the window, oldest
 // first, and their totals.
 func (r *Reader) Offboardings(ctx context.Context, f OffboardingFilter) ([]Offboarding, Totals, error) {
-	q := `SELECT event_id FROM records WHERE type = 'revocation.planned' AND kind = 'deprovisioned'`
+	q := `SELECT event_id FROM records WHERE type = 'revocation.planned' AND kind = 'deprovisioned' AND duplicate_of = 0`
 	var args []any
 	if !f.Since.IsZero() {
 		q += ` AND time_ms >= ?`
@@ -335,7 +335,7 @@ func (o *Offboarding) finish(byTarget map[string]*TargetOutcome, sla time.Durati
 }
 
 func (r *Reader) eventRecords(ctx context.Context, eventID string) ([]Record, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT seq, body FROM records WHERE event_id = ? ORDER BY seq`, eventID)
+	rows, err := r.db.QueryContext(ctx, `SELECT seq, body FROM records WHERE event_id = ? AND duplicate_of = 0 ORDER BY seq`, eventID)
 	if err != nil {
 		return nil, fmt.Errorf("event records: %w", err)
 	}

@@ -26,6 +26,9 @@ type Filter struct {
 	After uint64
 	// Limit caps the page (default 100, at most 1000).
 	Limit int
+	// Repeats includes the rows that repeat an earlier record (the same
+	// record written again after a crash; see the duplicate_of column).
+	Repeats bool
 }
 
 // MaxLimit is the largest page a query returns.
@@ -88,6 +91,9 @@ func (r *Reader) Query(ctx context.Context, f Filter) ([]Record, error) {
 		limit = 100
 	}
 	limit = min(limit, MaxLimit)
+	if !f.Repeats {
+		add("duplicate_of = 0")
+	}
 	q := "SELECT seq, id, type, body FROM records"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

@@ -156,6 +156,9 @@ type Entry struct {
 	Seq    uint64
 	Body   []byte
 	Record Record
+	// DuplicateOf is set by Append: the seq of the first entry with the
+	// same event and record ID, when this one repeats it (0: it does not).
+	DuplicateOf uint64
 }
 
 // NewEntry encodes rec as the body of an entry at seq.
@@ -184,18 +187,42 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 	}
 	defer tx.Rollback()
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO records
-		(seq, id, time_ms, type, event_id, source, kind, subject_id, subject_login, subject_email, target, outcome, indexed_ms, body, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		(seq, id, time_ms, type, event_id, source, kind, subject_id, subject_login, subject_email, target, outcome, indexed_ms, body, prev_hash, hash, duplicate_of)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("prepare audit insert: %w", err)
 	}
 	defer stmt.Close()
+	// Records are written again only by a consumer that ran again, and
+	// those records belong to an event: the event's few rows are where a
+	// first copy can be.
+	first, err := tx.PrepareContext(ctx, `SELECT seq FROM records WHERE event_id = ? AND id = ? AND duplicate_of = 0 LIMIT 1`)
+	if err != nil {
+		return fmt.Errorf("prepare audit insert: %w", err)
+	}
+	defer first.Close()
+	inBatch := map[[2]string]uint64{}
 	seq, prev := s.headSeq, s.headHash
 	indexed := time.Now().UnixMilli()
-	for _, e := range entries {
+	for i := range entries {
+		e := &entries[i]
 		r := e.Record
 		if e.Seq != seq+1 {
 			return fmt.Errorf("%w: have %d, got %d", ErrGap, seq, e.Seq)
+		}
+		e.DuplicateOf = 0
+		if r.EventID != "" {
+			key := [2]string{r.EventID, r.ID}
+			if at, ok := inBatch[key]; ok {
+				e.DuplicateOf = at
+			} else {
+				switch err := first.QueryRowContext(ctx, r.EventID, r.ID).Scan(&e.DuplicateOf); {
+				case errors.Is(err, sql.ErrNoRows):
+					inBatch[key] = e.Seq
+				case err != nil:
+					return fmt.Errorf("audit record %d: %w", e.Seq, err)
+				}
+			}
 		}
 		hash := ChainHash(prev, e.Seq, e.Body)
 		var sub Subject
@@ -203,7 +230,7 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 			sub = *r.Subject
 		}
 		if _, err := stmt.ExecContext(ctx, e.Seq, r.ID, r.Time.UnixMilli(), string(r.Type), r.EventID, r.Source, r.Kind,
-			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, indexed, e.Body, prev, hash); err != nil {
+			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, indexed, e.Body, prev, hash, e.DuplicateOf); err != nil {
 			return fmt.Errorf("insert audit record %d: %w", e.Seq, err)
 		}
 		seq, prev = e.Seq, hash

@@ -2,9 +2,11 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -102,4 +104,92 @@ func TestParseTime(t *testing.T) {
 	if _, err := ParseTime("yesterday", now); err == nil {
 		t.Error("nonsense accepted")
 	}
+}
+
+// A record the stream holds twice (its writer ran again) is indexed twice,
+// so the chain covers every message, and the later row is marked a repeat
+// of the first, in the same batch or a later one: queries, offboardings and
+// observers see it once; verify holds the marks against the rows, so that
+// marking a record a repeat cannot hide it.
+func TestRepeatedRecordsAreIndexedOnceForQueries(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := OpenStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(seq uint64, id, event string) Entry {
+		e, err := NewEntry(seq, Record{ID: id, Time: time.Unix(1700000000+int64(seq), 0).UTC(), Type: TypeRevocationSucceeded,
+			EventID: event, Kind: "deprovisioned", Subject: &Subject{Email: "jane@example.com"}, Target: "as1", Outcome: "succeeded"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	first := []Entry{entry(1, "okta:1|as1/succeeded", "okta:1"), entry(2, "okta:1|as1/succeeded", "okta:1"), entry(3, "okta:2|as1/succeeded", "okta:2"),
+		entry(4, "same-id-other-event", "okta:3")}
+	if err := s.Append(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	second := []Entry{entry(5, "okta:2|as1/succeeded", "okta:2"), entry(6, "same-id-other-event", "okta:4")}
+	if err := s.Append(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if first[1].DuplicateOf != 1 || second[0].DuplicateOf != 3 || first[0].DuplicateOf != 0 || first[3].DuplicateOf != 0 || second[1].DuplicateOf != 0 {
+		t.Fatalf("marks %d %d %d %d | %d %d", first[0].DuplicateOf, first[1].DuplicateOf, first[2].DuplicateOf, first[3].DuplicateOf, second[0].DuplicateOf, second[1].DuplicateOf)
+	}
+	s.Close()
+	r, err := OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := r.Query(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := r.Query(ctx, Filter{Repeats: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if len(recs) != 4 || len(all) != 6 {
+		t.Fatalf("%d records, %d with repeats; want 4 and 6", len(recs), len(all))
+	}
+	if res := verifyPlain(t, path); res.Problem != nil {
+		t.Fatalf("verify: %+v", res.Problem)
+	}
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, tamper := range []struct{ sql, want string }{
+		{"UPDATE records SET duplicate_of = 1 WHERE seq = 3", "marked as a repeat"},
+		{"UPDATE records SET duplicate_of = 0 WHERE seq = 2", "not marked as a repeat"},
+	} {
+		if _, err := db.Exec(tamper.sql); err != nil {
+			t.Fatal(err)
+		}
+		res := verifyPlain(t, path)
+		if res.Problem == nil || !strings.Contains(res.Problem.Reason, tamper.want) {
+			t.Errorf("after %q: problem %+v, want %q", tamper.sql, res.Problem, tamper.want)
+		}
+		if _, err := db.Exec("UPDATE records SET duplicate_of = CASE seq WHEN 2 THEN 1 WHEN 5 THEN 3 ELSE 0 END"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func verifyPlain(t *testing.T, path string) VerifyResult {
+	t.Helper()
+	r, err := OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	res, err := r.Verify(context.Background(), VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,8 +66,10 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, 
 	var res VerifyResult
 	prev := make([]byte, sha256.Size)
 	var last uint64
+	var err error
 	for {
-		n, err := r.verifyChunk(ctx, last, &prev, &res)
+		var n int
+		n, err = r.verifyChunk(ctx, last, &prev, &res)
 		if err != nil || res.Problem != nil {
 			return res, err
 		}
@@ -76,6 +79,9 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, 
 		last = res.HeadSeq
 	}
 	res.Head = fmt.Sprintf("%x", prev)
+	if res.Problem, err = r.checkRepeats(ctx); err != nil || res.Problem != nil {
+		return res, err
+	}
 	if len(opts.Keys) == 0 {
 		return res, nil
 	}
@@ -108,6 +114,34 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, 
 	}
 	res.Problem, err = r.checkCoverage(ctx, res, opts)
 	return res, err
+}
+
+// checkRepeats holds the duplicate_of column, which queries trust and the
+// chain does not cover, against the rows: a row marked as a repeat must
+// name an earlier first row with the same event and record ID, and a row
+// not marked must have no such earlier row. Marking a record a repeat would
+// otherwise hide it from every query with the chain intact.
+func (r *Reader) checkRepeats(ctx context.Context) (*Problem, error) {
+	var seq uint64
+	err := r.db.QueryRowContext(ctx, `SELECT a.seq FROM records a WHERE a.duplicate_of <> 0 AND NOT EXISTS
+		(SELECT 1 FROM records b WHERE b.seq = a.duplicate_of AND b.seq < a.seq AND b.event_id = a.event_id AND b.id = a.id AND b.duplicate_of = 0)
+		ORDER BY a.seq LIMIT 1`).Scan(&seq)
+	switch {
+	case err == nil:
+		return &Problem{Seq: seq, Reason: "marked as a repeat of a record it does not repeat (hidden from queries)"}, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	err = r.db.QueryRowContext(ctx, `SELECT a.seq FROM records a WHERE a.duplicate_of = 0 AND a.event_id <> '' AND EXISTS
+		(SELECT 1 FROM records b WHERE b.event_id = a.event_id AND b.id = a.id AND b.seq < a.seq)
+		ORDER BY a.seq LIMIT 1`).Scan(&seq)
+	switch {
+	case err == nil:
+		return &Problem{Seq: seq, Reason: "repeats an earlier record but is not marked as a repeat"}, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	return nil, nil
 }
 
 // checkCoverage fails a trail whose head no signed checkpoint pins: the

@@ -16,6 +16,10 @@ type Message struct {
 	ID      string // Nats-Msg-Id: the stream drops a second message with this ID
 	Data    []byte
 	Header  nats.Header
+	// Kept sends no Nats-Msg-Id: the stream keeps every copy and its
+	// consumer tells them apart (AUDIT: the index marks repeats). The
+	// server then holds no ID for the duplicate window.
+	Kept bool
 }
 
 // Ack is the stream's answer to one publish.
@@ -70,7 +74,11 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]Ack, error) 
 			return nil, fmt.Errorf("publish %s: message without id", m.Subject)
 		}
 		nm := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: m.Header}
-		f, err := p.js.PublishMsgAsync(nm, jetstream.WithMsgID(m.ID))
+		var opts []jetstream.PublishOpt
+		if !m.Kept {
+			opts = append(opts, jetstream.WithMsgID(m.ID))
+		}
+		f, err := p.js.PublishMsgAsync(nm, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("publish %s: %w", m.Subject, err)
 		}

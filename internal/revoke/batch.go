@@ -30,8 +30,8 @@ type Batch struct {
 // other job of the batch is repeated for it. A nil error means every job is
 // finished or handed off and the batch may be acked; an error means the
 // hand-off failed and the whole batch must be redelivered (jobs that
-// finished repeat their call; their records keep their IDs, which the audit
-// stream drops).
+// finished repeat their call; their records keep their IDs, and the index
+// marks them repeats).
 func (e *Executor) ExecuteBatch(ctx context.Context, jobs []Job, delivered int) error {
 	t := e.target
 	if t.Breaker != nil {

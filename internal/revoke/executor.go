@@ -186,7 +186,7 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 		rec.ID = fmt.Sprintf("%s/attempt/%d", job.recordID(), attempt)
 		rec.Detail = audit.Detail(detail)
 		// On record first, then counted: a crash between repeats the
-		// attempt under the same record ID, which the stream drops.
+		// attempt under the same record ID, which the index marks a repeat.
 		if err := e.recorder.Record(ctx, rec); err != nil {
 			return fmt.Errorf("record %s: %w", job.ID, err)
 		}

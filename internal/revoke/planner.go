@@ -127,7 +127,8 @@ func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 	occurred := ev.OccurredAt
 	recs := []audit.Record{{
 		// The receipt: the event is durable, so this record is written
-		// exactly once; received_at is when intake took it.
+		// once (a copy written again is marked a repeat by the index);
+		// received_at is when intake took it.
 		ID: ev.ID + "/received", Time: now, Type: audit.TypeEventReceived, EventID: ev.ID,
 		Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
 		Outcome: "accepted", OccurredAt: &occurred,
@@ -162,12 +163,12 @@ type written struct {
 }
 
 // write makes plans durable: the records first, then the jobs. Records
-// keep their IDs when written again (the audit stream drops the copy);
+// keep their IDs when written again (the index marks the copy a repeat);
 // batches of jobs do not, as a retried plan may be grouped with others. So
 // a plan that fails on its records (the audit stream full) is retried
 // without having queued anything, and only a failure between the two
 // writes, or a crash there, queues some jobs twice: a second call to the
-// target, whose record the audit stream drops.
+// target, whose record the index marks a repeat.
 func (p *Planner) write(ctx context.Context, plans []*plan) error {
 	var jobs []Job
 	var recs []audit.Record

@@ -74,7 +74,10 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 		if err != nil {
 			return fmt.Errorf("encode audit record %s: %w", r.ID, err)
 		}
-		msgs[i] = bus.Message{Subject: r.Topic(), ID: r.ID, Data: data}
+		// No message ID: the index marks a record written again (a
+		// consumer that ran again) instead of the server remembering every
+		// ID for a day (docs/decisions/0014).
+		msgs[i] = bus.Message{Subject: r.Topic(), ID: r.ID, Data: data, Kept: true}
 	}
 	_, err := s.Pub.Publish(ctx, msgs)
 	if err == nil {
