@@ -184,8 +184,8 @@ type streamCollector struct {
 }
 
 var (
-	descBacklog = prometheus.NewDesc("lw_revoke_backlog_jobs",
-		"Revocation jobs of a target not yet finished (waiting or in flight).", []string{"target"}, nil)
+	descBacklog = prometheus.NewDesc("lw_revoke_backlog_messages",
+		"REVOKE messages of a target not yet finished (waiting or in flight); each carries one job or a batch of up to 100.", []string{"target"}, nil)
 	descPlanner = prometheus.NewDesc("lw_planner_backlog_events",
 		"Lifecycle events not yet planned.", nil, nil)
 	descDead = prometheus.NewDesc("lw_dead_letters",
