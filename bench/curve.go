@@ -29,6 +29,7 @@ type CurvePoint struct {
 	HookP99MS          float64 `json:"hook_response_p99_ms"`
 	WorkerHookP99MS    float64 `json:"worker_hook_p99_ms"`
 	PeakRSSMB          float64 `json:"peak_rss_mb"`
+	RestRSSMB          float64 `json:"rest_rss_mb"`
 	CPUPer1000         float64 `json:"cpu_seconds_per_1000_revocations"`
 	Report             *Report `json:"report"`
 }
@@ -53,18 +54,18 @@ func runCurve(ctx context.Context, s Scenario, users string, dir string, progres
 		c.Points = append(c.Points, CurvePoint{Users: n, RevocationsPerS: p.RevocationsPerS, RevocationsVsA: rep.Ratios["revocations_vs_a"],
 			RevocationsVsD: rep.Ratios["revocations_vs_d"], DVsA: rep.Ratios["d_vs_a"], WorkerHookP99MS: p.WorkerHookMS.P99,
 			TimeToRevokeP99MS: p.TimeToRevokeMS.P99, TimeToRevokeP99VsA: rep.Ratios["time_to_revoke_p99_vs_a"], HookP99MS: p.HookMS.P99,
-			PeakRSSMB: p.PeakRSSMB, CPUPer1000: p.CPUPer1000, Report: rep})
+			PeakRSSMB: p.PeakRSSMB, RestRSSMB: p.RestRSSMB, CPUPer1000: p.CPUPer1000, Report: rep})
 	}
 	return c, nil
 }
 
 func printCurve(w io.Writer, c *Curve) {
 	fmt.Fprintln(w, "lifecycle-worker cost curve (each N its own run, ratios to the ceilings of that run)")
-	fmt.Fprintf(w, "%8s %10s %7s %7s %7s %12s %7s %10s %10s %8s %10s\n", "N", "revoc./s", "vs (a)", "vs (d)", "d/a", "TTR p99 ms", "vs (a)",
-		"hook p99", "at worker", "RSS MB", "CPU s/1000")
+	fmt.Fprintf(w, "%8s %10s %7s %7s %7s %12s %7s %10s %10s %8s %8s %10s\n", "N", "revoc./s", "vs (a)", "vs (d)", "d/a", "TTR p99 ms", "vs (a)",
+		"hook p99", "at worker", "RSS MB", "at rest", "CPU s/1000")
 	for _, p := range c.Points {
-		fmt.Fprintf(w, "%8d %10.0f %7.2f %7.2f %7.2f %12.0f %7.2f %10.1f %10.1f %8.0f %10.2f\n", p.Users, p.RevocationsPerS, p.RevocationsVsA,
-			p.RevocationsVsD, p.DVsA, p.TimeToRevokeP99MS, p.TimeToRevokeP99VsA, p.HookP99MS, p.WorkerHookP99MS, p.PeakRSSMB, p.CPUPer1000)
+		fmt.Fprintf(w, "%8d %10.0f %7.2f %7.2f %7.2f %12.0f %7.2f %10.1f %10.1f %8.0f %8.0f %10.2f\n", p.Users, p.RevocationsPerS, p.RevocationsVsA,
+			p.RevocationsVsD, p.DVsA, p.TimeToRevokeP99MS, p.TimeToRevokeP99VsA, p.HookP99MS, p.WorkerHookP99MS, p.PeakRSSMB, p.RestRSSMB, p.CPUPer1000)
 	}
 }
 

@@ -21,8 +21,12 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 )
+
+// workerEnv is added to the worker's environment (-worker-env).
+var workerEnv []string
 
 // Report is the whole result, also the -json output.
 type Report struct {
@@ -52,6 +56,13 @@ func main() {
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	keep := flag.Bool("keep", false, "keep the work dir")
 	exportN := flag.Int("audit-export", 0, "instead: fill an audit index with this many records and time exporting it (jsonl, csv, ocsf) and subject queries")
+	flag.Func("worker-env", "KEY=VALUE for the worker's environment only (e.g. GOGC=50); repeatable", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want KEY=VALUE")
+		}
+		workerEnv = append(workerEnv, v)
+		return nil
+	})
 	flag.StringVar(&pprofAddr, "pprof", "", "start the worker with --pprof ADDR and save a 20 s CPU profile and a heap profile of the run into the work dir")
 	curve := flag.Bool("curve", false, "run the scenario at each of -curve-users and print how throughput, time to revoke, memory and CPU grow with N")
 	curveUsers := flag.String("curve-users", "1000,10000,50000", "N of each curve point")
@@ -184,7 +195,7 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "  time to revoke           p50 %.0f ms, p99 %.0f ms, max %.0f ms (hook receipt -> AS answered)\n",
 		p.TimeToRevokeMS.P50, p.TimeToRevokeMS.P99, p.TimeToRevokeMS.Max)
 	fmt.Fprintf(w, "  audit rows indexed       %d = %.0f/s; indexer lag max %d ms\n", p.AuditRows, p.AuditRowsPerS, p.IndexLagMaxMS)
-	fmt.Fprintf(w, "  worker peak RSS          %.0f MB\n", p.PeakRSSMB)
+	fmt.Fprintf(w, "  worker peak RSS          %.0f MB (%.0f MB started and at rest, before the first delivery)\n", p.PeakRSSMB, p.RestRSSMB)
 	fmt.Fprintf(w, "  worker CPU               %.1f s = %.2f s per 1000 revocations\n", p.CPUSeconds, p.CPUPer1000)
 	fmt.Fprintf(w, "  receivers CPU            %.1f s (the K test authorization servers, own process, same cores)\n\n", p.ReceiversCPUSeconds)
 	fmt.Fprintln(w, "ceilings (same machine, same run)                         pipeline / ceiling")

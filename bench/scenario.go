@@ -58,10 +58,13 @@ type Pipeline struct {
 	AuditRows       int        `json:"audit_rows"`
 	AuditRowsPerS   float64    `json:"audit_rows_per_s"`
 	PeakRSSMB       float64    `json:"peak_rss_mb"`
-	CPUSeconds      float64    `json:"cpu_seconds"`
-	CPUPer1000      float64    `json:"cpu_seconds_per_1000_revocations"`
-	Rejected        int        `json:"requests_rejected_by_receivers"`
-	RejectReasons   []string   `json:"reject_reasons,omitempty"`
+	// RestRSSMB is the worker's peak RSS at rest, started and ready,
+	// before the first delivery: what the run added is the difference.
+	RestRSSMB     float64  `json:"rest_rss_mb"`
+	CPUSeconds    float64  `json:"cpu_seconds"`
+	CPUPer1000    float64  `json:"cpu_seconds_per_1000_revocations"`
+	Rejected      int      `json:"requests_rejected_by_receivers"`
+	RejectReasons []string `json:"reject_reasons,omitempty"`
 	// The receivers' own process (the K test authorization servers), which
 	// shares the machine with the worker.
 	ReceiversCPUSeconds float64 `json:"receivers_cpu_seconds"`
@@ -141,7 +144,7 @@ targets:
 		args = append(args, "--pprof", pprofAddr)
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
+	cmd.Env = append(append(os.Environ(), "GOMAXPROCS=2"), workerEnv...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -338,7 +341,7 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	if err := receivers.SetJWKSURL(w.url + "/.well-known/jwks.json"); err != nil {
 		return p, receivers, cleanup, err
 	}
-	cpu0, _ := procStats(w.cmd.Process.Pid)
+	cpu0, restRSS := procStats(w.cmd.Process.Pid)
 	rcpu0, _ := procStats(receivers.Pid())
 	bodies := deliveries(s)
 	want := s.Users * s.Targets
@@ -409,6 +412,7 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	p.AuditRows = f.rows
 	p.AuditRowsPerS = float64(f.rows) / indexedAt.Sub(start).Seconds()
 	p.PeakRSSMB = rss
+	p.RestRSSMB = restRSS
 	p.CPUSeconds = cpu1 - cpu0
 	p.CPUPer1000 = p.CPUSeconds / (float64(want) / 1000)
 	p.ReceiversCPUSeconds = rcpu1 - rcpu0
