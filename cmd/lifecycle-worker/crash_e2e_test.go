@@ -176,7 +176,18 @@ targets:
 	if err := sqldb.QueryRow(`SELECT count(*) FROM records WHERE duplicate_of <> 0`).Scan(&repeats); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d records written again after a kill, marked as repeats", repeats)
+	byType := map[string]int{}
+	if rows, err := sqldb.Query(`SELECT type, count(*) FROM records WHERE duplicate_of <> 0 GROUP BY type`); err == nil {
+		for rows.Next() {
+			var typ string
+			var n int
+			if rows.Scan(&typ, &n) == nil {
+				byType[typ] = n
+			}
+		}
+		rows.Close()
+	}
+	t.Logf("%d records written again after a kill, marked as repeats: %v", repeats, byType)
 	if pairs != want || records != want || dupes != 0 {
 		t.Errorf("%d pairs, %d revocation.succeeded records, %d record ids more than once among first rows; want %d, %d, 0", pairs, records, dupes, want, want)
 	}

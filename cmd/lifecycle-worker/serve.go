@@ -556,6 +556,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 		}
 		exec.Yield = prio.yield // per job of a batch, as the gate does per message
 		exec.Stopping = g.draining.Load
+		exec.Progress = stores.Progress{KV: kv}
 		spec := bus.ConsumerSpec{
 			Stream: bus.StreamRevoke, Durable: "exec-" + t.Name, Filter: revoke.Topic(t.Name),
 			MaxAckPending: t.Concurrency,

@@ -3,6 +3,8 @@ package revoke
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -23,16 +25,29 @@ type Batch struct {
 	Jobs []Job `json:"jobs"`
 }
 
+// Progress remembers which jobs of a batch have finished, so that a batch
+// delivered again after a crash does not repeat them (a NATS KV bucket).
+type Progress interface {
+	Load(ctx context.Context, batch string) ([]string, error)
+	Save(ctx context.Context, batch string, done []string) error
+	Delete(ctx context.Context, batch string) error
+}
+
+// progressEvery is how often a running batch saves which of its jobs have
+// finished: a crash repeats at most this much of its finished work.
+var progressEvery = time.Second
+
 // ExecuteBatch runs each job of a batch, at most the target's concurrency at
 // once. A job that must come back later (its attempt failed and will be
 // retried, the target holds it, or its outcome could not be recorded) leaves
 // the batch as a message of its own, due when its retry is, so that no
-// other job of the batch is repeated for it. A nil error means every job is
-// finished or handed off and the batch may be acked; an error means the
-// hand-off failed and the whole batch must be redelivered (jobs that
-// finished repeat their call; their records keep their IDs, and the index
-// marks them repeats).
-func (e *Executor) ExecuteBatch(ctx context.Context, jobs []Job, delivered int) error {
+// other job of the batch is repeated for it. While the batch runs, the jobs
+// that finished are saved every progressEvery (when a progress log is set),
+// and a batch delivered again skips them; so a crash repeats only the jobs
+// that finished since the last save, and those in flight. A nil error means
+// every job is finished or handed off and the batch may be acked; an error
+// means the hand-off failed and the batch must be redelivered.
+func (e *Executor) ExecuteBatch(ctx context.Context, id string, jobs []Job, delivered int) error {
 	t := e.target
 	if t.Breaker != nil {
 		// Held as a whole: no job starts, none is split off.
@@ -41,15 +56,69 @@ func (e *Executor) ExecuteBatch(ctx context.Context, jobs []Job, delivered int) 
 		}
 	}
 	var (
-		mu   sync.Mutex
-		left []Job
-		wg   sync.WaitGroup
+		mu    sync.Mutex
+		left  []Job
+		done  []string
+		saved int
+		wg    sync.WaitGroup
 	)
+	skip := map[string]bool{}
+	if e.Progress != nil && delivered > 1 {
+		ids, err := e.Progress.Load(ctx, id)
+		if err != nil {
+			return fmt.Errorf("load progress of %s: %w", id, err)
+		}
+		for _, j := range ids {
+			skip[j] = true
+		}
+		done = ids
+		saved = len(ids)
+	}
+	save := func() {
+		mu.Lock()
+		if len(done) == saved {
+			mu.Unlock()
+			return
+		}
+		snapshot := slices.Clone(done)
+		mu.Unlock()
+		if err := e.Progress.Save(ctx, id, snapshot); err != nil {
+			e.log.WarnContext(ctx, "batch progress not saved (a crash would repeat more)", "batch", id, "err", err)
+			return
+		}
+		mu.Lock()
+		saved = max(saved, len(snapshot))
+		mu.Unlock()
+	}
+	stop := make(chan struct{})
+	var saver sync.WaitGroup
+	if e.Progress != nil {
+		saver.Add(1)
+		go func() {
+			defer saver.Done()
+			tick := time.NewTicker(progressEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-tick.C:
+					save()
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
 	for i, job := range jobs {
+		if skip[job.ID] {
+			continue
+		}
 		if e.Stopping != nil && e.Stopping() {
 			// Shutting down: the jobs not started leave as messages of
 			// their own, so that no finished job is repeated for them.
 			for _, rest := range jobs[i:] {
+				if skip[rest.ID] {
+					continue
+				}
 				rest.Continues, rest.NotBefore = true, time.Time{}
 				mu.Lock()
 				left = append(left, rest)
@@ -67,6 +136,9 @@ func (e *Executor) ExecuteBatch(ctx context.Context, jobs []Job, delivered int) 
 			err := e.Execute(ctx, job, delivered)
 			<-e.workers
 			if err == nil {
+				mu.Lock()
+				done = append(done, job.ID)
+				mu.Unlock()
 				return
 			}
 			in := time.Second // recording failed: soon, as a nak would
@@ -82,8 +154,18 @@ func (e *Executor) ExecuteBatch(ctx context.Context, jobs []Job, delivered int) 
 		}()
 	}
 	wg.Wait()
-	if len(left) == 0 {
-		return nil
+	close(stop)
+	saver.Wait()
+	if len(left) > 0 {
+		if err := e.queue.Enqueue(ctx, left); err != nil {
+			save() // what finished stays finished when the batch comes back
+			return err
+		}
 	}
-	return e.queue.Enqueue(ctx, left)
+	if e.Progress != nil && saved > 0 {
+		if err := e.Progress.Delete(ctx, id); err != nil {
+			e.log.WarnContext(ctx, "batch progress not cleared (it expires)", "batch", id, "err", err)
+		}
+	}
+	return nil
 }

@@ -63,7 +63,7 @@ func TestBatchHandsOffOnlyTheJobToRetry(t *testing.T) {
 	clock := func() time.Time { return now }
 	drv := &bySubject{failing: map[string]bool{"u3@example.com": true}, calls: map[string]int{}}
 	e, q, rec, att := executor(t, drv, clock, nil)
-	if err := e.ExecuteBatch(context.Background(), batchOf(5), 1); err != nil {
+	if err := e.ExecuteBatch(context.Background(), "b1", batchOf(5), 1); err != nil {
 		t.Fatalf("batch: %v", err)
 	}
 	if len(q.queued) != 1 {
@@ -124,7 +124,7 @@ func TestBatchKeepsTheTargetsConcurrency(t *testing.T) {
 	drv := &bySubject{calls: map[string]int{}, gate: gate}
 	e, q, rec, _ := executor(t, drv, func() time.Time { return now }, func(tg *Target) { tg.Concurrency = 3 })
 	done := make(chan error, 1)
-	go func() { done <- e.ExecuteBatch(context.Background(), batchOf(20), 1) }()
+	go func() { done <- e.ExecuteBatch(context.Background(), "b1", batchOf(20), 1) }()
 	// Hold the first calls until as many as may run are running, then let
 	// everything through: the most in flight must be exactly 3.
 	for deadline := time.Now().Add(10 * time.Second); drv.in.Load() < 3; runtime.Gosched() {
@@ -154,7 +154,7 @@ func TestHeldTargetHoldsTheBatch(t *testing.T) {
 	e, q, _, _ := executor(t, drv, func() time.Time { return now }, nil)
 	e.target.Breaker.Failure(time.Minute)
 	var re *RetryError
-	if err := e.ExecuteBatch(context.Background(), batchOf(4), 1); !errors.As(err, &re) || re.In < 50*time.Second {
+	if err := e.ExecuteBatch(context.Background(), "b1", batchOf(4), 1); !errors.As(err, &re) || re.In < 50*time.Second {
 		t.Fatalf("held batch: %v, want a wait of about a minute", err)
 	}
 	if len(drv.calls) != 0 || len(q.queued) != 0 {
@@ -170,7 +170,7 @@ func TestStoppingBatchHandsOffTheRest(t *testing.T) {
 	e, q, rec, _ := executor(t, drv, func() time.Time { return now }, nil)
 	started := 0
 	e.Stopping = func() bool { started++; return started > 2 }
-	if err := e.ExecuteBatch(context.Background(), batchOf(5), 1); err != nil {
+	if err := e.ExecuteBatch(context.Background(), "b1", batchOf(5), 1); err != nil {
 		t.Fatal(err)
 	}
 	if len(drv.calls) != 2 || len(rec.recs) != 2 {
@@ -183,5 +183,97 @@ func TestStoppingBatchHandsOffTheRest(t *testing.T) {
 		if !j.Continues || !j.NotBefore.IsZero() || drv.calls[j.Subject.Email] != 0 {
 			t.Errorf("handed-off job %+v", j)
 		}
+	}
+}
+
+type memProgress struct {
+	mu      sync.Mutex
+	done    map[string][]string
+	saves   int
+	deletes int
+}
+
+func (m *memProgress) Load(_ context.Context, b string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.done[b], nil
+}
+func (m *memProgress) Save(_ context.Context, b string, done []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.done[b] = done
+	m.saves++
+	return nil
+}
+func (m *memProgress) Delete(_ context.Context, b string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.done, b)
+	m.deletes++
+	return nil
+}
+
+// A batch delivered again skips the jobs its earlier run saved as finished,
+// and clears its progress when it ends.
+func TestBatchDeliveredAgainSkipsFinishedJobs(t *testing.T) {
+	now := time.Unix(1000, 0)
+	drv := &bySubject{calls: map[string]int{}}
+	e, _, rec, _ := executor(t, drv, func() time.Time { return now }, nil)
+	jobs := batchOf(5)
+	prog := &memProgress{done: map[string][]string{"b1": {jobs[0].ID, jobs[3].ID}}}
+	e.Progress = prog
+	if err := e.ExecuteBatch(context.Background(), "b1", jobs, 2); err != nil {
+		t.Fatal(err)
+	}
+	if drv.calls["u0@example.com"] != 0 || drv.calls["u3@example.com"] != 0 || len(drv.calls) != 3 || len(rec.recs) != 3 {
+		t.Fatalf("calls %v, %d records: the saved jobs were repeated or others skipped", drv.calls, len(rec.recs))
+	}
+	if _, ok := prog.done["b1"]; ok || prog.deletes != 1 {
+		t.Errorf("progress not cleared at the end: %v (deletes %d)", prog.done, prog.deletes)
+	}
+}
+
+// While a batch runs, what finished is saved; a batch that ends without
+// ever saving has nothing to clear.
+func TestRunningBatchSavesItsProgress(t *testing.T) {
+	defer func(d time.Duration) { progressEvery = d }(progressEvery)
+	progressEvery = time.Millisecond
+	now := time.Unix(1000, 0)
+	gate := make(chan struct{})
+	drv := &bySubject{calls: map[string]int{}, gate: gate}
+	e, _, _, _ := executor(t, drv, func() time.Time { return now }, nil)
+	prog := &memProgress{done: map[string][]string{}}
+	e.Progress = prog
+	done := make(chan error, 1)
+	go func() { done <- e.ExecuteBatch(context.Background(), "b1", batchOf(3), 1) }()
+	gate <- struct{}{} // the first job finishes; the second waits
+	for deadline := time.Now().Add(10 * time.Second); ; runtime.Gosched() {
+		prog.mu.Lock()
+		saved := len(prog.done["b1"])
+		prog.mu.Unlock()
+		if saved == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the finished job was never saved")
+		}
+	}
+	gate <- struct{}{}
+	gate <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if prog.deletes != 1 || len(prog.done) != 0 {
+		t.Errorf("progress %v, deletes %d; want cleared", prog.done, prog.deletes)
+	}
+
+	quick := &memProgress{done: map[string][]string{}}
+	progressEvery = time.Hour
+	e.Progress = quick
+	go func() { done <- e.ExecuteBatch(context.Background(), "b2", batchOf(2), 1) }()
+	gate <- struct{}{}
+	gate <- struct{}{}
+	if err := <-done; err != nil || quick.saves != 0 || quick.deletes != 0 {
+		t.Errorf("a quick batch: err %v, %d saves, %d deletes; want none", err, quick.saves, quick.deletes)
 	}
 }

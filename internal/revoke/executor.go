@@ -35,6 +35,8 @@ type Executor struct {
 	// Stopping, if set, says the process is shutting down: a batch starts
 	// no more jobs and hands the rest off.
 	Stopping func() bool
+	// Progress, if set, keeps which jobs of a running batch finished.
+	Progress Progress
 }
 
 // NewExecutor returns the executor of target.
@@ -253,7 +255,7 @@ func (e *Executor) Handler(msg *message.Message) error {
 		if err := json.Unmarshal(msg.Payload, &b); err != nil {
 			return e.undecodable(ctx, msg, "undecodable batch: "+err.Error())
 		}
-		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), b.Jobs, delivered))
+		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), msg.UUID, b.Jobs, delivered))
 	}
 	var job Job
 	if err := json.Unmarshal(msg.Payload, &job); err != nil {

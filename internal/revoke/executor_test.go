@@ -62,12 +62,23 @@ func (m *memRecorder) Record(_ context.Context, recs ...audit.Record) error {
 
 type memAttempts map[string][]Attempt
 
-func (m memAttempts) Load(_ context.Context, k string) ([]Attempt, error) { return m[k], nil }
+// memAttemptsMu guards every memAttempts: a batch's jobs use it at once.
+var memAttemptsMu sync.Mutex
+
+func (m memAttempts) Load(_ context.Context, k string) ([]Attempt, error) {
+	memAttemptsMu.Lock()
+	defer memAttemptsMu.Unlock()
+	return m[k], nil
+}
 func (m memAttempts) Save(_ context.Context, k string, a []Attempt) error {
+	memAttemptsMu.Lock()
+	defer memAttemptsMu.Unlock()
 	m[k] = a
 	return nil
 }
 func (m memAttempts) Delete(_ context.Context, k string) error {
+	memAttemptsMu.Lock()
+	defer memAttemptsMu.Unlock()
 	delete(m, k)
 	return nil
 }

@@ -220,6 +220,47 @@ func (k Attempts) Delete(ctx context.Context, key string) error {
 	return err
 }
 
+// Progress adapts a KV bucket to revoke.Progress: "batch.<hash of the
+// batch's message ID>" holds the IDs of its finished jobs while it runs.
+type Progress struct{ KV jetstream.KeyValue }
+
+func (k Progress) key(batch string) string {
+	sum := sha256.Sum256([]byte(batch))
+	return "batch." + hex.EncodeToString(sum[:16])
+}
+
+func (k Progress) Load(ctx context.Context, batch string) ([]string, error) {
+	e, err := k.KV.Get(ctx, k.key(batch))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	if err := json.Unmarshal(e.Value(), &done); err != nil {
+		return nil, fmt.Errorf("batch progress %s: %w", batch, err)
+	}
+	return done, nil
+}
+
+func (k Progress) Save(ctx context.Context, batch string, done []string) error {
+	b, err := json.Marshal(done)
+	if err != nil {
+		return err
+	}
+	_, err = k.KV.Put(ctx, k.key(batch), b)
+	return err
+}
+
+func (k Progress) Delete(ctx context.Context, batch string) error {
+	err := k.KV.Delete(ctx, k.key(batch))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
 // State adapts a KV bucket to oktalog.State.
 type State struct{ KV jetstream.KeyValue }
 
