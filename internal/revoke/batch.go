@@ -75,6 +75,9 @@ func (e *Executor) ExecuteBatch(ctx context.Context, id string, jobs []Job, deli
 		saved = len(ids)
 	}
 	save := func() {
+		if e.Progress == nil {
+			return
+		}
 		mu.Lock()
 		if len(done) == saved {
 			mu.Unlock()

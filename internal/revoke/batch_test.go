@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -275,5 +276,36 @@ func TestRunningBatchSavesItsProgress(t *testing.T) {
 	gate <- struct{}{}
 	if err := <-done; err != nil || quick.saves != 0 || quick.deletes != 0 {
 		t.Errorf("a quick batch: err %v, %d saves, %d deletes; want none", err, quick.saves, quick.deletes)
+	}
+}
+
+// failingQueue refuses every job.
+type failingQueue struct{ memQueue }
+
+func (*failingQueue) Enqueue(context.Context, []Job) error { return errors.New("stream away") }
+
+// A batch whose hand-off fails is redelivered as a whole; without a
+// progress log that is all it does (no panic), with one the jobs that
+// finished are saved first, so the redelivery skips them.
+func TestFailedHandOffRedeliversTheBatch(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, withProgress := range []bool{false, true} {
+		drv := &bySubject{failing: map[string]bool{"u1@example.com": true}, calls: map[string]int{}}
+		tg := &Target{Name: "as1", DriverName: "test", Driver: drv, Kinds: []events.Kind{events.KindDeprovisioned}, Concurrency: 1,
+			Timeout: time.Second, MaxAttempts: 3, Backoff: []time.Duration{time.Second}, MaxRetryAfter: time.Hour}
+		e, err := NewExecutor(tg, &failingQueue{}, &memRecorder{}, memAttempts{}, func() time.Time { return now }, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		prog := &memProgress{done: map[string][]string{}}
+		if withProgress {
+			e.Progress = prog
+		}
+		if err := e.ExecuteBatch(context.Background(), "b1", batchOf(3), 1); err == nil {
+			t.Fatalf("progress %v: the failed hand-off was not reported", withProgress)
+		}
+		if withProgress && len(prog.done["b1"]) != 2 {
+			t.Errorf("saved %v, want the 2 finished jobs", prog.done["b1"])
+		}
 	}
 }
