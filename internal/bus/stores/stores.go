@@ -7,6 +7,7 @@
 package stores
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -114,20 +115,47 @@ func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 		byTarget[j.Target] = append(byTarget[j.Target], j)
 	}
 	for _, target := range order {
-		all := byTarget[target]
-		for len(all) > 0 {
-			n := min(len(all), revoke.MaxBatch)
-			m, err := batchMessage(target, all[:n])
+		// A batch ends at revoke.MaxBatch jobs or maxBatchBytes, so that a
+		// batch of jobs with large scopes stays far below the server's
+		// largest message.
+		var batch []revoke.Job
+		var encoded [][]byte
+		size := 0
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			m, err := batchMessage(target, batch, encoded)
 			if err != nil {
 				return err
 			}
 			msgs = append(msgs, m)
-			all = all[n:]
+			batch, encoded, size = nil, nil, 0
+			return nil
+		}
+		for _, j := range byTarget[target] {
+			data, err := json.Marshal(j)
+			if err != nil {
+				return fmt.Errorf("encode job %s: %w", j.ID, err)
+			}
+			if len(batch) == revoke.MaxBatch || (len(batch) > 0 && size+len(data) > maxBatchBytes) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			batch, encoded, size = append(batch, j), append(encoded, data), size+len(data)+1
+		}
+		if err := flush(); err != nil {
+			return err
 		}
 	}
 	_, err := s.Pub.Publish(ctx, msgs)
 	return err
 }
+
+// maxBatchBytes bounds a batch message's jobs (the server's default
+// largest message is 1 MiB).
+const maxBatchBytes = 256 << 10
 
 func jobMessage(j revoke.Job) (bus.Message, error) {
 	data, err := json.Marshal(j)
@@ -144,20 +172,21 @@ func jobMessage(j revoke.Job) (bus.Message, error) {
 	return bus.Message{Subject: revoke.Topic(j.Target), ID: id, Data: data}, nil
 }
 
-func batchMessage(target string, jobs []revoke.Job) (bus.Message, error) {
+// batchMessage is a revoke.Batch of jobs, from their encodings.
+func batchMessage(target string, jobs []revoke.Job, encoded [][]byte) (bus.Message, error) {
 	if len(jobs) == 1 {
 		return jobMessage(jobs[0])
 	}
-	data, err := json.Marshal(revoke.Batch{Jobs: jobs})
-	if err != nil {
-		return bus.Message{}, fmt.Errorf("encode batch of %s: %w", jobs[0].ID, err)
-	}
+	var data bytes.Buffer
+	data.WriteString(`{"jobs":[`)
+	data.Write(bytes.Join(encoded, []byte(",")))
+	data.WriteString(`]}`)
 	h := sha256.New()
 	for _, j := range jobs {
 		h.Write([]byte(j.ID))
 		h.Write([]byte{0})
 	}
-	return bus.Message{Subject: revoke.Topic(target), ID: "batch/" + hex.EncodeToString(h.Sum(nil)[:16]), Data: data,
+	return bus.Message{Subject: revoke.Topic(target), ID: "batch/" + hex.EncodeToString(h.Sum(nil)[:16]), Data: data.Bytes(),
 		Header: nats.Header{revoke.BatchHeader: []string{strconv.Itoa(len(jobs))}}}, nil
 }
 

@@ -1,0 +1,104 @@
+package stores
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
+)
+
+// Fresh jobs travel in batches per target, cut at revoke.MaxBatch jobs or
+// maxBatchBytes (a user in many groups makes a large job); a continuing job
+// travels alone. Every job is in exactly one message.
+func TestEnqueueBatchesPerTarget(t *testing.T) {
+	ctx := context.Background()
+	b, err := bus.Open(ctx, bus.Config{Embedded: true, StoreDir: t.TempDir(), Name: "test"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pub, err := b.NewPublisher("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var jobs []revoke.Job
+	job := func(target string, i int, groups int) revoke.Job {
+		j := revoke.Job{ID: fmt.Sprintf("okta:%d|%s", i, target), EventID: fmt.Sprint("okta:", i), Target: target, Kind: events.KindDeprovisioned,
+			Subject: events.Subject{Email: fmt.Sprintf("u%d@example.com", i)}}
+		for g := range groups {
+			j.Scope.Groups = append(j.Scope.Groups, events.ScopeRef{ID: fmt.Sprintf("group-%06d", g), Name: strings.Repeat("x", 30)})
+		}
+		return j
+	}
+	for i := range 250 {
+		jobs = append(jobs, job("small", i, 0))
+	}
+	for i := range 3 {
+		jobs = append(jobs, job("large", i, 1500)) // ~95 KB each: two fit in a batch, three do not
+	}
+	cont := job("small", 999, 0)
+	cont.Continues = true
+	jobs = append(jobs, cont)
+	if err := (Sink{Pub: pub}).Enqueue(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+
+	sizes := map[string][]int{}
+	seen := map[string]int{}
+	// REVOKE is a work queue: read it as an executor would, with acks.
+	cons, err := b.JetStream().CreateConsumer(ctx, bus.StreamRevoke, jetstream.ConsumerConfig{Durable: "test", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	each := func(data []byte) (bool, error) {
+		var batch revoke.Batch
+		if err := json.Unmarshal(data, &batch); err == nil && len(batch.Jobs) > 0 {
+			sizes[batch.Jobs[0].Target] = append(sizes[batch.Jobs[0].Target], len(batch.Jobs))
+			for _, j := range batch.Jobs {
+				seen[j.ID]++
+			}
+			if len(data) > maxBatchBytes+64 {
+				t.Errorf("a batch of %d bytes", len(data))
+			}
+			return true, nil
+		}
+		var j revoke.Job
+		if err := json.Unmarshal(data, &j); err != nil {
+			return false, err
+		}
+		sizes[j.Target+"/single"] = append(sizes[j.Target+"/single"], 1)
+		seen[j.ID]++
+		return true, nil
+	}
+	for m := range batch.Messages() {
+		if _, err := each(m.Data()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(sizes["small"]) != "[100 100 50]" || fmt.Sprint(sizes["large"]) != "[2]" || fmt.Sprint(sizes["large/single"]) != "[1]" ||
+		fmt.Sprint(sizes["small/single"]) != "[1]" {
+		t.Errorf("messages %v", sizes)
+	}
+	if len(seen) != len(jobs) {
+		t.Errorf("%d jobs in the stream, want %d", len(seen), len(jobs))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("job %s in %d messages", id, n)
+		}
+	}
+}
