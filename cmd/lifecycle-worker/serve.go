@@ -526,6 +526,11 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 		return nil, nil, err
 	}
 	planner.Grouped() // events planned together share their REVOKE messages
+	planned, err := b.KV(ctx, bus.KVPlanned)
+	if err != nil {
+		return nil, nil, err
+	}
+	planner.WithMarks(stores.Marks{Pub: sink.Pub, KV: planned})
 	if cfg.Okta.SystemLog.Enabled {
 		// The poller keeps the ID-JAG inventory; plans name the grants.
 		state, err := b.KV(ctx, bus.KVState)

@@ -80,7 +80,7 @@ func subjectToken(s string) string {
 }
 
 // streamsAndBuckets are the names the worker provisions.
-var provisioned = []string{StreamLifecycle, StreamRevoke, StreamDLQ, StreamAudit, "KV_" + KVAttempts, "KV_" + KVState, "KV_" + KVSCIM, "KV_" + KVJTI, "KV_" + KVConfirm}
+var provisioned = []string{StreamLifecycle, StreamRevoke, StreamDLQ, StreamAudit, "KV_" + KVAttempts, "KV_" + KVState, "KV_" + KVSCIM, "KV_" + KVJTI, "KV_" + KVConfirm, "KV_" + KVPlanned}
 
 // Permissions are what an identity with roles may publish and subscribe.
 // A role grants the subjects of its own work and nothing else; roles add up.
@@ -126,6 +126,7 @@ func Permissions(name string, roles []string) *server.Permissions {
 			consume(StreamLifecycle)
 			consume(StreamRevoke)
 			kv(KVAttempts)
+			kv(KVPlanned) // events whose jobs are queued
 			kv(KVState)   // the ID-JAG inventory
 			kv(KVConfirm) // revocations awaiting a confirmation
 		case RoleAudit:

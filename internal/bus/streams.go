@@ -102,6 +102,9 @@ const (
 	// KVConfirm holds the revocations whose target promised a signed
 	// confirmation, until it comes (or a week passes).
 	KVConfirm = "lw_confirm"
+	// KVPlanned remembers for an hour the events whose jobs are queued, so
+	// that an event delivered again after a crash is not queued twice.
+	KVPlanned = "lw_planned"
 )
 
 // provisionStreams creates what is missing and updates what differs from
@@ -134,6 +137,8 @@ func (b *Bus) provisionStreams(ctx context.Context) error {
 			Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 		{Bucket: KVConfirm, Description: "revocations awaiting a signed confirmation from their target", History: 1,
 			TTL: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
+		{Bucket: KVPlanned, Description: "events whose jobs are queued, for an hour", History: 1,
+			TTL: time.Hour, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 		{Bucket: KVJTI, Description: "jti of Universal Logout requests, for replay detection", History: 1,
 			TTL: 2 * time.Hour, MaxBytes: 64 << 20, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas},
 	} {

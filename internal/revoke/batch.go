@@ -63,7 +63,10 @@ func (e *Executor) ExecuteBatch(ctx context.Context, id string, jobs []Job, deli
 		wg    sync.WaitGroup
 	)
 	skip := map[string]bool{}
-	if e.Progress != nil && delivered > 1 {
+	// Every delivery looks, not only those counted as again: a server
+	// killed with the worker (embedded NATS) may come back with its
+	// consumer's acks and delivery counts of the last moments lost.
+	if e.Progress != nil {
 		ids, err := e.Progress.Load(ctx, id)
 		if err != nil {
 			return fmt.Errorf("load progress of %s: %w", id, err)

@@ -47,6 +47,14 @@ type Inventory interface {
 	Grants(ctx context.Context, s events.Subject) ([]Grant, error)
 }
 
+// Marks remembers, for a while, the events whose jobs are queued: a batch
+// groups jobs anew each time, so the REVOKE stream cannot drop the jobs of
+// an event planned again after a crash; the planner asks here instead.
+type Marks interface {
+	Planned(ctx context.Context, eventID string) (bool, error)
+	MarkPlanned(ctx context.Context, eventIDs []string) error
+}
+
 // Planner fans an event out to the targets that act on it.
 type Planner struct {
 	targets   []*Target
@@ -56,6 +64,17 @@ type Planner struct {
 	log       *slog.Logger
 	inventory Inventory
 	group     *commitGroup
+	marks     Marks
+}
+
+// WithMarks makes the planner remember the events whose jobs are queued
+// and queue nothing for an event it finds marked. Every event is looked up,
+// not only those delivered again by count: a server killed with the worker
+// (embedded NATS) may come back with its consumers' last acks and delivery
+// counts lost, and deliver an event planned moments before as if new.
+func (p *Planner) WithMarks(m Marks) *Planner {
+	p.marks = m
+	return p
 }
 
 // Grouped makes concurrent Plan calls commit together: while one commit is
@@ -89,6 +108,16 @@ func NewPlanner(targets []*Target, q Queue, rec audit.Recorder, now func() time.
 // why the others were skipped. Planning again is harmless: job and record
 // IDs derive from the event ID (see write for what a grouped plan repeats).
 func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
+	if p.marks != nil {
+		done, err := p.marks.Planned(ctx, ev.ID)
+		if err != nil {
+			p.log.WarnContext(ctx, "planned marks unavailable; planning again", "event", ev.ID, "err", err)
+		}
+		if done {
+			p.log.DebugContext(ctx, "already planned", "event", ev.ID)
+			return nil // its records and jobs are durable: written before the mark
+		}
+	}
 	now := p.now().UTC()
 	var jobs []Job
 	planned := []string{}
@@ -138,11 +167,12 @@ func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 		Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
 		Outcome: outcome, OccurredAt: &occurred, Detail: audit.Detail(detail),
 	}}
+	pl := &plan{event: ev.ID, jobs: jobs, recs: recs}
 	if p.group != nil {
-		if err := p.group.commit(ctx, &plan{jobs: jobs, recs: recs}, p.write); err != nil {
+		if err := p.group.commit(ctx, pl, p.write); err != nil {
 			return fmt.Errorf("commit plan of %s: %w", ev.ID, err)
 		}
-	} else if err := p.write(ctx, []*plan{{jobs: jobs, recs: recs}}); err != nil {
+	} else if err := p.write(ctx, []*plan{pl}); err != nil {
 		return fmt.Errorf("commit plan of %s: %w", ev.ID, err)
 	}
 	p.log.DebugContext(ctx, "planned", "event", ev.ID, "kind", ev.Kind, "jobs", len(jobs))
@@ -151,9 +181,10 @@ func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
 
 // plan is what one event's plan writes.
 type plan struct {
-	jobs []Job
-	recs []audit.Record
-	done chan written
+	event string
+	jobs  []Job
+	recs  []audit.Record
+	done  chan written
 }
 
 // written answers a waiting plan: its write's outcome, or its turn to write.
@@ -181,6 +212,19 @@ func (p *Planner) write(ctx context.Context, plans []*plan) error {
 	}
 	if err := p.queue.Enqueue(ctx, jobs); err != nil {
 		return fmt.Errorf("enqueue jobs: %w", err)
+	}
+	if p.marks != nil {
+		ids := make([]string, 0, len(plans))
+		for _, pl := range plans {
+			if len(pl.jobs) > 0 {
+				ids = append(ids, pl.event)
+			}
+		}
+		// A mark is only ever an optimisation: without it, an event
+		// delivered again is planned again, as it always may be.
+		if err := p.marks.MarkPlanned(ctx, ids); err != nil {
+			p.log.WarnContext(ctx, "planned marks not written", "events", len(ids), "err", err)
+		}
 	}
 	return nil
 }

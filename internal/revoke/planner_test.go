@@ -8,9 +8,13 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 )
 
@@ -136,5 +140,61 @@ func TestGroupedPlansCommitTogether(t *testing.T) {
 	}
 	if len(q.queued) != 1 {
 		t.Errorf("%d jobs queued, want 1", len(q.queued))
+	}
+}
+
+type memMarks struct {
+	mu     sync.Mutex
+	marked map[string]bool
+}
+
+func (m *memMarks) Planned(_ context.Context, id string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.marked[id], nil
+}
+func (m *memMarks) MarkPlanned(_ context.Context, ids []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		m.marked[id] = true
+	}
+	return nil
+}
+
+// An event whose jobs are queued is marked; delivered again (a crash
+// before its ack, even one that cost the server its delivery counts), a
+// marked event queues and records nothing, an unmarked one is planned again.
+func TestEventDeliveredAgainIsNotQueuedTwice(t *testing.T) {
+	q, rec, marks := &memQueue{}, &memRecorder{}, &memMarks{marked: map[string]bool{}}
+	as1 := &Target{Name: "as1", Kinds: []events.Kind{events.KindDeprovisioned}}
+	p, err := NewPlanner([]*Target{as1}, q, rec, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.WithMarks(marks)
+	handle := func(id string, delivered int) {
+		t.Helper()
+		payload, _ := json.Marshal(events.Event{ID: id, Kind: events.KindDeprovisioned, Subject: events.Subject{Email: "a@example.com"}})
+		msg := message.NewMessage("m-"+id, payload)
+		msg.Metadata.Set(bus.MetaDelivered, fmt.Sprint(delivered))
+		msg.SetContext(context.Background())
+		if err := p.Handler(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle("okta:1", 1)
+	if len(q.queued) != 1 || !marks.marked["okta:1"] {
+		t.Fatalf("first delivery: %d jobs, marks %v", len(q.queued), marks.marked)
+	}
+	handle("okta:1", 2)
+	handle("okta:1", 1) // a server that lost its delivery counts in a crash
+	if len(q.queued) != 1 || len(rec.recs) != 2 {
+		t.Fatalf("delivered again: %d jobs, %d records; want the first delivery's 1 and 2", len(q.queued), len(rec.recs))
+	}
+	delete(marks.marked, "okta:1") // the crash came between the jobs and the mark
+	handle("okta:1", 2)
+	if len(q.queued) != 2 {
+		t.Fatalf("unmarked and delivered again: %d jobs, want it planned again", len(q.queued))
 	}
 }

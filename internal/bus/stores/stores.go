@@ -290,6 +290,39 @@ func (k Progress) Delete(ctx context.Context, batch string) error {
 	return err
 }
 
+// Marks adapts the planned bucket (bus.KVPlanned) to revoke.Marks: a key
+// per event whose jobs are queued, expiring with the bucket's TTL. Marks
+// are written as plain publishes on the bucket's subjects, all at once.
+type Marks struct {
+	Pub *bus.Publisher
+	KV  jetstream.KeyValue
+}
+
+func (m Marks) key(eventID string) string {
+	sum := sha256.Sum256([]byte(eventID))
+	return "e." + hex.EncodeToString(sum[:16])
+}
+
+func (m Marks) Planned(ctx context.Context, eventID string) (bool, error) {
+	_, err := m.KV.Get(ctx, m.key(eventID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (m Marks) MarkPlanned(ctx context.Context, eventIDs []string) error {
+	if len(eventIDs) == 0 {
+		return nil
+	}
+	msgs := make([]bus.Message, len(eventIDs))
+	for i, id := range eventIDs {
+		msgs[i] = bus.Message{Subject: "$KV." + bus.KVPlanned + "." + m.key(id), ID: id, Data: []byte{'1'}, Kept: true}
+	}
+	_, err := m.Pub.Publish(ctx, msgs)
+	return err
+}
+
 // State adapts a KV bucket to oktalog.State.
 type State struct{ KV jetstream.KeyValue }
 
