@@ -155,7 +155,7 @@ func TestRepeatedRecordsAreIndexedOnceForQueries(t *testing.T) {
 	if len(recs) != 4 || len(all) != 6 {
 		t.Fatalf("%d records, %d with repeats; want 4 and 6", len(recs), len(all))
 	}
-	if res := verifyPlain(t, path); res.Problem != nil {
+	if res := verifyWith(t, path, VerifyOptions{}); res.Problem != nil {
 		t.Fatalf("verify: %+v", res.Problem)
 	}
 	db, err := sql.Open("sqlite3", "file:"+path)
@@ -170,7 +170,7 @@ func TestRepeatedRecordsAreIndexedOnceForQueries(t *testing.T) {
 		if _, err := db.Exec(tamper.sql); err != nil {
 			t.Fatal(err)
 		}
-		res := verifyPlain(t, path)
+		res := verifyWith(t, path, VerifyOptions{})
 		if res.Problem == nil || !strings.Contains(res.Problem.Reason, tamper.want) {
 			t.Errorf("after %q: problem %+v, want %q", tamper.sql, res.Problem, tamper.want)
 		}
@@ -178,18 +178,4 @@ func TestRepeatedRecordsAreIndexedOnceForQueries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func verifyPlain(t *testing.T, path string) VerifyResult {
-	t.Helper()
-	r, err := OpenReader(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	res, err := r.Verify(context.Background(), VerifyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
 }

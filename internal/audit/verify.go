@@ -122,24 +122,21 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, 
 // not marked must have no such earlier row. Marking a record a repeat would
 // otherwise hide it from every query with the chain intact.
 func (r *Reader) checkRepeats(ctx context.Context) (*Problem, error) {
-	var seq uint64
-	err := r.db.QueryRowContext(ctx, `SELECT a.seq FROM records a WHERE a.duplicate_of <> 0 AND NOT EXISTS
-		(SELECT 1 FROM records b WHERE b.seq = a.duplicate_of AND b.seq < a.seq AND b.event_id = a.event_id AND b.id = a.id AND b.duplicate_of = 0)
-		ORDER BY a.seq LIMIT 1`).Scan(&seq)
-	switch {
-	case err == nil:
-		return &Problem{Seq: seq, Reason: "marked as a repeat of a record it does not repeat (hidden from queries)"}, nil
-	case !errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	err = r.db.QueryRowContext(ctx, `SELECT a.seq FROM records a WHERE a.duplicate_of = 0 AND a.event_id <> '' AND EXISTS
-		(SELECT 1 FROM records b WHERE b.event_id = a.event_id AND b.id = a.id AND b.seq < a.seq)
-		ORDER BY a.seq LIMIT 1`).Scan(&seq)
-	switch {
-	case err == nil:
-		return &Problem{Seq: seq, Reason: "repeats an earlier record but is not marked as a repeat"}, nil
-	case !errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("verify: %w", err)
+	for _, c := range []struct{ query, reason string }{
+		{`SELECT a.seq FROM records a WHERE a.duplicate_of <> 0 AND NOT EXISTS
+			(SELECT 1 FROM records b WHERE b.seq = a.duplicate_of AND b.seq < a.seq AND b.event_id = a.event_id AND b.id = a.id AND b.duplicate_of = 0)
+			ORDER BY a.seq LIMIT 1`, "marked as a repeat of a record it does not repeat (hidden from queries)"},
+		{`SELECT a.seq FROM records a WHERE a.duplicate_of = 0 AND a.event_id <> '' AND EXISTS
+			(SELECT 1 FROM records b WHERE b.event_id = a.event_id AND b.id = a.id AND b.seq < a.seq)
+			ORDER BY a.seq LIMIT 1`, "repeats an earlier record but is not marked as a repeat"},
+	} {
+		var seq uint64
+		switch err := r.db.QueryRowContext(ctx, c.query).Scan(&seq); {
+		case err == nil:
+			return &Problem{Seq: seq, Reason: c.reason}, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("verify: %w", err)
+		}
 	}
 	return nil, nil
 }

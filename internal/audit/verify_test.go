@@ -47,12 +47,17 @@ func (k *edKey) Public() ed25519.PublicKey { return k.priv.Public().(ed25519.Pub
 
 func verify(t *testing.T, path string) VerifyResult {
 	t.Helper()
+	return verifyWith(t, path, VerifyOptions{Keys: []ed25519.PublicKey{testKey.Public()}, CheckpointFiles: []string{path + ".checkpoints"}})
+}
+
+func verifyWith(t *testing.T, path string, opts VerifyOptions) VerifyResult {
+	t.Helper()
 	r, err := OpenReader(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	res, err := r.Verify(context.Background(), VerifyOptions{Keys: []ed25519.PublicKey{testKey.Public()}, CheckpointFiles: []string{path + ".checkpoints"}})
+	res, err := r.Verify(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
