@@ -531,6 +531,10 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 		return nil, nil, err
 	}
 	planner.WithMarks(stores.Marks{Pub: sink.Pub, KV: planned})
+	// Messages stored before this start (a margin for the server's clock)
+	// may have been handled by an earlier run: bus.MaybeSeen.
+	since := time.Now().Add(time.Minute)
+	planner.Since = since
 	if cfg.Okta.SystemLog.Enabled {
 		// The poller keeps the ID-JAG inventory; plans name the grants.
 		state, err := b.KV(ctx, bus.KVState)
@@ -562,6 +566,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 		exec.Yield = prio.yield // per job of a batch, as the gate does per message
 		exec.Stopping = g.draining.Load
 		exec.Progress = stores.Progress{KV: kv}
+		exec.Since = since
 		spec := bus.ConsumerSpec{
 			Stream: bus.StreamRevoke, Durable: "exec-" + t.Name, Filter: revoke.Topic(t.Name),
 			MaxAckPending: t.Concurrency,

@@ -44,10 +44,11 @@ var progressEvery = time.Second
 // other job of the batch is repeated for it. While the batch runs, the jobs
 // that finished are saved every progressEvery (when a progress log is set),
 // and a batch delivered again skips them; so a crash repeats only the jobs
-// that finished since the last save, and those in flight. A nil error means
+// that finished since the last save, and those in flight. seen says the
+// batch may have run before, so its saved progress is loaded. A nil error means
 // every job is finished or handed off and the batch may be acked; an error
 // means the hand-off failed and the batch must be redelivered.
-func (e *Executor) ExecuteBatch(ctx context.Context, id string, jobs []Job, delivered int) error {
+func (e *Executor) ExecuteBatch(ctx context.Context, id string, jobs []Job, delivered int, seen bool) error {
 	t := e.target
 	if t.Breaker != nil {
 		// Held as a whole: no job starts, none is split off.
@@ -63,10 +64,8 @@ func (e *Executor) ExecuteBatch(ctx context.Context, id string, jobs []Job, deli
 		wg    sync.WaitGroup
 	)
 	skip := map[string]bool{}
-	// Every delivery looks, not only those counted as again: a server
-	// killed with the worker (embedded NATS) may come back with its
-	// consumer's acks and delivery counts of the last moments lost.
-	if e.Progress != nil {
+	// seen: the batch may have run before (bus.MaybeSeen), counted or not.
+	if e.Progress != nil && seen {
 		ids, err := e.Progress.Load(ctx, id)
 		if err != nil {
 			return fmt.Errorf("load progress of %s: %w", id, err)

@@ -37,6 +37,9 @@ type Executor struct {
 	Stopping func() bool
 	// Progress, if set, keeps which jobs of a running batch finished.
 	Progress Progress
+	// Since is when this process started (plus a margin): a batch that
+	// may have run before (bus.MaybeSeen) loads its saved progress.
+	Since time.Time
 }
 
 // NewExecutor returns the executor of target.
@@ -255,7 +258,7 @@ func (e *Executor) Handler(msg *message.Message) error {
 		if err := json.Unmarshal(msg.Payload, &b); err != nil {
 			return e.undecodable(ctx, msg, "undecodable batch: "+err.Error())
 		}
-		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), msg.UUID, b.Jobs, delivered))
+		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), msg.UUID, b.Jobs, delivered, bus.MaybeSeen(msg, e.Since)))
 	}
 	var job Job
 	if err := json.Unmarshal(msg.Payload, &job); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 )
 
@@ -65,13 +66,17 @@ type Planner struct {
 	inventory Inventory
 	group     *commitGroup
 	marks     Marks
+	// Since is when this process started (plus a margin): see
+	// bus.MaybeSeen. Zero: only redeliveries counted by the server.
+	Since time.Time
 }
 
 // WithMarks makes the planner remember the events whose jobs are queued
-// and queue nothing for an event it finds marked. Every event is looked up,
-// not only those delivered again by count: a server killed with the worker
-// (embedded NATS) may come back with its consumers' last acks and delivery
-// counts lost, and deliver an event planned moments before as if new.
+// and queue nothing for an event it finds marked. An event is looked up
+// when it may have been planned before (bus.MaybeSeen): delivered again,
+// or stored before this process started, since a server killed with the
+// worker (embedded NATS) may come back with its consumers' last acks and
+// delivery counts lost and deliver an event planned moments before as new.
 func (p *Planner) WithMarks(m Marks) *Planner {
 	p.marks = m
 	return p
@@ -107,8 +112,12 @@ func NewPlanner(targets []*Target, q Queue, rec audit.Recorder, now func() time.
 // revocation.planned record per event, naming the targets it went to and
 // why the others were skipped. Planning again is harmless: job and record
 // IDs derive from the event ID (see write for what a grouped plan repeats).
-func (p *Planner) Plan(ctx context.Context, ev events.Event) error {
-	if p.marks != nil {
+func (p *Planner) Plan(ctx context.Context, ev events.Event) error { return p.plan(ctx, ev, true) }
+
+// plan plans ev; seen says it may have been planned before, so the marks
+// are looked up.
+func (p *Planner) plan(ctx context.Context, ev events.Event, seen bool) error {
+	if seen && p.marks != nil {
 		done, err := p.marks.Planned(ctx, ev.ID)
 		if err != nil {
 			p.log.WarnContext(ctx, "planned marks unavailable; planning again", "event", ev.ID, "err", err)
@@ -322,7 +331,7 @@ func (p *Planner) Handler(msg *message.Message) error {
 			Error: "undecodable lifecycle message: " + err.Error(),
 		})
 	}
-	return p.Plan(ctx, ev)
+	return p.plan(ctx, ev, bus.MaybeSeen(msg, p.Since))
 }
 
 func jobRecord(job Job, typ audit.Type, now time.Time) audit.Record {
