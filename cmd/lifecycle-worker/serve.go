@@ -533,7 +533,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 	planner.WithMarks(stores.Marks{Pub: sink.Pub, KV: planned})
 	// Messages stored before this start (a margin for the server's clock)
 	// may have been handled by an earlier run: bus.MaybeSeen.
-	since := time.Now().Add(time.Minute)
+	since := time.Now().Add(5 * time.Second)
 	planner.Since = since
 	if cfg.Okta.SystemLog.Enabled {
 		// The poller keeps the ID-JAG inventory; plans name the grants.

@@ -39,7 +39,7 @@ func Delivered(m *message.Message) int {
 
 // MaybeSeen reports whether a consumed message may have been handled
 // before: delivered more than once, or stored before since (the start of
-// this process, plus a margin for clocks). An embedded server killed with
+// this process, plus a few seconds for the server's clock). An embedded server killed with
 // the worker comes back with its consumers' last acks and delivery counts
 // lost, so a message stored before the start may be a redelivery counted
 // as a first one; one stored since can only have been delivered by this
