@@ -214,40 +214,52 @@ func (d DLQ) Delete(ctx context.Context, seq uint64) error {
 	return d.Bus.DeleteMsg(ctx, bus.StreamDLQ, seq)
 }
 
+// getJSON reads the JSON value at key; a missing key is the zero value.
+func getJSON[T any](ctx context.Context, kv jetstream.KeyValue, key, what string) (T, error) {
+	var v T
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return v, nil
+	}
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return v, fmt.Errorf("%s: %w", what, err)
+	}
+	return v, nil
+}
+
+// putJSON writes v as JSON at key.
+func putJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = kv.Put(ctx, key, b)
+	return err
+}
+
+// deleteKey deletes key; a missing key is deleted already.
+func deleteKey(ctx context.Context, kv jetstream.KeyValue, key string) error {
+	if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	return nil
+}
+
 // Attempts adapts a KV bucket to revoke.AttemptLog.
 type Attempts struct{ KV jetstream.KeyValue }
 
 func (k Attempts) Load(ctx context.Context, key string) ([]revoke.Attempt, error) {
-	e, err := k.KV.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []revoke.Attempt
-	if err := json.Unmarshal(e.Value(), &out); err != nil {
-		return nil, fmt.Errorf("attempt log %s: %w", key, err)
-	}
-	return out, nil
+	return getJSON[[]revoke.Attempt](ctx, k.KV, key, "attempt log "+key)
 }
 
 func (k Attempts) Save(ctx context.Context, key string, attempts []revoke.Attempt) error {
-	b, err := json.Marshal(attempts)
-	if err != nil {
-		return err
-	}
-	_, err = k.KV.Put(ctx, key, b)
-	return err
+	return putJSON(ctx, k.KV, key, attempts)
 }
 
-func (k Attempts) Delete(ctx context.Context, key string) error {
-	err := k.KV.Delete(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	return err
-}
+func (k Attempts) Delete(ctx context.Context, key string) error { return deleteKey(ctx, k.KV, key) }
 
 // Progress adapts a KV bucket to revoke.Progress: "batch.<hash of the
 // batch's message ID>" holds the IDs of its finished jobs while it runs.
@@ -259,35 +271,15 @@ func (k Progress) key(batch string) string {
 }
 
 func (k Progress) Load(ctx context.Context, batch string) ([]string, error) {
-	e, err := k.KV.Get(ctx, k.key(batch))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var done []string
-	if err := json.Unmarshal(e.Value(), &done); err != nil {
-		return nil, fmt.Errorf("batch progress %s: %w", batch, err)
-	}
-	return done, nil
+	return getJSON[[]string](ctx, k.KV, k.key(batch), "batch progress "+batch)
 }
 
 func (k Progress) Save(ctx context.Context, batch string, done []string) error {
-	b, err := json.Marshal(done)
-	if err != nil {
-		return err
-	}
-	_, err = k.KV.Put(ctx, k.key(batch), b)
-	return err
+	return putJSON(ctx, k.KV, k.key(batch), done)
 }
 
 func (k Progress) Delete(ctx context.Context, batch string) error {
-	err := k.KV.Delete(ctx, k.key(batch))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	return err
+	return deleteKey(ctx, k.KV, k.key(batch))
 }
 
 // Marks adapts the planned bucket (bus.KVPlanned) to revoke.Marks: a key
@@ -426,7 +418,7 @@ func (k SCIM) Rename(ctx context.Context, id, oldUnique, newUnique string) error
 }
 
 func (k SCIM) Delete(ctx context.Context, id, unique string) error {
-	if err := k.KV.Delete(ctx, k.Prefix+"."+id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := deleteKey(ctx, k.KV, k.Prefix+"."+id); err != nil {
 		return err
 	}
 	if unique == "" {
@@ -459,18 +451,7 @@ func (k Inventory) Grants(ctx context.Context, s events.Subject) ([]revoke.Grant
 	if s.ID == "" {
 		return nil, nil
 	}
-	e, err := k.KV.Get(ctx, oktalog.InventoryKey(s.ID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var grants []revoke.Grant
-	if err := json.Unmarshal(e.Value(), &grants); err != nil {
-		return nil, fmt.Errorf("ID-JAG inventory of %s: %w", s.ID, err)
-	}
-	return grants, nil
+	return getJSON[[]revoke.Grant](ctx, k.KV, oktalog.InventoryKey(s.ID), "ID-JAG inventory of "+s.ID)
 }
 
 // Replays is the Universal Logout replay store on the jti bucket: the
@@ -523,7 +504,7 @@ func (k Confirmations) Take(ctx context.Context, target string, s events.Subject
 			return nil, fmt.Errorf("awaiting confirmation %s: %w", key, err)
 		}
 		for _, other := range revoke.ConfirmKeys(a.Target, a.Subject) {
-			if err := k.KV.Delete(ctx, other); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			if err := deleteKey(ctx, k.KV, other); err != nil {
 				return nil, err
 			}
 		}
