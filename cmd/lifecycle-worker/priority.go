@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -31,27 +32,48 @@ func newIntakeFirst(hold, open time.Duration) *intakeFirst {
 	return &intakeFirst{hold: hold, open: open, idle: idle}
 }
 
-// wrap marks requests to h as intake from the moment h says they are
-// authenticated (events.Authenticated) until they are answered. A stranger's
-// request, however slow, never holds the pipeline back.
+// wrap marks requests to h as intake from the moment they are both
+// authenticated (events.Authenticated) and read whole until they are
+// answered. A stranger's request, however slow, never holds the pipeline
+// back; nor does an IdP's body still on its way (a slow sender, or a
+// holder of a secret trickling bytes, would otherwise hold it for the whole
+// read timeout): the hold is for the work of answering, not the wait.
 func (p *intakeFirst) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var once sync.Once
-		marked := false
+		var mu sync.Mutex
+		authenticated, read, marked, answered := false, r.Body == nil || r.Body == http.NoBody, false, false
+		mark := func() { // under mu
+			if !authenticated || !read || marked || answered {
+				return
+			}
+			marked = true
+			p.mu.Lock()
+			if p.active == 0 {
+				p.idle = make(chan struct{})
+			}
+			p.active++
+			p.mu.Unlock()
+		}
 		ctx := events.WithOnAuthenticated(r.Context(), func() {
-			once.Do(func() {
-				marked = true
-				p.mu.Lock()
-				if p.active == 0 {
-					p.idle = make(chan struct{})
-				}
-				p.active++
-				p.mu.Unlock()
-			})
+			mu.Lock()
+			authenticated = true
+			mark()
+			mu.Unlock()
 		})
+		if !read {
+			r.Body = &readWhole{ReadCloser: r.Body, done: func() {
+				mu.Lock()
+				read = true
+				mark()
+				mu.Unlock()
+			}}
+		}
 		defer func() {
-			once.Do(func() {}) // no mark after the answer
-			if !marked {
+			mu.Lock()
+			answered = true // no mark after the answer
+			wasMarked := marked
+			mu.Unlock()
+			if !wasMarked {
 				return
 			}
 			p.mu.Lock()
@@ -64,6 +86,21 @@ func (p *intakeFirst) wrap(h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// readWhole calls done once its reader has reached its end.
+type readWhole struct {
+	io.ReadCloser
+	once sync.Once
+	done func()
+}
+
+func (b *readWhole) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.once.Do(b.done)
+	}
+	return n, err
 }
 
 // inFlight is the number of authenticated intake requests in flight.

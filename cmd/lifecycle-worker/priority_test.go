@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -82,4 +83,28 @@ func TestIntakeFirstHoldsThenOpens(t *testing.T) {
 	p.yield() // returns within the share
 	done()
 	p.yield() // idle: returns
+}
+
+// An authenticated request whose body is still on its way holds nothing:
+// a slow sender (or a holder of a secret trickling bytes) must not keep the
+// pipeline held for the whole read timeout. It counts once its body is read.
+func TestIntakeFirstWaitsForTheBody(t *testing.T) {
+	p := newIntakeFirst(time.Hour, time.Hour)
+	body, sender := io.Pipe()
+	authenticated, read := make(chan int), make(chan int)
+	h := p.wrap(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		events.Authenticated(r.Context())
+		authenticated <- p.inFlight()
+		_, _ = io.ReadAll(r.Body)
+		read <- p.inFlight()
+	}))
+	go h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/hooks/okta", body))
+	if n := <-authenticated; n != 0 {
+		t.Fatalf("%d in flight while the body is still arriving, want 0", n)
+	}
+	_, _ = sender.Write([]byte(`{"data":`))
+	_ = sender.Close()
+	if n := <-read; n != 1 {
+		t.Fatalf("%d in flight once the body is read, want 1", n)
+	}
 }
