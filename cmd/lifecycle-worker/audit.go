@@ -374,6 +374,7 @@ func filterFlags(fs *flag.FlagSet) url.Values {
 		{"since", "records at or after: a duration back from now (24h, 30d) or RFC 3339 (2026-11-30T10:00:00Z)"},
 		{"until", "records before: a duration back from now or RFC 3339"},
 		{"after", "records after this sequence number (paging)"},
+		{"repeats", "true: also the rows that repeat an earlier record (written again after a crash, marked duplicate_of)"},
 	} {
 		fs.Func(f.name, f.help, func(v string) error { q.Set(f.name, v); return nil })
 	}

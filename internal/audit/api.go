@@ -216,6 +216,11 @@ func ParseFilter(q map[string][]string) (Filter, error) {
 			errs = append(errs, errors.New("limit: not in 1.."+strconv.Itoa(MaxLimit)))
 		}
 	}
+	if v := get("repeats"); v != "" {
+		if f.Repeats, err = strconv.ParseBool(v); err != nil {
+			errs = append(errs, errors.New("repeats: true or false"))
+		}
+	}
 	return f, errors.Join(errs...)
 }
 

@@ -147,9 +147,16 @@ func TestRepeatedRecordsAreIndexedOnceForQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := r.Query(ctx, Filter{Repeats: true})
+	withRepeats, err := ParseFilter(map[string][]string{"repeats": {"true"}}) // the API's and CLI's ?repeats=true
 	if err != nil {
 		t.Fatal(err)
+	}
+	all, err := r.Query(ctx, withRepeats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseFilter(map[string][]string{"repeats": {"maybe"}}); err == nil {
+		t.Error("repeats=maybe accepted")
 	}
 	r.Close()
 	if len(recs) != 4 || len(all) != 6 {
