@@ -134,12 +134,10 @@ func (e *Executor) ExecuteBatch(ctx context.Context, id string, jobs []Job, deli
 		if e.Yield != nil {
 			e.Yield()
 		}
-		e.workers <- struct{}{}
 		wg.Add(1)
-		go func() {
+		e.run(func() {
 			defer wg.Done()
 			err := e.Execute(ctx, job, delivered)
-			<-e.workers
 			if err == nil {
 				mu.Lock()
 				done = append(done, job.ID)
@@ -156,7 +154,7 @@ func (e *Executor) ExecuteBatch(ctx context.Context, id string, jobs []Job, deli
 			mu.Lock()
 			left = append(left, job)
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	close(stop)
@@ -173,4 +171,42 @@ func (e *Executor) ExecuteBatch(ctx context.Context, id string, jobs []Job, deli
 		}
 	}
 	return nil
+}
+
+// workerIdle is how long a batch worker waits for its next job before it
+// ends.
+const workerIdle = 30 * time.Second
+
+// run gives task to an idle batch worker, or starts a worker while fewer
+// than the bound run, else waits for either. Workers outlive the jobs and
+// batches they run: a goroutine per job grew its stack anew for every
+// signature, ~4 % of the worker's CPU under load (docs/decisions/0014).
+func (e *Executor) run(task func()) {
+	select {
+	case e.tasks <- task:
+		return
+	default:
+	}
+	select {
+	case e.tasks <- task:
+	case e.workers <- struct{}{}:
+		go e.work(task)
+	}
+}
+
+// work runs task, then the tasks given to it, until none comes for
+// workerIdle.
+func (e *Executor) work(task func()) {
+	defer func() { <-e.workers }()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		task()
+		idle.Reset(workerIdle)
+		select {
+		case task = <-e.tasks:
+		case <-idle.C:
+			return
+		}
+	}
 }

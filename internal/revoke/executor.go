@@ -27,8 +27,10 @@ type Executor struct {
 	// every message being handled: batches and single jobs alike.
 	slots chan struct{}
 	// workers bounds the jobs of batches under way (calling, waiting for
-	// a slot, recording).
+	// a slot, recording): one token per worker goroutine.
 	workers chan struct{}
+	// tasks hands jobs of batches to idle workers (see run).
+	tasks chan func()
 	// Yield, if set, is called before each job of a batch starts (intake
 	// first: see the serve command).
 	Yield func()
@@ -51,7 +53,7 @@ func NewExecutor(t *Target, q Queue, rec audit.Recorder, attempts AttemptLog, no
 		return nil, err
 	}
 	return &Executor{target: t, queue: q, recorder: rec, attempts: attempts, now: now, log: log.With("target", t.Name),
-		slots: make(chan struct{}, t.Concurrency), workers: make(chan struct{}, 2*t.Concurrency)}, nil
+		slots: make(chan struct{}, t.Concurrency), workers: make(chan struct{}, 2*t.Concurrency), tasks: make(chan func())}, nil
 }
 
 // RetryError asks for the job's redelivery after In: a failed attempt (the
