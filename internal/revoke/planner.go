@@ -131,6 +131,9 @@ func (p *Planner) plan(ctx context.Context, ev events.Event, seen bool) error {
 	var jobs []Job
 	planned := []string{}
 	var skipped []map[string]string
+	if ev.Kind.Revokes() {
+		jobs = make([]Job, 0, len(p.targets))
+	}
 	for _, t := range p.targets {
 		if !ev.Kind.Revokes() {
 			break
@@ -210,8 +213,11 @@ type written struct {
 // writes, or a crash there, queues some jobs twice: a second call to the
 // target, whose record the index marks a repeat.
 func (p *Planner) write(ctx context.Context, plans []*plan) error {
-	var jobs []Job
-	var recs []audit.Record
+	nj, nr := 0, 0
+	for _, pl := range plans {
+		nj, nr = nj+len(pl.jobs), nr+len(pl.recs)
+	}
+	jobs, recs := make([]Job, 0, nj), make([]audit.Record, 0, nr)
 	for _, pl := range plans {
 		jobs = append(jobs, pl.jobs...)
 		recs = append(recs, pl.recs...)

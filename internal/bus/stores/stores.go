@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -98,9 +99,10 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 // published again is dropped by the stream.
 func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 	var msgs []bus.Message
-	byTarget := map[string][]revoke.Job{}
+	// Jobs are large: group them by index, not by copy.
+	byTarget := map[string][]int{}
 	var order []string
-	for _, j := range jobs {
+	for i, j := range jobs {
 		if j.Replay > 0 || j.Continues {
 			m, err := jobMessage(j)
 			if err != nil {
@@ -112,41 +114,25 @@ func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 		if _, ok := byTarget[j.Target]; !ok {
 			order = append(order, j.Target)
 		}
-		byTarget[j.Target] = append(byTarget[j.Target], j)
+		byTarget[j.Target] = append(byTarget[j.Target], i)
 	}
 	for _, target := range order {
 		// A batch ends at revoke.MaxBatch jobs or maxBatchBytes, so that a
 		// batch of jobs with large scopes stays far below the server's
 		// largest message.
-		var batch []revoke.Job
-		var encoded [][]byte
-		size := 0
-		flush := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			m, err := batchMessage(target, batch, encoded)
+		var b batchWriter
+		for _, i := range byTarget[target] {
+			data, err := json.Marshal(jobs[i])
 			if err != nil {
-				return err
+				return fmt.Errorf("encode job %s: %w", jobs[i].ID, err)
 			}
-			msgs = append(msgs, m)
-			batch, encoded, size = nil, nil, 0
-			return nil
+			if b.n == revoke.MaxBatch || (b.n > 0 && b.data.Len()+len(data) > maxBatchBytes) {
+				msgs = append(msgs, b.message(target))
+			}
+			b.add(jobs[i], data)
 		}
-		for _, j := range byTarget[target] {
-			data, err := json.Marshal(j)
-			if err != nil {
-				return fmt.Errorf("encode job %s: %w", j.ID, err)
-			}
-			if len(batch) == revoke.MaxBatch || (len(batch) > 0 && size+len(data) > maxBatchBytes) {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-			batch, encoded, size = append(batch, j), append(encoded, data), size+len(data)+1
-		}
-		if err := flush(); err != nil {
-			return err
+		if b.n > 0 {
+			msgs = append(msgs, b.message(target))
 		}
 	}
 	_, err := s.Pub.Publish(ctx, msgs)
@@ -172,22 +158,42 @@ func jobMessage(j revoke.Job) (bus.Message, error) {
 	return bus.Message{Subject: revoke.Topic(j.Target), ID: id, Data: data}, nil
 }
 
-// batchMessage is a revoke.Batch of jobs, from their encodings.
-func batchMessage(target string, jobs []revoke.Job, encoded [][]byte) (bus.Message, error) {
-	if len(jobs) == 1 {
-		return jobMessage(jobs[0])
+// batchWriter collects the encoded jobs of one batch message
+// (revoke.Batch) and the hash of their IDs, the message's ID.
+type batchWriter struct {
+	n     int
+	first []byte // the only job's encoding, while n == 1
+	job   revoke.Job
+	data  bytes.Buffer
+	ids   hash.Hash
+}
+
+func (b *batchWriter) add(j revoke.Job, data []byte) {
+	if b.ids == nil {
+		b.ids = sha256.New()
 	}
-	var data bytes.Buffer
-	data.WriteString(`{"jobs":[`)
-	data.Write(bytes.Join(encoded, []byte(",")))
-	data.WriteString(`]}`)
-	h := sha256.New()
-	for _, j := range jobs {
-		h.Write([]byte(j.ID))
-		h.Write([]byte{0})
+	if b.n == 0 {
+		b.data.WriteString(`{"jobs":[`)
+		b.first, b.job = data, j
+	} else {
+		b.data.WriteByte(',')
 	}
-	return bus.Message{Subject: revoke.Topic(target), ID: "batch/" + hex.EncodeToString(h.Sum(nil)[:16]), Data: data.Bytes(),
-		Header: nats.Header{revoke.BatchHeader: []string{strconv.Itoa(len(jobs))}}}, nil
+	b.data.Write(data)
+	b.ids.Write([]byte(j.ID))
+	b.ids.Write([]byte{0})
+	b.n++
+}
+
+// message ends the batch and starts the next: a batch of one job is that
+// job's own message.
+func (b *batchWriter) message(target string) bus.Message {
+	defer func() { b.n, b.first, b.job = 0, nil, revoke.Job{}; b.data = bytes.Buffer{}; b.ids.Reset() }()
+	if b.n == 1 {
+		return bus.Message{Subject: revoke.Topic(target), ID: b.job.ID, Data: b.first}
+	}
+	b.data.WriteString(`]}`)
+	return bus.Message{Subject: revoke.Topic(target), ID: "batch/" + hex.EncodeToString(b.ids.Sum(nil)[:16]), Data: b.data.Bytes(),
+		Header: nats.Header{revoke.BatchHeader: []string{strconv.Itoa(b.n)}}}
 }
 
 func (s Sink) DeadLetter(ctx context.Context, dl revoke.DeadLetter) error {
