@@ -18,6 +18,7 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/config"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/memlimit"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -272,6 +273,13 @@ func cmdServe(args []string, stderr io.Writer) error {
 		}
 	}
 	log := newLogger(cfg.Log, stderr)
+	// Under a container's memory limit, Go's heap is held below it rather
+	// than growing to twice what is live; GOMEMLIMIT, when set, decides.
+	if limit, soft, err := memlimit.Apply("/sys/fs/cgroup", "/proc/self/cgroup"); err != nil {
+		log.Warn("container memory limit unreadable; no soft limit set", "err", err)
+	} else if limit > 0 {
+		log.Info("soft memory limit set below the container's", "container_mib", limit>>20, "soft_mib", soft>>20)
+	}
 	if *pprofAddr != "" {
 		if err := servePprof(*pprofAddr, log); err != nil {
 			return err
