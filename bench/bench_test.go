@@ -10,10 +10,18 @@ import (
 	"testing"
 )
 
-// TestMain lets the test binary be the benchmark's receivers process too.
+// TestMain lets the test binary be the benchmark's receivers and floor
+// processes too.
 func TestMain(m *testing.M) {
 	if k := os.Getenv(receiversEnv); k != "" {
 		if err := serveReceivers(k); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if os.Getenv(floorEnv) != "" {
+		if err := serveFloor(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -43,6 +51,9 @@ func TestSmoke(t *testing.T) {
 	}
 	if a := rep.Ceilings["a_direct_gtr_requests"]; a.TimeToRevokeMS == nil || a.TimeToRevokeMS.Max == 0 {
 		t.Errorf("ceiling (a) has no time to revoke: %+v", a)
+	}
+	if d := rep.Ceilings["d_floor_requests_with_one_record"]; d.PeakRSSMB == 0 || d.CPUSeconds == 0 {
+		t.Errorf("floor (d) did not report its process: %+v", d)
 	}
 	printReport(io.Discard, rep)
 }

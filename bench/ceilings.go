@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -9,9 +10,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,6 +37,10 @@ type Ceiling struct {
 	// TimeToRevokeMS, for (a): when each request was answered, counted
 	// from the start, as if every user had been handed over at once.
 	TimeToRevokeMS *Quantile `json:"time_to_revoke_ms,omitempty"`
+	// For (d), run in a process of its own like the worker: its peak RSS
+	// and CPU, the least a process keeping these guarantees needs.
+	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 }
 
 func ceiling(n int, d time.Duration) Ceiling {
@@ -228,9 +236,68 @@ func ceilingSQLite(ctx context.Context, rows int, dir string) (Ceiling, error) {
 	return ceiling(rows, time.Since(start)), nil
 }
 
+// floorEnv starts the bench binary as the floor (d)'s own process: like the
+// worker, it has its own heap, embedded server and index, so that its peak
+// RSS and CPU are a floor for the worker's too. It reads a floorRun on
+// stdin and writes the Ceiling on stdout.
+const floorEnv = "LW_BENCH_FLOOR"
+
+type floorRun struct {
+	Scenario Scenario `json:"scenario"`
+	Dir      string   `json:"dir"`
+	Control  string   `json:"control"`
+	URLs     []string `json:"urls"`
+}
+
+// runFloor measures (d) in a child process with the worker's environment
+// (-worker-env applies to both).
+func runFloor(ctx context.Context, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return Ceiling{}, err
+	}
+	in, err := json.Marshal(floorRun{Scenario: s, Dir: dir, Control: receivers.control, URLs: receivers.URLs})
+	if err != nil {
+		return Ceiling{}, err
+	}
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = append(append(os.Environ(), floorEnv+"=1"), workerEnv...)
+	cmd.Stdin, cmd.Stderr = bytes.NewReader(in), os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return Ceiling{}, fmt.Errorf("floor (d): %w", err)
+	}
+	var c Ceiling
+	if err := json.Unmarshal(out, &c); err != nil {
+		return Ceiling{}, fmt.Errorf("floor (d) answered %q: %w", out, err)
+	}
+	return c, nil
+}
+
+// serveFloor is the floor's process: it runs (d) and reports it with its
+// own peak RSS and CPU.
+func serveFloor() error {
+	var run floorRun
+	if err := json.NewDecoder(os.Stdin).Decode(&run); err != nil {
+		return err
+	}
+	receivers := &receiverSet{control: run.Control, URLs: run.URLs, client: &http.Client{Timeout: 10 * time.Second}}
+	c, err := ceilingFloor(context.Background(), run.Scenario, run.Dir, receivers)
+	if err != nil {
+		return err
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return err
+	}
+	c.PeakRSSMB = float64(ru.Maxrss) / 1024 // KiB on Linux
+	c.CPUSeconds = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	return json.NewEncoder(os.Stdout).Encode(c)
+}
+
 // ceilingFloor is (a) plus the least our guarantees add to each request:
 // one audit record of the worker's shape, made durable in a JetStream file
-// stream like AUDIT (message ID, the same duplicate window) before the
+// stream like AUDIT (no message ID, the same duplicate window) before the
 // request counts as done, and indexed by the worker's own indexer into an
 // audit index (hash chain, the same schema). Everything the pipeline does
 // beyond that (intake, the durable job, planning, the plan's records) is
@@ -274,7 +341,8 @@ func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiv
 		if err != nil {
 			return err
 		}
-		f, err := js.PublishAsync("floor."+string(r.Type), data, jetstream.WithMsgID(r.ID))
+		// No message ID, as the worker's records since decision 0014.
+		f, err := js.PublishAsync("floor."+string(r.Type), data)
 		if err != nil {
 			return err
 		}
