@@ -11,6 +11,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func openBus(t *testing.T, dir string) *Bus {
@@ -321,5 +322,32 @@ func TestMaybeSeen(t *testing.T) {
 		if got := MaybeSeen(c.m, start); got != c.want {
 			t.Errorf("delivered %s stored %q: %v, want %v", c.m.Metadata.Get(MetaDelivered), c.m.Metadata.Get(MetaStored), got, c.want)
 		}
+	}
+}
+
+// A consumed message's UUID is its Nats-Msg-Id, or, published without one,
+// its stream and sequence: never empty, never shared.
+func TestConsumedMessagesHaveAnID(t *testing.T) {
+	b := openBus(t, t.TempDir())
+	defer b.Close()
+	ctx := context.Background()
+	if _, err := b.Publish(ctx, []Message{{Subject: "revoke.t1", ID: "job-1", Data: []byte(`{}`)},
+		{Subject: "revoke.t1", ID: "batch/x", Data: []byte(`{}`), Kept: true}}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := b.JetStream().CreateConsumer(ctx, StreamRevoke, jetstream.ConsumerConfig{Durable: "ids", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cons.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for m := range got.Messages() {
+		ids = append(ids, toWatermill(m).UUID)
+	}
+	if fmt.Sprint(ids) != "[job-1 REVOKE/2]" {
+		t.Fatalf("UUIDs %v, want [job-1 REVOKE/2]", ids)
 	}
 }

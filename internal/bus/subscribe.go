@@ -204,16 +204,22 @@ func (s *subscriber) process(ctx context.Context, m jetstream.Msg, out chan<- *m
 }
 
 // toWatermill converts a JetStream message: the payload, its headers as
-// metadata, its Nats-Msg-Id as UUID, and its delivery count and sequence.
+// metadata, its Nats-Msg-Id as UUID (a message published without one, its
+// stream and sequence), and its delivery count and sequence.
 func toWatermill(m jetstream.Msg) *message.Message {
 	h := m.Headers()
-	msg := message.NewMessage(h.Get(nats.MsgIdHdr), m.Data())
+	md, mdErr := m.Metadata()
+	id := h.Get(nats.MsgIdHdr)
+	if id == "" && mdErr == nil {
+		id = md.Stream + "/" + strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	msg := message.NewMessage(id, m.Data())
 	for k, v := range h {
 		if len(v) > 0 && k != nats.MsgIdHdr {
 			msg.Metadata.Set(k, v[0])
 		}
 	}
-	if md, err := m.Metadata(); err == nil {
+	if mdErr == nil {
 		msg.Metadata.Set(MetaDelivered, strconv.FormatUint(md.NumDelivered, 10))
 		msg.Metadata.Set(MetaStreamSeq, strconv.FormatUint(md.Sequence.Stream, 10))
 		msg.Metadata.Set(MetaStored, strconv.FormatInt(md.Timestamp.UnixNano(), 10))

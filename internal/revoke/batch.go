@@ -13,6 +13,14 @@ import (
 // number of jobs); a message without it carries one Job.
 const BatchHeader = "Lw-Batch"
 
+// BatchIDHeader carries a batch's ID (derived from its jobs' IDs: the key of
+// its saved progress). It is not the message ID, so the REVOKE stream keeps
+// no dedup entry for each batch for a day: only a plan written again in
+// exactly the same group would publish a batch again alike, and a repeated
+// job is harmless (revocation is idempotent; the index marks its records
+// repeats) (docs/decisions/0014).
+const BatchIDHeader = "Lw-Batch-Id"
+
 // MaxBatch is the most jobs one REVOKE message carries: a batch runs at the
 // target's concurrency, so this bounds how long one message is held.
 const MaxBatch = 100

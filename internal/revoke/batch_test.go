@@ -234,6 +234,35 @@ func TestBatchDeliveredAgainSkipsFinishedJobs(t *testing.T) {
 	}
 }
 
+// A batch delivered again finds its progress under the ID its header
+// carries; one published before that header, under its message ID.
+func TestBatchMessageKeysItsProgressByItsID(t *testing.T) {
+	for _, c := range []struct{ header, uuid, key string }{
+		{"batch/abc", "", "batch/abc"},
+		{"", "batch/old", "batch/old"},
+	} {
+		now := time.Unix(1000, 0)
+		drv := &bySubject{calls: map[string]int{}}
+		e, _, _, _ := executor(t, drv, func() time.Time { return now }, nil)
+		jobs := batchOf(3)
+		e.Progress = &memProgress{done: map[string][]string{c.key: {jobs[0].ID}}}
+		payload, _ := json.Marshal(Batch{Jobs: jobs})
+		msg := message.NewMessage(c.uuid, payload)
+		msg.SetContext(context.Background())
+		msg.Metadata.Set(BatchHeader, "3")
+		if c.header != "" {
+			msg.Metadata.Set(BatchIDHeader, c.header)
+		}
+		msg.Metadata.Set(bus.MetaDelivered, "2")
+		if err := e.Handler(msg); err != nil {
+			t.Fatal(err)
+		}
+		if drv.calls["u0@example.com"] != 0 || len(drv.calls) != 2 {
+			t.Errorf("header %q, message ID %q: calls %v, want the saved job skipped", c.header, c.uuid, drv.calls)
+		}
+	}
+}
+
 // While a batch runs, what finished is saved; a batch that ends without
 // ever saving has nothing to clear.
 func TestRunningBatchSavesItsProgress(t *testing.T) {

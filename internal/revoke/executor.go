@@ -260,7 +260,11 @@ func (e *Executor) Handler(msg *message.Message) error {
 		if err := json.Unmarshal(msg.Payload, &b); err != nil {
 			return e.undecodable(ctx, msg, "undecodable batch: "+err.Error())
 		}
-		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), msg.UUID, b.Jobs, delivered, bus.MaybeSeen(msg, e.Since)))
+		id := msg.Metadata.Get(BatchIDHeader)
+		if id == "" {
+			id = msg.UUID // published before BatchIDHeader: its message ID
+		}
+		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), id, b.Jobs, delivered, bus.MaybeSeen(msg, e.Since)))
 	}
 	var job Job
 	if err := json.Unmarshal(msg.Payload, &job); err != nil {

@@ -95,8 +95,11 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 // Enqueue makes jobs durable: the fresh jobs of one target travel together,
 // up to revoke.MaxBatch in one message (revoke.Batch), while a replayed or
 // continuing job is a message of its own, with its own delay and delivery
-// count. A batch's ID is derived from its jobs' IDs, so the same batch
-// published again is dropped by the stream.
+// count. A batch's ID is derived from its jobs' IDs and travels in a header
+// (revoke.BatchIDHeader), not as its message ID: the stream would keep an
+// entry for every batch for its dedup window, to drop a batch that is
+// published again alike only when a plan is written again in exactly the
+// same group.
 func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 	var msgs []bus.Message
 	// Jobs are large: group them by index, not by copy.
@@ -192,8 +195,9 @@ func (b *batchWriter) message(target string) bus.Message {
 		return bus.Message{Subject: revoke.Topic(target), ID: b.job.ID, Data: b.first}
 	}
 	b.data.WriteString(`]}`)
-	return bus.Message{Subject: revoke.Topic(target), ID: "batch/" + hex.EncodeToString(b.ids.Sum(nil)[:16]), Data: b.data.Bytes(),
-		Header: nats.Header{revoke.BatchHeader: []string{strconv.Itoa(b.n)}}}
+	id := "batch/" + hex.EncodeToString(b.ids.Sum(nil)[:16])
+	return bus.Message{Subject: revoke.Topic(target), ID: id, Data: b.data.Bytes(), Kept: true,
+		Header: nats.Header{revoke.BatchHeader: []string{strconv.Itoa(b.n)}, revoke.BatchIDHeader: []string{id}}}
 }
 
 func (s Sink) DeadLetter(ctx context.Context, dl revoke.DeadLetter) error {

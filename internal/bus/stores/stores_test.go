@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
@@ -84,10 +85,27 @@ func TestEnqueueBatchesPerTarget(t *testing.T) {
 		seen[j.ID]++
 		return true, nil
 	}
+	batchIDs := map[string]bool{}
 	for m := range batch.Messages() {
-		if _, err := each(m.Data()); err != nil {
+		_, err := each(m.Data())
+		if err != nil {
 			t.Fatal(err)
 		}
+		// A batch carries its ID in a header, not as its message ID (the
+		// stream keeps no dedup entry for it); a single job keeps its ID.
+		h := m.Headers()
+		if h.Get(revoke.BatchHeader) != "" {
+			id := h.Get(revoke.BatchIDHeader)
+			if h.Get(nats.MsgIdHdr) != "" || !strings.HasPrefix(id, "batch/") || batchIDs[id] {
+				t.Errorf("batch message headers %v", h)
+			}
+			batchIDs[id] = true
+		} else if h.Get(nats.MsgIdHdr) == "" {
+			t.Errorf("a single job without its message ID: %v", h)
+		}
+	}
+	if len(batchIDs) != 4 {
+		t.Errorf("%d batch IDs, want 4", len(batchIDs))
 	}
 	if fmt.Sprint(sizes["small"]) != "[100 100 50]" || fmt.Sprint(sizes["large"]) != "[2]" || fmt.Sprint(sizes["large/single"]) != "[1]" ||
 		fmt.Sprint(sizes["small/single"]) != "[1]" {
