@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -92,5 +93,26 @@ func TestCurveSVG(t *testing.T) {
 	}
 	if !strings.Contains(svg, "N=1000") || !strings.Contains(svg, "N=10000") {
 		t.Errorf("no N labels: %s", svg)
+	}
+}
+
+// A curve saved by -curve -json is drawn again without running it; points
+// saved before the floor's RSS had a column take it from their report.
+func TestCurveFromFile(t *testing.T) {
+	saved := `{"points":[{"users":1000,"revocations_per_s":3000,"peak_rss_mb":90,
+		"report":{"ceilings":{"d_floor_requests_with_one_record":{"count":1,"seconds":1,"per_s":1,"peak_rss_mb":66}}}}]}`
+	path := filepath.Join(t.TempDir(), "curve.json")
+	if err := os.WriteFile(path, []byte(saved), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := readCurve(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Points) != 1 || c.Points[0].FloorRSSMB != 66 || c.Points[0].PeakRSSMB != 90 {
+		t.Fatalf("read %+v", c.Points)
+	}
+	if _, err := readCurve(filepath.Join(t.TempDir(), "absent.json")); err == nil {
+		t.Fatal("a missing file read as a curve")
 	}
 }

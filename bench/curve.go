@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
@@ -30,6 +31,7 @@ type CurvePoint struct {
 	WorkerHookP99MS    float64 `json:"worker_hook_p99_ms"`
 	PeakRSSMB          float64 `json:"peak_rss_mb"`
 	RestRSSMB          float64 `json:"rest_rss_mb"`
+	FloorRSSMB         float64 `json:"floor_peak_rss_mb"`
 	CPUPer1000         float64 `json:"cpu_seconds_per_1000_revocations"`
 	Report             *Report `json:"report"`
 }
@@ -54,18 +56,38 @@ func runCurve(ctx context.Context, s Scenario, users string, dir string, progres
 		c.Points = append(c.Points, CurvePoint{Users: n, RevocationsPerS: p.RevocationsPerS, RevocationsVsA: rep.Ratios["revocations_vs_a"],
 			RevocationsVsD: rep.Ratios["revocations_vs_d"], DVsA: rep.Ratios["d_vs_a"], WorkerHookP99MS: p.WorkerHookMS.P99,
 			TimeToRevokeP99MS: p.TimeToRevokeMS.P99, TimeToRevokeP99VsA: rep.Ratios["time_to_revoke_p99_vs_a"], HookP99MS: p.HookMS.P99,
-			PeakRSSMB: p.PeakRSSMB, RestRSSMB: p.RestRSSMB, CPUPer1000: p.CPUPer1000, Report: rep})
+			PeakRSSMB: p.PeakRSSMB, RestRSSMB: p.RestRSSMB, FloorRSSMB: rep.Ceilings["d_floor_requests_with_one_record"].PeakRSSMB,
+			CPUPer1000: p.CPUPer1000, Report: rep})
 	}
 	return c, nil
 }
 
+// readCurve reads a curve saved by -curve -json; points saved before
+// FloorRSSMB existed take it from their report.
+func readCurve(path string) (*Curve, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c Curve
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i, p := range c.Points {
+		if p.FloorRSSMB == 0 && p.Report != nil {
+			c.Points[i].FloorRSSMB = p.Report.Ceilings["d_floor_requests_with_one_record"].PeakRSSMB
+		}
+	}
+	return &c, nil
+}
+
 func printCurve(w io.Writer, c *Curve) {
 	fmt.Fprintln(w, "lifecycle-worker cost curve (each N its own run, ratios to the ceilings of that run)")
-	fmt.Fprintf(w, "%8s %10s %7s %7s %7s %12s %7s %10s %10s %8s %8s %10s\n", "N", "revoc./s", "vs (a)", "vs (d)", "d/a", "TTR p99 ms", "vs (a)",
-		"hook p99", "at worker", "RSS MB", "at rest", "CPU s/1000")
+	fmt.Fprintf(w, "%8s %10s %7s %7s %7s %12s %7s %10s %10s %8s %8s %9s %10s\n", "N", "revoc./s", "vs (a)", "vs (d)", "d/a", "TTR p99 ms", "vs (a)",
+		"hook p99", "at worker", "RSS MB", "at rest", "(d) RSS", "CPU s/1000")
 	for _, p := range c.Points {
-		fmt.Fprintf(w, "%8d %10.0f %7.2f %7.2f %7.2f %12.0f %7.2f %10.1f %10.1f %8.0f %8.0f %10.2f\n", p.Users, p.RevocationsPerS, p.RevocationsVsA,
-			p.RevocationsVsD, p.DVsA, p.TimeToRevokeP99MS, p.TimeToRevokeP99VsA, p.HookP99MS, p.WorkerHookP99MS, p.PeakRSSMB, p.RestRSSMB, p.CPUPer1000)
+		fmt.Fprintf(w, "%8d %10.0f %7.2f %7.2f %7.2f %12.0f %7.2f %10.1f %10.1f %8.0f %8.0f %9.0f %10.2f\n", p.Users, p.RevocationsPerS, p.RevocationsVsA,
+			p.RevocationsVsD, p.DVsA, p.TimeToRevokeP99MS, p.TimeToRevokeP99VsA, p.HookP99MS, p.WorkerHookP99MS, p.PeakRSSMB, p.RestRSSMB, p.FloorRSSMB, p.CPUPer1000)
 	}
 }
 
@@ -119,7 +141,8 @@ func curveSVGOf(c *Curve) string {
 	}
 	panel(pad, "revocations/s (blue) and ceiling (a) (grey)", func(p CurvePoint) float64 { return p.RevocationsPerS },
 		func(p CurvePoint) float64 { return p.Report.Ceilings["a_direct_gtr_requests"].PerS }, "")
-	panel(w/2+pad/2, "worker peak RSS, MB", func(p CurvePoint) float64 { return p.PeakRSSMB }, nil, "")
+	panel(w/2+pad/2, "worker peak RSS, MB (blue) and floor (d)'s (grey)", func(p CurvePoint) float64 { return p.PeakRSSMB },
+		func(p CurvePoint) float64 { return p.FloorRSSMB }, "")
 	b.WriteString(`</svg>`)
 	return b.String()
 }

@@ -73,6 +73,7 @@ func main() {
 	curve := flag.Bool("curve", false, "run the scenario at each of -curve-users and print how throughput, time to revoke, memory and CPU grow with N")
 	curveUsers := flag.String("curve-users", "1000,10000,50000", "N of each curve point")
 	curveSVG := flag.String("curve-svg", "", "with -curve: also draw the curve as an SVG into this file")
+	curveFrom := flag.String("curve-from", "", "with -curve: print (and with -curve-svg draw) the curve saved in this file by -curve -json, instead of running it")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "lw-bench-")
@@ -96,7 +97,12 @@ func main() {
 		return
 	}
 	if *curve {
-		c, err := runCurve(context.Background(), s, *curveUsers, dir, progress)
+		var c *Curve
+		if *curveFrom != "" {
+			c, err = readCurve(*curveFrom)
+		} else {
+			c, err = runCurve(context.Background(), s, *curveUsers, dir, progress)
+		}
 		if err != nil {
 			fatal(err)
 		}
