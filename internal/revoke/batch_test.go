@@ -64,7 +64,7 @@ func TestBatchHandsOffOnlyTheJobToRetry(t *testing.T) {
 	clock := func() time.Time { return now }
 	drv := &bySubject{failing: map[string]bool{"u3@example.com": true}, calls: map[string]int{}}
 	e, q, rec, att := executor(t, drv, clock, nil)
-	if err := e.ExecuteBatch(context.Background(), "b1", batchOf(5), 1, 1 > 1); err != nil {
+	if err := e.ExecuteBatch(context.Background(), "b1", batchOf(5), 1, false); err != nil {
 		t.Fatalf("batch: %v", err)
 	}
 	if len(q.queued) != 1 {
@@ -125,7 +125,7 @@ func TestBatchKeepsTheTargetsConcurrency(t *testing.T) {
 	drv := &bySubject{calls: map[string]int{}, gate: gate}
 	e, q, rec, _ := executor(t, drv, func() time.Time { return now }, func(tg *Target) { tg.Concurrency = 3 })
 	done := make(chan error, 1)
-	go func() { done <- e.ExecuteBatch(context.Background(), "b1", batchOf(20), 1, 1 > 1) }()
+	go func() { done <- e.ExecuteBatch(context.Background(), "b1", batchOf(20), 1, false) }()
 	// Hold the first calls until as many as may run are running, then let
 	// everything through: the most in flight must be exactly 3.
 	for deadline := time.Now().Add(10 * time.Second); drv.in.Load() < 3; runtime.Gosched() {
@@ -155,7 +155,7 @@ func TestHeldTargetHoldsTheBatch(t *testing.T) {
 	e, q, _, _ := executor(t, drv, func() time.Time { return now }, nil)
 	e.target.Breaker.Failure(time.Minute)
 	var re *RetryError
-	if err := e.ExecuteBatch(context.Background(), "b1", batchOf(4), 1, 1 > 1); !errors.As(err, &re) || re.In < 50*time.Second {
+	if err := e.ExecuteBatch(context.Background(), "b1", batchOf(4), 1, false); !errors.As(err, &re) || re.In < 50*time.Second {
 		t.Fatalf("held batch: %v, want a wait of about a minute", err)
 	}
 	if len(drv.calls) != 0 || len(q.queued) != 0 {
@@ -171,7 +171,7 @@ func TestStoppingBatchHandsOffTheRest(t *testing.T) {
 	e, q, rec, _ := executor(t, drv, func() time.Time { return now }, nil)
 	started := 0
 	e.Stopping = func() bool { started++; return started > 2 }
-	if err := e.ExecuteBatch(context.Background(), "b1", batchOf(5), 1, 1 > 1); err != nil {
+	if err := e.ExecuteBatch(context.Background(), "b1", batchOf(5), 1, false); err != nil {
 		t.Fatal(err)
 	}
 	if len(drv.calls) != 2 || len(rec.recs) != 2 {
@@ -275,7 +275,7 @@ func TestRunningBatchSavesItsProgress(t *testing.T) {
 	prog := &memProgress{done: map[string][]string{}}
 	e.Progress = prog
 	done := make(chan error, 1)
-	go func() { done <- e.ExecuteBatch(context.Background(), "b1", batchOf(3), 1, 1 > 1) }()
+	go func() { done <- e.ExecuteBatch(context.Background(), "b1", batchOf(3), 1, false) }()
 	gate <- struct{}{} // the first job finishes; the second waits
 	for deadline := time.Now().Add(10 * time.Second); ; runtime.Gosched() {
 		prog.mu.Lock()
@@ -300,7 +300,7 @@ func TestRunningBatchSavesItsProgress(t *testing.T) {
 	quick := &memProgress{done: map[string][]string{}}
 	progressEvery = time.Hour
 	e.Progress = quick
-	go func() { done <- e.ExecuteBatch(context.Background(), "b2", batchOf(2), 1, 1 > 1) }()
+	go func() { done <- e.ExecuteBatch(context.Background(), "b2", batchOf(2), 1, false) }()
 	gate <- struct{}{}
 	gate <- struct{}{}
 	if err := <-done; err != nil || quick.saves != 0 || quick.deletes != 0 {
@@ -330,7 +330,7 @@ func TestFailedHandOffRedeliversTheBatch(t *testing.T) {
 		if withProgress {
 			e.Progress = prog
 		}
-		if err := e.ExecuteBatch(context.Background(), "b1", batchOf(3), 1, 1 > 1); err == nil {
+		if err := e.ExecuteBatch(context.Background(), "b1", batchOf(3), 1, false); err == nil {
 			t.Fatalf("progress %v: the failed hand-off was not reported", withProgress)
 		}
 		if withProgress && len(prog.done["b1"]) != 2 {

@@ -133,22 +133,19 @@ func (p *Planner) plan(ctx context.Context, ev events.Event, seen bool) error {
 	var skipped []map[string]string
 	if ev.Kind.Revokes() {
 		jobs = make([]Job, 0, len(p.targets))
-	}
-	for _, t := range p.targets {
-		if !ev.Kind.Revokes() {
-			break
+		for _, t := range p.targets {
+			ok, why := t.Wants(ev)
+			if !ok {
+				skipped = append(skipped, map[string]string{"target": t.Name, "reason": why})
+				continue
+			}
+			jobs = append(jobs, Job{
+				ID: JobID(ev.ID, t.Name), EventID: ev.ID, Target: t.Name, Kind: ev.Kind, Source: ev.Source,
+				Cause: ev.Cause, Subject: ev.Subject, Scope: ev.Scope,
+				OccurredAt: ev.OccurredAt, ReceivedAt: ev.ReceivedAt, PlannedAt: now,
+			})
+			planned = append(planned, t.Name)
 		}
-		ok, why := t.Wants(ev)
-		if !ok {
-			skipped = append(skipped, map[string]string{"target": t.Name, "reason": why})
-			continue
-		}
-		jobs = append(jobs, Job{
-			ID: JobID(ev.ID, t.Name), EventID: ev.ID, Target: t.Name, Kind: ev.Kind, Source: ev.Source,
-			Cause: ev.Cause, Subject: ev.Subject, Scope: ev.Scope,
-			OccurredAt: ev.OccurredAt, ReceivedAt: ev.ReceivedAt, PlannedAt: now,
-		})
-		planned = append(planned, t.Name)
 	}
 	detail := map[string]any{"targets": planned}
 	outcome := "planned"

@@ -132,7 +132,7 @@ func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 			if b.n == revoke.MaxBatch || (b.n > 0 && b.data.Len()+len(data) > maxBatchBytes) {
 				msgs = append(msgs, b.message(target))
 			}
-			b.add(jobs[i], data)
+			b.add(&jobs[i], data)
 		}
 		if b.n > 0 {
 			msgs = append(msgs, b.message(target))
@@ -151,6 +151,11 @@ func jobMessage(j revoke.Job) (bus.Message, error) {
 	if err != nil {
 		return bus.Message{}, fmt.Errorf("encode job %s: %w", j.ID, err)
 	}
+	return encodedJobMessage(j, data), nil
+}
+
+// encodedJobMessage is j's own message, from its encoding data.
+func encodedJobMessage(j revoke.Job, data []byte) bus.Message {
 	id := j.ID
 	switch {
 	case j.Continues:
@@ -158,26 +163,26 @@ func jobMessage(j revoke.Job) (bus.Message, error) {
 	case j.Replay > 0:
 		id = fmt.Sprintf("%s/replay/%d", j.ID, j.ReplayOf)
 	}
-	return bus.Message{Subject: revoke.Topic(j.Target), ID: id, Data: data}, nil
+	return bus.Message{Subject: revoke.Topic(j.Target), ID: id, Data: data}
 }
 
 // batchWriter collects the encoded jobs of one batch message
 // (revoke.Batch) and the hash of their IDs, the message's ID.
 type batchWriter struct {
 	n     int
-	first []byte // the only job's encoding, while n == 1
-	job   revoke.Job
+	first *revoke.Job // the first job and its encoding: a batch of one is its message
+	data1 []byte
 	data  bytes.Buffer
 	ids   hash.Hash
 }
 
-func (b *batchWriter) add(j revoke.Job, data []byte) {
+func (b *batchWriter) add(j *revoke.Job, data []byte) {
 	if b.ids == nil {
 		b.ids = sha256.New()
 	}
 	if b.n == 0 {
 		b.data.WriteString(`{"jobs":[`)
-		b.first, b.job = data, j
+		b.first, b.data1 = j, data
 	} else {
 		b.data.WriteByte(',')
 	}
@@ -190,9 +195,9 @@ func (b *batchWriter) add(j revoke.Job, data []byte) {
 // message ends the batch and starts the next: a batch of one job is that
 // job's own message.
 func (b *batchWriter) message(target string) bus.Message {
-	defer func() { b.n, b.first, b.job = 0, nil, revoke.Job{}; b.data = bytes.Buffer{}; b.ids.Reset() }()
+	defer func() { b.n, b.first, b.data1 = 0, nil, nil; b.data = bytes.Buffer{}; b.ids.Reset() }()
 	if b.n == 1 {
-		return bus.Message{Subject: revoke.Topic(target), ID: b.job.ID, Data: b.first}
+		return encodedJobMessage(*b.first, b.data1)
 	}
 	b.data.WriteString(`]}`)
 	id := "batch/" + hex.EncodeToString(b.ids.Sum(nil)[:16])
@@ -272,7 +277,7 @@ func (k Attempts) Save(ctx context.Context, key string, attempts []revoke.Attemp
 func (k Attempts) Delete(ctx context.Context, key string) error { return deleteKey(ctx, k.KV, key) }
 
 // Progress adapts a KV bucket to revoke.Progress: "batch.<hash of the
-// batch's message ID>" holds the IDs of its finished jobs while it runs.
+// batch's ID>" holds the IDs of its finished jobs while it runs.
 type Progress struct{ KV jetstream.KeyValue }
 
 func (k Progress) key(batch string) string {
