@@ -60,6 +60,7 @@ func main() {
 	flag.IntVar(&s.Concurrency, "target-concurrency", 8, "jobs in flight per target (worker config and ceiling a)")
 	flag.Float64Var(&s.Rate, "rate", 0, "pace hook deliveries at this many per second (0: as fast as the senders go)")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
+	flag.BoolVar(&pipelineOnly, "pipeline-only", false, "run the pipeline and skip the ceilings (for comparing builds or settings of the worker quickly; no ratios)")
 	keep := flag.Bool("keep", false, "keep the work dir")
 	exportN := flag.Int("audit-export", 0, "instead: fill an audit index with this many records and time exporting it (jsonl, csv, ocsf) and subject queries")
 	flag.Func("worker-env", "KEY=VALUE for the worker's environment only (e.g. GOGC=50); repeatable", func(v string) error {
@@ -140,6 +141,9 @@ func fatal(err error) {
 	os.Exit(1)
 }
 
+// pipelineOnly skips the ceilings (-pipeline-only).
+var pipelineOnly bool
+
 // run does the pipeline run and then the ceilings.
 func run(ctx context.Context, s Scenario, dir string, progress io.Writer) (*Report, error) {
 	rep := &Report{Scenario: s, Ceilings: map[string]Ceiling{}, Ratios: map[string]float64{}, GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), At: time.Now().UTC()}
@@ -154,6 +158,9 @@ func run(ctx context.Context, s Scenario, dir string, progress io.Writer) (*Repo
 	rep.Pipeline = p
 	if p.Rejected > 0 {
 		return nil, fmt.Errorf("receivers rejected %d requests from the worker: %v", p.Rejected, p.RejectReasons)
+	}
+	if pipelineOnly {
+		return rep, nil
 	}
 
 	fmt.Fprintln(progress, "ceiling (a): direct GTR requests")
@@ -212,6 +219,9 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "  worker peak RSS          %.0f MB (%.0f MB started and at rest, before the first delivery)\n", p.PeakRSSMB, p.RestRSSMB)
 	fmt.Fprintf(w, "  worker CPU               %.1f s = %.2f s per 1000 revocations\n", p.CPUSeconds, p.CPUPer1000)
 	fmt.Fprintf(w, "  receivers CPU            %.1f s (the K test authorization servers, own process, same cores)\n\n", p.ReceiversCPUSeconds)
+	if len(r.Ceilings) == 0 {
+		return
+	}
 	fmt.Fprintln(w, "ceilings (same machine, same run)                         pipeline / ceiling")
 	a, b, c, d := r.Ceilings["a_direct_gtr_requests"], r.Ceilings["b_jetstream_pub_consume"], r.Ceilings["c_sqlite_batched_inserts"], r.Ceilings["d_floor_requests_with_one_record"]
 	fmt.Fprintf(w, "  (a) direct GTR requests    %7d in %6.2fs = %8.0f/s    revocations/s  %.2f\n", a.Count, a.Seconds, a.PerS, r.Ratios["revocations_vs_a"])

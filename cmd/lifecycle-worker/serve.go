@@ -197,7 +197,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	tele.watch(b, indexer, targets)
 
 	// The pipeline: planner and one executor per target, on Watermill.
-	prio := newIntakeFirst(intakeHold, intakeOpen)
+	prio := newIntakeFirst(intakeHold, intakeShare, intakeQuiet)
 	var router *message.Router
 	var handlers *gate
 	if cfg.Has(config.RolePipeline) {
@@ -455,11 +455,13 @@ func waitIndexed(b *bus.Bus, ix *audit.Indexer, bound time.Duration) {
 	}
 }
 
-// While IdP requests are in flight the pipeline is held for at most
-// intakeHold, then runs freely for intakeOpen (docs/decisions/0005).
+// While intake is busy the pipeline starts nothing for intakeHold, then one
+// piece of work every intakeShare, until intake has been quiet for
+// intakeQuiet (docs/decisions/0005).
 const (
-	intakeHold = 250 * time.Millisecond
-	intakeOpen = 10 * time.Millisecond
+	intakeHold  = time.Second
+	intakeShare = 5 * time.Millisecond
+	intakeQuiet = 5 * time.Millisecond
 )
 
 // plannerHandlers is how many LIFECYCLE messages are planned at once.
