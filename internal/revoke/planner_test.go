@@ -198,3 +198,32 @@ func TestEventDeliveredAgainIsNotQueuedTwice(t *testing.T) {
 		t.Fatalf("unmarked and delivered again: %d jobs, want it planned again", len(q.queued))
 	}
 }
+
+type failingMarks struct{ memMarks }
+
+func (m *failingMarks) Planned(ctx context.Context, _ string) (bool, error) {
+	return false, ctx.Err()
+}
+
+// On shutdown a lookup of the marks fails with the canceled context: the
+// plan ends there, unacked (delivered again after a restart), without a
+// warning per event in flight that it is "planning again".
+func TestPlanStopsWhenItsContextEnds(t *testing.T) {
+	q, rec := &memQueue{}, &memRecorder{}
+	as1 := &Target{Name: "as1", Kinds: []events.Kind{events.KindDeprovisioned}}
+	var logged strings.Builder
+	p, err := NewPlanner([]*Target{as1}, q, rec, time.Now, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.WithMarks(&failingMarks{memMarks{marked: map[string]bool{}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = p.Plan(ctx, events.Event{ID: "okta:1", Kind: events.KindDeprovisioned, Subject: events.Subject{Email: "a@example.com"}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("plan: %v, want the context's end", err)
+	}
+	if len(q.queued) != 0 || len(rec.recs) != 0 || logged.Len() != 0 {
+		t.Fatalf("%d jobs, %d records, log %q; want none", len(q.queued), len(rec.recs), logged.String())
+	}
+}
