@@ -56,6 +56,9 @@ func TestSmoke(t *testing.T) {
 	if d := rep.Ceilings["d_floor_requests_with_one_record"]; d.PeakRSSMB == 0 || d.CPUSeconds == 0 {
 		t.Errorf("floor (d) did not report its process: %+v", d)
 	}
+	if e := rep.Ceilings["e_intake_alone"]; e.WorkerHookMS == nil || e.WorkerHookMS.Requests != 5 {
+		t.Errorf("floor (e) did not report the worker's hook answers: %+v", e)
+	}
 	printReport(io.Discard, rep)
 }
 

@@ -41,6 +41,8 @@ type Ceiling struct {
 	// and CPU, the least a process keeping these guarantees needs.
 	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// WorkerHookMS, for (e): the hook's answer time at the worker.
+	WorkerHookMS *WorkerHook `json:"worker_hook_ms,omitempty"`
 }
 
 func ceiling(n int, d time.Duration) Ceiling {
@@ -367,4 +369,34 @@ func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiv
 	end := ceiling(int(want), time.Since(start))
 	end.TimeToRevokeMS = c.TimeToRevokeMS
 	return end, nil
+}
+
+// floorIntake is (e): the same deliveries, sent the same way, to the same
+// worker binary configured with no targets. The worker takes every event
+// durably and records it, as in the pipeline run, but has nothing to
+// revoke: its hook answer time is what answering these deliveries costs on
+// this machine with no revocation competing — the floor of the hook's
+// answer under load. bin is the worker runPipeline built.
+func floorIntake(ctx context.Context, s Scenario, bin, dir string) (Ceiling, error) {
+	dir = filepath.Join(dir, "intake-floor")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Ceiling{}, err
+	}
+	w, err := startWorker(ctx, bin, dir, &receiverSet{}, s)
+	if err != nil {
+		return Ceiling{}, err
+	}
+	defer w.stop()
+	bodies := deliveries(s)
+	start := time.Now()
+	if _, err := sendHooks(ctx, w.url, bodies, s.Senders, s.Rate); err != nil {
+		return Ceiling{}, err
+	}
+	c := ceiling(len(bodies), time.Since(start))
+	h, err := workerHookTimes(w.url)
+	if err != nil {
+		return Ceiling{}, err
+	}
+	c.WorkerHookMS = &h
+	return c, nil
 }

@@ -173,6 +173,11 @@ func run(ctx context.Context, s Scenario, dir string, progress io.Writer) (*Repo
 	if err != nil {
 		return nil, err
 	}
+	fmt.Fprintln(progress, "floor (e): the same deliveries to the worker with no targets")
+	e, err := floorIntake(ctx, s, p.bin, dir)
+	if err != nil {
+		return nil, err
+	}
 	fmt.Fprintln(progress, "ceiling (b): raw JetStream")
 	b, err := ceilingJetStream(ctx, s.Users*s.Targets, dir)
 	if err != nil {
@@ -187,6 +192,8 @@ func run(ctx context.Context, s Scenario, dir string, progress io.Writer) (*Repo
 	rep.Ceilings["b_jetstream_pub_consume"] = b
 	rep.Ceilings["c_sqlite_batched_inserts"] = c
 	rep.Ceilings["d_floor_requests_with_one_record"] = d
+	rep.Ceilings["e_intake_alone"] = e
+	rep.Ratios["hook_p99_vs_e"] = p.WorkerHookMS.P99 / max(e.WorkerHookMS.P99, 1e-9)
 	rep.Ratios["revocations_vs_a"] = p.RevocationsPerS / a.PerS
 	rep.Ratios["revocations_vs_d"] = p.RevocationsPerS / d.PerS
 	rep.Ratios["d_vs_a"] = d.PerS / a.PerS
@@ -229,6 +236,10 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "  (d) floor: (a) + 1 record  %7d in %6.2fs = %8.0f/s    revocations/s  %.2f   (d is %.2f of a)\n", d.Count, d.Seconds, d.PerS, r.Ratios["revocations_vs_d"], r.Ratios["d_vs_a"])
 	fmt.Fprintf(w, "      each request's record durable and indexed before it counts; time to revoke p99 %.0f ms   time to revoke p99  %.2f\n", d.TimeToRevokeMS.P99, r.Ratios["time_to_revoke_p99_vs_d"])
 	fmt.Fprintf(w, "      its own process (embedded NATS, index, signing): peak RSS %.0f MB, CPU %.1f s          peak RSS %.2f, CPU %.2f\n", d.PeakRSSMB, d.CPUSeconds, r.Ratios["peak_rss_vs_d"], r.Ratios["cpu_vs_d"])
+	if e := r.Ceilings["e_intake_alone"]; e.WorkerHookMS != nil {
+		fmt.Fprintf(w, "  (e) intake alone           %7d deliveries in %.2fs to the worker with no targets: hook answer at the worker p50 %.1f ms, p99 %.1f ms, %.1f%% within 20 ms    hook p99  %.2f\n",
+			e.Count, e.Seconds, e.WorkerHookMS.P50, e.WorkerHookMS.P99, 100*e.WorkerHookMS.Within20, r.Ratios["hook_p99_vs_e"])
+	}
 	fmt.Fprintf(w, "  (b) JetStream pub+consume  %7d in %6.2fs = %8.0f/s    revocations/s  %.2f\n", b.Count, b.Seconds, b.PerS, r.Ratios["revocations_vs_b"])
 	fmt.Fprintf(w, "  (c) SQLite batched insert  %7d in %6.2fs = %8.0f/s    audit rows/s   %.2f\n", c.Count, c.Seconds, c.PerS, r.Ratios["audit_rows_vs_c"])
 }

@@ -68,6 +68,8 @@ type Pipeline struct {
 	// The receivers' own process (the K test authorization servers), which
 	// shares the machine with the worker.
 	ReceiversCPUSeconds float64 `json:"receivers_cpu_seconds"`
+
+	bin string // the worker binary, for floor (e)
 }
 
 // Quantile is p50/p99/max of a sample.
@@ -119,9 +121,10 @@ func startWorker(ctx context.Context, bin, dir string, receivers *receiverSet, s
     backoff: [100ms, 1s]
 `, i, url, s.Concurrency)
 	}
-	if len(receivers.URLs) > 0 {
-		targets.WriteString("audit:\n  tokens: [{ token: " + benchAuditToken + ", role: auditor }]\n")
+	if len(receivers.URLs) == 0 {
+		targets.WriteString("  []\n")
 	}
+	targets.WriteString("audit:\n  tokens: [{ token: " + benchAuditToken + ", role: auditor }]\n")
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -325,6 +328,7 @@ func readAudit(path string, withTimes bool) (auditFacts, error) {
 func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer) (Pipeline, *receiverSet, func(), error) {
 	var p Pipeline
 	bin, err := buildWorker(ctx, dir)
+	p.bin = bin
 	if err != nil {
 		return p, nil, nil, err
 	}
