@@ -114,13 +114,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	}
 	defer b.Close()
 	// Intake and the pipeline publish on separate connections, so that an
-	// IdP's request does not queue behind revocation traffic.
-	intakePub, err := b.NewPublisher("intake")
+	// IdP's request does not queue behind revocation traffic; intake on
+	// several, so that its requests queue less behind each other.
+	intakePub, err := b.NewPublisher("intake", intakeConns)
 	if err != nil {
 		return err
 	}
 	defer intakePub.Close()
-	pipelinePub, err := b.NewPublisher("pipeline")
+	pipelinePub, err := b.NewPublisher("pipeline", 1)
 	if err != nil {
 		return err
 	}
@@ -462,6 +463,8 @@ const (
 	intakeHold  = time.Second
 	intakeShare = 5 * time.Millisecond
 	intakeQuiet = 5 * time.Millisecond
+	// intakeConns is how many connections intake publishes on.
+	intakeConns = 4
 )
 
 // plannerHandlers is how many LIFECYCLE messages are planned at once.

@@ -221,7 +221,7 @@ func cmdSSFStreams(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		pub, err := b.NewPublisher("ssf-streams-cli")
+		pub, err := b.NewPublisher("ssf-streams-cli", 1)
 		if err != nil {
 			return err
 		}

@@ -177,7 +177,7 @@ func TestLostPubAckTimesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	pub, err := b.NewPublisher("lost")
+	pub, err := b.NewPublisher("lost", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,5 +349,39 @@ func TestConsumedMessagesHaveAnID(t *testing.T) {
 	}
 	if fmt.Sprint(ids) != "[job-1 REVOKE/2]" {
 		t.Fatalf("UUIDs %v, want [job-1 REVOKE/2]", ids)
+	}
+}
+
+// A publisher with several connections sends each call on the next one,
+// and each call's messages on one connection; all are stored.
+func TestPublisherTakesItsConnectionsInTurn(t *testing.T) {
+	b := openBus(t, t.TempDir())
+	defer b.Close()
+	pub, err := b.NewPublisher("intake", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx := context.Background()
+	for i := range 6 {
+		msgs := []Message{{Subject: "lifecycle.okta.t", ID: fmt.Sprint("a", i), Data: []byte("{}")}, {Subject: "lifecycle.okta.t", ID: fmt.Sprint("b", i), Data: []byte("{}")}}
+		if _, err := pub.Publish(ctx, msgs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(pub.conns) != 3 {
+		t.Fatalf("%d connections, want 3", len(pub.conns))
+	}
+	for i, c := range pub.conns {
+		if n := c.nc.Stats().OutMsgs; n != 4 {
+			t.Errorf("connection %d sent %d messages, want 4 (two calls of two)", i, n)
+		}
+	}
+	info, err := b.js.Stream(ctx, StreamLifecycle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.CachedInfo().State.Msgs; n != 12 {
+		t.Errorf("%d messages stored, want 12", n)
 	}
 }

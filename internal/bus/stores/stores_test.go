@@ -27,7 +27,7 @@ func TestEnqueueBatchesPerTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	pub, err := b.NewPublisher("test")
+	pub, err := b.NewPublisher("test", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
