@@ -42,7 +42,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Pipeline.Revocations != 60 || rep.Pipeline.Rejected != 0 || rep.Pipeline.Deliveries != 5 {
+	if rep.Pipeline.Revocations != 60 || rep.Pipeline.Rejected != 0 || rep.Pipeline.Deliveries != 5 || rep.Pipeline.RSSFileMB == 0 {
 		t.Errorf("pipeline %+v", rep.Pipeline)
 	}
 	for name, c := range rep.Ceilings {
@@ -53,7 +53,7 @@ func TestSmoke(t *testing.T) {
 	if a := rep.Ceilings["a_direct_gtr_requests"]; a.TimeToRevokeMS == nil || a.TimeToRevokeMS.Max == 0 {
 		t.Errorf("ceiling (a) has no time to revoke: %+v", a)
 	}
-	if d := rep.Ceilings["d_floor_requests_with_one_record"]; d.PeakRSSMB == 0 || d.CPUSeconds == 0 {
+	if d := rep.Ceilings["d_floor_requests_with_one_record"]; d.PeakRSSMB == 0 || d.CPUSeconds == 0 || d.RSSFileMB == 0 {
 		t.Errorf("floor (d) did not report its process: %+v", d)
 	}
 	if e := rep.Ceilings["e_intake_alone"]; e.WorkerHookMS == nil || e.WorkerHookMS.Requests != 5 {

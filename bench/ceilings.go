@@ -40,6 +40,7 @@ type Ceiling struct {
 	// For (d), run in a process of its own like the worker: its peak RSS
 	// and CPU, the least a process keeping these guarantees needs.
 	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
+	RSSFileMB  float64 `json:"rss_file_mb,omitempty"`
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 	// WorkerHookMS, for (e): the hook's answer time at the worker.
 	WorkerHookMS *WorkerHook `json:"worker_hook_ms,omitempty"`
@@ -293,6 +294,7 @@ func serveFloor() error {
 		return err
 	}
 	c.PeakRSSMB = float64(ru.Maxrss) / 1024 // KiB on Linux
+	_, _, c.RSSFileMB = procStatsFile(os.Getpid())
 	c.CPUSeconds = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 	return json.NewEncoder(os.Stdout).Encode(c)
 }

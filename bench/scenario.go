@@ -60,7 +60,11 @@ type Pipeline struct {
 	PeakRSSMB       float64    `json:"peak_rss_mb"`
 	// RestRSSMB is the worker's peak RSS at rest, started and ready,
 	// before the first delivery: what the run added is the difference.
-	RestRSSMB     float64  `json:"rest_rss_mb"`
+	RestRSSMB float64 `json:"rest_rss_mb"`
+	// RSSFileMB is the part of RSS backed by files at the end (mostly the
+	// binary's own pages, the same all run long): the rest is the memory
+	// the run itself took.
+	RSSFileMB     float64  `json:"rss_file_mb"`
 	CPUSeconds    float64  `json:"cpu_seconds"`
 	CPUPer1000    float64  `json:"cpu_seconds_per_1000_revocations"`
 	Rejected      int      `json:"requests_rejected_by_receivers"`
@@ -201,6 +205,14 @@ func (w *worker) stop() error {
 
 // procStats reads the worker's CPU seconds and peak RSS from /proc.
 func procStats(pid int) (cpu float64, peakRSSMB float64) {
+	cpu, peakRSSMB, _ = procStatsFile(pid)
+	return cpu, peakRSSMB
+}
+
+// procStatsFile is procStats with the process's file-backed resident
+// memory now (RssFile: its binary's pages and other mapped files; clean,
+// shared, and given back under pressure without swapping).
+func procStatsFile(pid int) (cpu, peakRSSMB, rssFileMB float64) {
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
 		// Fields after the command name (which may contain spaces).
 		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
@@ -216,9 +228,13 @@ func procStats(pid int) (cpu float64, peakRSSMB float64) {
 				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 				peakRSSMB = kb / 1024
 			}
+			if rest, ok := strings.CutPrefix(line, "RssFile:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				rssFileMB = kb / 1024
+			}
 		}
 	}
-	return cpu, peakRSSMB
+	return cpu, peakRSSMB, rssFileMB
 }
 
 // deliveries builds the hook bodies: N users in batches of B.
@@ -392,7 +408,7 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 		time.Sleep(20 * time.Millisecond)
 	}
 	indexedAt := time.Now()
-	cpu1, rss := procStats(w.cmd.Process.Pid)
+	cpu1, rss, rssFile := procStatsFile(w.cmd.Process.Pid)
 	rcpu1, _ := procStats(receivers.Pid())
 	if pprofAddr != "" {
 		saveProfile("http://"+pprofAddr+"/debug/pprof/heap", filepath.Join(dir, "heap.pprof"))
@@ -416,6 +432,7 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	p.AuditRows = f.rows
 	p.AuditRowsPerS = float64(f.rows) / indexedAt.Sub(start).Seconds()
 	p.PeakRSSMB = rss
+	p.RSSFileMB = rssFile
 	p.RestRSSMB = restRSS
 	p.CPUSeconds = cpu1 - cpu0
 	p.CPUPer1000 = p.CPUSeconds / (float64(want) / 1000)
