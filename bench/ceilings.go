@@ -294,7 +294,7 @@ func serveFloor() error {
 		return err
 	}
 	c.PeakRSSMB = float64(ru.Maxrss) / 1024 // KiB on Linux
-	_, _, c.RSSFileMB = procStatsFile(os.Getpid())
+	_, _, c.RSSFileMB = procStats(os.Getpid())
 	c.CPUSeconds = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 	return json.NewEncoder(os.Stdout).Encode(c)
 }

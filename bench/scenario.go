@@ -203,16 +203,11 @@ func (w *worker) stop() error {
 	}
 }
 
-// procStats reads the worker's CPU seconds and peak RSS from /proc.
-func procStats(pid int) (cpu float64, peakRSSMB float64) {
-	cpu, peakRSSMB, _ = procStatsFile(pid)
-	return cpu, peakRSSMB
-}
-
-// procStatsFile is procStats with the process's file-backed resident
-// memory now (RssFile: its binary's pages and other mapped files; clean,
-// shared, and given back under pressure without swapping).
-func procStatsFile(pid int) (cpu, peakRSSMB, rssFileMB float64) {
+// procStats reads a process's CPU seconds, peak RSS and file-backed
+// resident memory now (RssFile: its binary's pages and other mapped files;
+// clean, shared, and given back under pressure without swapping) from
+// /proc.
+func procStats(pid int) (cpu, peakRSSMB, rssFileMB float64) {
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
 		// Fields after the command name (which may contain spaces).
 		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
@@ -361,8 +356,8 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	if err := receivers.SetJWKSURL(w.url + "/.well-known/jwks.json"); err != nil {
 		return p, receivers, cleanup, err
 	}
-	cpu0, restRSS := procStats(w.cmd.Process.Pid)
-	rcpu0, _ := procStats(receivers.Pid())
+	cpu0, restRSS, _ := procStats(w.cmd.Process.Pid)
+	rcpu0, _, _ := procStats(receivers.Pid())
 	bodies := deliveries(s)
 	want := s.Users * s.Targets
 
@@ -408,8 +403,8 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 		time.Sleep(20 * time.Millisecond)
 	}
 	indexedAt := time.Now()
-	cpu1, rss, rssFile := procStatsFile(w.cmd.Process.Pid)
-	rcpu1, _ := procStats(receivers.Pid())
+	cpu1, rss, rssFile := procStats(w.cmd.Process.Pid)
+	rcpu1, _, _ := procStats(receivers.Pid())
 	if pprofAddr != "" {
 		saveProfile("http://"+pprofAddr+"/debug/pprof/heap", filepath.Join(dir, "heap.pprof"))
 	}

@@ -91,10 +91,7 @@ func (b *Bus) Publish(ctx context.Context, msgs []Message) ([]Ack, error) {
 // whole batch as not durable and let its sender retry, which the message IDs
 // make harmless.
 func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]Ack, error) {
-	js := p.conns[0].js
-	if len(p.conns) > 1 {
-		js = p.conns[int(p.next.Add(1)%uint32(len(p.conns)))].js
-	}
+	js := p.conns[int(p.next.Add(1)%uint32(len(p.conns)))].js
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		if m.ID == "" {

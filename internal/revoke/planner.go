@@ -119,10 +119,10 @@ func (p *Planner) Plan(ctx context.Context, ev events.Event) error { return p.pl
 func (p *Planner) plan(ctx context.Context, ev events.Event, seen bool) error {
 	if seen && p.marks != nil {
 		done, err := p.marks.Planned(ctx, ev.ID)
-		if err != nil && ctx.Err() != nil {
-			return ctx.Err() // shutting down: the event is delivered again, not lost
-		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err() // shutting down: the event is delivered again, not lost
+			}
 			p.log.WarnContext(ctx, "planned marks unavailable; planning again", "event", ev.ID, "err", err)
 		}
 		if done {
