@@ -48,7 +48,7 @@ func newTelemetry() *telemetry {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_events_total",
 			Help: "Lifecycle events by source and kind: accepted (durable, counted once when planned), duplicate (delivered again), ignored, or rejected."}, []string{"source", "kind", "result"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_intake_auth_failures_total",
-			Help: "Intake requests refused for missing or wrong credentials."}, []string{"source"}),
+			Help: "Intake requests refused for missing or wrong credentials, as recorded one by one (refusals past the budget are summarised; lw_refusals_total counts every refusal)."}, []string{"source"}),
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_revocations_total",
 			Help: "Revocation jobs ended, by target and outcome (succeeded, not_applicable, dead_lettered)."}, []string{"target", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lw_revocation_retries_total",
