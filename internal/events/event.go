@@ -102,6 +102,32 @@ type Event struct {
 	ReceivedAt time.Time       `json:"received_at"`
 	Cause      string          `json:"cause"`
 	Raw        json.RawMessage `json:"raw,omitempty"`
+
+	// rawValid says Raw was decoded as JSON already (MapOktaLogEvent
+	// parsed it), so that Encode need not scan it again.
+	rawValid bool
+}
+
+// Encode is the event as LIFECYCLE holds it: its JSON, with Raw written
+// as it came rather than compacted again — it is the IdP's own text, and
+// on the hook's path the largest part of the message. A Raw no decoder
+// has read yet is checked first: the stream holds JSON only.
+func (e Event) Encode() ([]byte, error) {
+	raw := e.Raw
+	e.Raw = nil
+	b, err := json.Marshal(e)
+	if err != nil || len(raw) == 0 {
+		return b, err
+	}
+	if !e.rawValid && !json.Valid(raw) {
+		return nil, fmt.Errorf("event %s: raw is not JSON", e.ID)
+	}
+	// b ends with the object's closing brace, and raw is last in it.
+	out := make([]byte, 0, len(b)+len(`,"raw":`)+len(raw))
+	out = append(out, b[:len(b)-1]...)
+	out = append(out, `,"raw":`...)
+	out = append(out, raw...)
+	return append(out, '}'), nil
 }
 
 // Validate checks the invariants every publisher relies on.

@@ -22,7 +22,11 @@ type logEvent struct {
 		Reason string `json:"reason"`
 	} `json:"outcome"`
 	DebugContext *struct {
-		DebugData map[string]any `json:"debugData"`
+		// Only the risk is read; the rest of debugData (request URIs,
+		// client details) is skipped rather than built into a map.
+		DebugData struct {
+			Risk json.RawMessage `json:"risk"`
+		} `json:"debugData"`
 	} `json:"debugContext"`
 }
 
@@ -65,7 +69,8 @@ func (e *logEvent) riskHigh() bool {
 	if e.DebugContext == nil {
 		return false
 	}
-	risk, _ := e.DebugContext.DebugData["risk"].(string)
+	var risk string // a risk that is not a string is not HIGH
+	_ = json.Unmarshal(e.DebugContext.DebugData.Risk, &risk)
 	return strings.Contains(strings.ToUpper(risk), "LEVEL=HIGH")
 }
 
@@ -84,7 +89,7 @@ func MapOktaLogEvent(raw json.RawMessage, source Source, issuer string, now time
 	}
 	ev := Event{
 		ID: "okta:" + le.UUID, Source: source, OccurredAt: le.Published.UTC(), ReceivedAt: now,
-		Cause: le.EventType, Raw: raw,
+		Cause: le.EventType, Raw: raw, rawValid: true, // json.Unmarshal above read all of it
 	}
 	if u := le.user(); u != nil {
 		ev.Subject = Subject{Issuer: issuer, ID: u.ID, Login: u.AlternateID}

@@ -48,7 +48,7 @@ func (s Sink) PublishEvents(ctx context.Context, evs []events.Event) ([]events.P
 		if err := ev.Validate(); err != nil {
 			return nil, err
 		}
-		data, err := json.Marshal(ev)
+		data, err := ev.Encode()
 		if err != nil {
 			return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
 		}

@@ -214,19 +214,18 @@ type envelope struct {
 // Log exports send.
 func parseDelivery(body []byte) (envelope, []json.RawMessage, error) {
 	body = bytes.TrimSpace(body)
-	if !json.Valid(body) {
-		return envelope{}, nil, errors.New("body is not JSON")
-	}
+	// json.Unmarshal checks the whole body is JSON before it decodes any
+	// of it, and the events it keeps raw are then known to be JSON too.
 	if len(body) > 0 && body[0] == '[' {
 		var arr []json.RawMessage
 		if err := json.Unmarshal(body, &arr); err != nil {
-			return envelope{}, nil, fmt.Errorf("body is not a list of events: %w", err)
+			return envelope{}, nil, notJSON(err, "body is not a list of events")
 		}
 		return envelope{}, arr, nil
 	}
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return envelope{}, nil, fmt.Errorf("body is not an event hook delivery: %w", err)
+		return envelope{}, nil, notJSON(err, "body is not an event hook delivery")
 	}
 	if env.Data.Events != nil {
 		return env, env.Data.Events, nil
@@ -239,6 +238,16 @@ func parseDelivery(body []byte) (envelope, []json.RawMessage, error) {
 		return envelope{}, []json.RawMessage{body}, nil
 	}
 	return envelope{}, nil, errors.New("body has no data.events")
+}
+
+// notJSON names a body that is not JSON as such, and otherwise says what
+// the JSON is not.
+func notJSON(err error, what string) error {
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		return errors.New("body is not JSON")
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, status int, reason string) {

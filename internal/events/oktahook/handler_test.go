@@ -54,6 +54,8 @@ func TestMapping(t *testing.T) {
 		{"removal without app", "application.user_membership.remove", userTarget, "SUCCESS", "", "", ""},
 		{"risk high", "user.risk.change", userTarget, "SUCCESS", `"risk":"{previousLevel=LOW, level=HIGH}"`, events.KindRiskElevated, ""},
 		{"risk low", "user.risk.change", userTarget, "SUCCESS", `"risk":"{level=LOW}"`, "", ""},
+		{"risk not a string", "user.risk.change", userTarget, "SUCCESS", `"risk":{"level":"HIGH"}`, "", ""},
+		{"risk with the rest of debugData", "user.risk.change", userTarget, "SUCCESS", `"requestUri":"/api/v1/users","behaviors":{"New IP":"POSITIVE"},"risk":"{level=HIGH, detectionName=Session Influenced User Risk}"`, events.KindRiskElevated, ""},
 		{"failed deactivate", "user.lifecycle.deactivate", userTarget, "FAILURE", "", "", ""},
 		{"unmapped", "user.session.start", userTarget, "SUCCESS", "", "", ""},
 	}
@@ -200,5 +202,30 @@ func TestBodyNotReceivedAndNotUTF8(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusBadRequest || len(m.Events) != 0 {
 		t.Errorf("a body with invalid UTF-8: %d, %d events", rec.Code, len(m.Events))
+	}
+}
+
+func TestBodiesThatAreNotDeliveries(t *testing.T) {
+	deactivate := logEventJSON("user.lifecycle.deactivate", userTarget, "SUCCESS", "")
+	cases := []struct{ name, body, reason string }{
+		{"not JSON", `{"eventType":"com.okta.event_hook","data":`, "body is not JSON"},
+		{"trailing text", `{"data":{"events":[]}} and more`, "body is not JSON"},
+		{"a list with something after it", `[` + deactivate + `] x`, "body is not JSON"},
+		{"events not a list", `{"data":{"events":5}}`, "body is not an event hook delivery: "},
+		{"a list that is not", `[{"uuid":1}`, "body is not JSON"},
+	}
+	for _, c := range cases {
+		m := &eventstest.Broker{}
+		h := newHandler(t, m)
+		req := httptest.NewRequest(http.MethodPost, "/hooks/okta", strings.NewReader(c.body))
+		req.Header.Set("Authorization", secret)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest || len(m.Events) != 0 || !strings.HasPrefix(rec.Body.String(), c.reason) {
+			t.Errorf("%s: %d %q with %d events, want 400 %q", c.name, rec.Code, rec.Body.String(), len(m.Events), c.reason)
+		}
+		if len(m.Records) != 1 || m.Records[0].Type != audit.TypeEventRejected || !strings.HasPrefix(m.Records[0].Error, c.reason) {
+			t.Errorf("%s: records %+v", c.name, m.Records)
+		}
 	}
 }
