@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMain lets the test binary be the benchmark's receivers and floor
@@ -60,6 +61,20 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("floor (e) did not report the worker's hook answers: %+v", e)
 	}
 	printReport(io.Discard, rep)
+}
+
+// Paced, (a) hands each delivery's users over when the hook deliveries go.
+func TestCeilingReleasesUsersLikeTheDeliveries(t *testing.T) {
+	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	paced := Scenario{Batch: 50, Rate: 0.5}
+	for u, want := range map[int]time.Duration{0: 0, 49: 0, 50: 2 * time.Second, 99: 2 * time.Second, 100: 4 * time.Second} {
+		if got := releaseAt(paced, start, u).Sub(start); got != want {
+			t.Errorf("paced user %d: %v, want %v", u, got, want)
+		}
+	}
+	if got := releaseAt(Scenario{Batch: 50}, start, 1000); !got.Equal(start) {
+		t.Errorf("unpaced user 1000 at %v, want all at the start", got.Sub(start))
+	}
 }
 
 // The export measurement runs end to end on a small trail.

@@ -77,6 +77,7 @@ func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiver
 	var firstErr error
 	times := make([]float64, 0, s.Users*s.Targets)
 	start := time.Now()
+	release := func(u int) time.Time { return releaseAt(s, start, u) }
 	for k, url := range receivers.URLs {
 		d, err := gtr.New(gtr.Config{Endpoint: url, SubjectFormat: "email", Auth: "signed_jwt", Signer: signer,
 			Issuer: publicURL, ClientID: "lifecycle-worker", Client: client, Now: time.Now})
@@ -97,7 +98,7 @@ func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiver
 					if answered != nil {
 						err = answered(k, u)
 					}
-					at := float64(time.Since(start).Microseconds()) / 1000
+					at := float64(time.Since(release(u)).Microseconds()) / 1000
 					mu.Lock()
 					times = append(times, at)
 					if res.Class != revoke.Succeeded && firstErr == nil {
@@ -112,6 +113,7 @@ func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiver
 		}
 		go func() {
 			for u := range s.Users {
+				time.Sleep(time.Until(release(u)))
 				users <- u
 			}
 			close(users)
@@ -122,6 +124,17 @@ func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiver
 	q := quantiles(times)
 	c.TimeToRevokeMS = &q
 	return c, firstErr
+}
+
+// releaseAt is when (a) hands user u over: all at once, or paced like the
+// hook deliveries (s.Batch users every 1/s.Rate s), so that a paced run's
+// time to revoke has a floor of its own. Either way it is counted from
+// there to the answer.
+func releaseAt(s Scenario, start time.Time, u int) time.Time {
+	if s.Rate <= 0 {
+		return start
+	}
+	return start.Add(time.Duration(float64(u/max(s.Batch, 1)) / s.Rate * float64(time.Second)))
 }
 
 // jobSize is the size of one REVOKE message as the planner writes it.
