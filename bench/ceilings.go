@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -263,6 +264,9 @@ type floorRun struct {
 	Dir      string   `json:"dir"`
 	Control  string   `json:"control"`
 	URLs     []string `json:"urls"`
+	// CPUProfile, when set (-pprof), is where the floor writes a CPU
+	// profile of its whole run, to compare with the worker's.
+	CPUProfile string `json:"cpu_profile,omitempty"`
 }
 
 // runFloor measures (d) in a child process with the worker's environment
@@ -272,7 +276,11 @@ func runFloor(ctx context.Context, s Scenario, dir string, receivers *receiverSe
 	if err != nil {
 		return Ceiling{}, err
 	}
-	in, err := json.Marshal(floorRun{Scenario: s, Dir: dir, Control: receivers.control, URLs: receivers.URLs})
+	run := floorRun{Scenario: s, Dir: dir, Control: receivers.control, URLs: receivers.URLs}
+	if pprofAddr != "" {
+		run.CPUProfile = filepath.Join(dir, "floor-cpu.pprof")
+	}
+	in, err := json.Marshal(run)
 	if err != nil {
 		return Ceiling{}, err
 	}
@@ -298,7 +306,18 @@ func serveFloor() error {
 		return err
 	}
 	receivers := &receiverSet{control: run.Control, URLs: run.URLs, client: &http.Client{Timeout: 10 * time.Second}}
+	if run.CPUProfile != "" {
+		f, err := os.Create(run.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	c, err := ceilingFloor(context.Background(), run.Scenario, run.Dir, receivers)
+	pprof.StopCPUProfile() // a no-op when not profiling
 	if err != nil {
 		return err
 	}

@@ -70,7 +70,7 @@ func main() {
 		workerEnv = append(workerEnv, v)
 		return nil
 	})
-	flag.StringVar(&pprofAddr, "pprof", "", "start the worker with --pprof ADDR and save a 20 s CPU profile and a heap profile of the run into the work dir")
+	flag.StringVar(&pprofAddr, "pprof", "", "start the worker with --pprof ADDR and save a 20 s CPU profile and a heap profile of the run into the work dir, and a CPU profile of floor (d)'s whole run (floor-cpu.pprof)")
 	curve := flag.Bool("curve", false, "run the scenario at each of -curve-users and print how throughput, time to revoke, memory and CPU grow with N")
 	curveUsers := flag.String("curve-users", "1000,10000,50000", "N of each curve point")
 	curveSVG := flag.String("curve-svg", "", "with -curve: also draw the curve as an SVG into this file")
