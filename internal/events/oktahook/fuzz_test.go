@@ -1,6 +1,8 @@
 package oktahook
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,13 +11,15 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/eventstest"
 )
 
 // Any delivery body, from an authenticated sender: the handler never
 // panics, answers 200 (all durable) or a 4xx naming the problem, never a
-// 5xx with the broker up, and every event it publishes is valid and has an
-// ID that is valid UTF-8.
+// 5xx with the broker up, and every event it publishes is valid, has an
+// ID that is valid UTF-8, and encodes as JSON that decodes to the same raw
+// event (Encode writes the raw as it came, without checking it again).
 func FuzzHookDelivery(f *testing.F) {
 	files, _ := filepath.Glob("../../../examples/okta-hooks/*.json")
 	for _, file := range files {
@@ -38,6 +42,11 @@ func FuzzHookDelivery(f *testing.F) {
 		for _, ev := range m.Events {
 			if err := ev.Validate(); err != nil || !utf8.ValidString(ev.ID) {
 				t.Fatalf("published an invalid event %+v: %v", ev, err)
+			}
+			b, err := ev.Encode()
+			var back events.Event
+			if err != nil || json.Unmarshal(b, &back) != nil || back.ID != ev.ID || !bytes.Equal(back.Raw, ev.Raw) {
+				t.Fatalf("event %s encoded as %q (%v)", ev.ID, b, err)
 			}
 		}
 	})

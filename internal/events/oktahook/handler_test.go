@@ -208,6 +208,7 @@ func TestBodyNotReceivedAndNotUTF8(t *testing.T) {
 func TestBodiesThatAreNotDeliveries(t *testing.T) {
 	deactivate := logEventJSON("user.lifecycle.deactivate", userTarget, "SUCCESS", "")
 	cases := []struct{ name, body, reason string }{
+		{"empty", ``, "body is not JSON"},
 		{"not JSON", `{"eventType":"com.okta.event_hook","data":`, "body is not JSON"},
 		{"trailing text", `{"data":{"events":[]}} and more`, "body is not JSON"},
 		{"a list with something after it", `[` + deactivate + `] x`, "body is not JSON"},
