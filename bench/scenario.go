@@ -219,12 +219,12 @@ func procStats(pid int) (cpu, peakRSSMB, rssFileMB float64) {
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
-			if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			name, rest, _ := strings.Cut(line, ":")
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			switch name {
+			case "VmHWM":
 				peakRSSMB = kb / 1024
-			}
-			if rest, ok := strings.CutPrefix(line, "RssFile:"); ok {
-				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			case "RssFile":
 				rssFileMB = kb / 1024
 			}
 		}
