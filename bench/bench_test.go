@@ -57,6 +57,11 @@ func TestSmoke(t *testing.T) {
 	if d := rep.Ceilings["d_floor_requests_with_one_record"]; d.PeakRSSMB == 0 || d.CPUSeconds == 0 || d.RSSFileMB == 0 {
 		t.Errorf("floor (d) did not report its process: %+v", d)
 	}
+	// (f) checks itself that every receipt and record was indexed and every
+	// batch acked; here, that it ran in its own process over all N×K.
+	if f := rep.Ceilings["f_guarantees_plainly"]; f.Count != 60 || f.PeakRSSMB == 0 || f.CPUSeconds == 0 || f.TimeToRevokeMS == nil || f.TimeToRevokeMS.Max == 0 {
+		t.Errorf("(f) did not report its process: %+v", f)
+	}
 	if e := rep.Ceilings["e_intake_alone"]; e.WorkerHookMS == nil || e.WorkerHookMS.Requests != 5 {
 		t.Errorf("floor (e) did not report the worker's hook answers: %+v", e)
 	}

@@ -55,12 +55,24 @@ func ceiling(n int, d time.Duration) Ceiling {
 // receivers, with the same per-target concurrency and JWT signing (our gtr
 // driver, our key), and nothing else.
 func ceilingHTTP(ctx context.Context, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
-	return sendDirect(ctx, s, dir, receivers, nil)
+	return sendDirect(ctx, s, dir, receivers, direct{})
 }
 
-// sendDirect is (a); answered, if set, runs after each answer in the
-// sending goroutine and counts toward its time.
-func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiverSet, answered func(target, user int) error) (Ceiling, error) {
+// direct is what a floor adds to (a)'s requests.
+type direct struct {
+	// begin, if set, runs when the clock starts.
+	begin func(start time.Time)
+	// answered, if set, runs after each answer in the sending goroutine
+	// and counts toward its time.
+	answered func(target, user int) error
+	// feed, if set, hands target k's users to its senders (each once) and
+	// returns when it has handed over all; start is when the clock started.
+	// Unset, each user is handed over at its releaseAt.
+	feed func(ctx context.Context, start time.Time, k int, users chan<- int) error
+}
+
+// sendDirect is (a), and the floors built on it.
+func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiverSet, add direct) (Ceiling, error) {
 	signer, err := keys.LoadOrCreate(filepath.Join(dir, "ceiling-key.pem"))
 	if err != nil {
 		return Ceiling{}, err
@@ -78,6 +90,9 @@ func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiver
 	var firstErr error
 	times := make([]float64, 0, s.Users*s.Targets)
 	start := time.Now()
+	if add.begin != nil {
+		add.begin(start)
+	}
 	release := func(u int) time.Time { return releaseAt(s, start, u) }
 	for k, url := range receivers.URLs {
 		d, err := gtr.New(gtr.Config{Endpoint: url, SubjectFormat: "email", Auth: "signed_jwt", Signer: signer,
@@ -96,8 +111,8 @@ func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiver
 					res := d.Revoke(cctx, job)
 					cancel()
 					var err error
-					if answered != nil {
-						err = answered(k, u)
+					if add.answered != nil {
+						err = add.answered(k, u)
 					}
 					at := float64(time.Since(release(u)).Microseconds()) / 1000
 					mu.Lock()
@@ -113,11 +128,21 @@ func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiver
 			}()
 		}
 		go func() {
+			defer close(users)
+			if add.feed != nil {
+				if err := add.feed(ctx, start, k, users); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+				return
+			}
 			for u := range s.Users {
 				time.Sleep(time.Until(release(u)))
 				users <- u
 			}
-			close(users)
 		}()
 	}
 	wg.Wait()
@@ -260,6 +285,8 @@ func ceilingSQLite(ctx context.Context, rows int, dir string) (Ceiling, error) {
 const floorEnv = "LW_BENCH_FLOOR"
 
 type floorRun struct {
+	// Floor is "d" or "f".
+	Floor    string   `json:"floor"`
 	Scenario Scenario `json:"scenario"`
 	Dir      string   `json:"dir"`
 	Control  string   `json:"control"`
@@ -269,16 +296,16 @@ type floorRun struct {
 	CPUProfile string `json:"cpu_profile,omitempty"`
 }
 
-// runFloor measures (d) in a child process with the worker's environment
-// (-worker-env applies to both).
-func runFloor(ctx context.Context, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
+// runFloor measures floor (d) or (f), the guarantees plainly, in a child process with the worker's
+// environment (-worker-env applies to both).
+func runFloor(ctx context.Context, floor string, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return Ceiling{}, err
 	}
-	run := floorRun{Scenario: s, Dir: dir, Control: receivers.control, URLs: receivers.URLs}
+	run := floorRun{Floor: floor, Scenario: s, Dir: dir, Control: receivers.control, URLs: receivers.URLs}
 	if pprofAddr != "" {
-		run.CPUProfile = filepath.Join(dir, "floor-cpu.pprof")
+		run.CPUProfile = filepath.Join(dir, map[string]string{"d": "floor-cpu.pprof", "f": "plainly-cpu.pprof"}[floor])
 	}
 	in, err := json.Marshal(run)
 	if err != nil {
@@ -289,17 +316,17 @@ func runFloor(ctx context.Context, s Scenario, dir string, receivers *receiverSe
 	cmd.Stdin, cmd.Stderr = bytes.NewReader(in), os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return Ceiling{}, fmt.Errorf("floor (d): %w", err)
+		return Ceiling{}, fmt.Errorf("floor (%s): %w", floor, err)
 	}
 	var c Ceiling
 	if err := json.Unmarshal(out, &c); err != nil {
-		return Ceiling{}, fmt.Errorf("floor (d) answered %q: %w", out, err)
+		return Ceiling{}, fmt.Errorf("floor (%s) answered %q: %w", floor, out, err)
 	}
 	return c, nil
 }
 
-// serveFloor is the floor's process: it runs (d) and reports it with its
-// own peak RSS and CPU.
+// serveFloor is a floor's process: it runs (d) or (f) and reports it with
+// its own peak RSS and CPU.
 func serveFloor() error {
 	var run floorRun
 	if err := json.NewDecoder(os.Stdin).Decode(&run); err != nil {
@@ -316,7 +343,11 @@ func serveFloor() error {
 			return err
 		}
 	}
-	c, err := ceilingFloor(context.Background(), run.Scenario, run.Dir, receivers)
+	measure := ceilingFloor
+	if run.Floor == "f" {
+		measure = floorGuarantees
+	}
+	c, err := measure(context.Background(), run.Scenario, run.Dir, receivers)
 	pprof.StopCPUProfile() // a no-op when not profiling
 	if err != nil {
 		return err
@@ -365,14 +396,7 @@ func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiv
 
 	received := time.Now()
 	record := func(target, user int) error {
-		now := time.Now().UTC()
-		ev := fmt.Sprintf("okta:bench-%07d", user)
-		occurred := now
-		r := audit.Record{ID: fmt.Sprintf("%s|as%d/succeeded", ev, target), Time: now, Type: audit.TypeRevocationSucceeded, EventID: ev,
-			Source: string(events.SourceOktaHook), Kind: string(events.KindDeprovisioned), Target: fmt.Sprint("as", target),
-			Subject: &audit.Subject{ID: fmt.Sprintf("00u%07d", user), Login: fmt.Sprintf("user%07d@example.com", user), Email: fmt.Sprintf("user%07d@example.com", user)},
-			Driver:  "gtr", Attempt: 1, Outcome: "succeeded", HTTPStatus: 204, LatencyMS: 3, OccurredAt: &occurred,
-			Detail: audit.Detail(map[string]any{"time_to_revoke_ms": now.Sub(received).Milliseconds(), "exposed_until": now.Add(time.Hour)})}
+		r := requestRecord(target, user, received)
 		data, err := json.Marshal(r)
 		if err != nil {
 			return err
@@ -390,7 +414,7 @@ func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiv
 		}
 	}
 	start := time.Now()
-	c, err := sendDirect(ctx, s, dir, receivers, record)
+	c, err := sendDirect(ctx, s, dir, receivers, direct{answered: record})
 	if err != nil {
 		return Ceiling{}, err
 	}
@@ -403,6 +427,19 @@ func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiv
 	end := ceiling(int(want), time.Since(start))
 	end.TimeToRevokeMS = c.TimeToRevokeMS
 	return end, nil
+}
+
+// requestRecord is the record floors (d) and (f) keep of a request: the
+// worker's revocation.succeeded record for it.
+func requestRecord(target, user int, received time.Time) audit.Record {
+	now := time.Now().UTC()
+	ev := fmt.Sprintf("okta:bench-%07d", user)
+	occurred := now
+	return audit.Record{ID: fmt.Sprintf("%s|as%d/succeeded", ev, target), Time: now, Type: audit.TypeRevocationSucceeded, EventID: ev,
+		Source: string(events.SourceOktaHook), Kind: string(events.KindDeprovisioned), Target: fmt.Sprint("as", target),
+		Subject: &audit.Subject{ID: fmt.Sprintf("00u%07d", user), Login: fmt.Sprintf("user%07d@example.com", user), Email: fmt.Sprintf("user%07d@example.com", user)},
+		Driver:  "gtr", Attempt: 1, Outcome: "succeeded", HTTPStatus: 204, LatencyMS: 3, OccurredAt: &occurred,
+		Detail: audit.Detail(map[string]any{"time_to_revoke_ms": now.Sub(received).Milliseconds(), "exposed_until": now.Add(time.Hour)})}
 }
 
 // floorIntake is (e): the same deliveries, sent the same way, to the same

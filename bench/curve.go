@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -32,6 +33,9 @@ type CurvePoint struct {
 	PeakRSSMB          float64 `json:"peak_rss_mb"`
 	RestRSSMB          float64 `json:"rest_rss_mb"`
 	FloorRSSMB         float64 `json:"floor_peak_rss_mb"`
+	RevocationsVsF     float64 `json:"revocations_vs_f,omitempty"`
+	TimeToRevokeP99VsF float64 `json:"time_to_revoke_p99_vs_f,omitempty"`
+	FRSSMB             float64 `json:"f_peak_rss_mb,omitempty"`
 	CPUPer1000         float64 `json:"cpu_seconds_per_1000_revocations"`
 	Report             *Report `json:"report"`
 }
@@ -57,7 +61,8 @@ func runCurve(ctx context.Context, s Scenario, users string, dir string, progres
 			RevocationsVsD: rep.Ratios["revocations_vs_d"], DVsA: rep.Ratios["d_vs_a"], WorkerHookP99MS: p.WorkerHookMS.P99,
 			TimeToRevokeP99MS: p.TimeToRevokeMS.P99, TimeToRevokeP99VsA: rep.Ratios["time_to_revoke_p99_vs_a"], HookP99MS: p.HookMS.P99,
 			PeakRSSMB: p.PeakRSSMB, RestRSSMB: p.RestRSSMB, FloorRSSMB: rep.Ceilings["d_floor_requests_with_one_record"].PeakRSSMB,
-			CPUPer1000: p.CPUPer1000, Report: rep})
+			RevocationsVsF: rep.Ratios["revocations_vs_f"], TimeToRevokeP99VsF: rep.Ratios["time_to_revoke_p99_vs_f"],
+			FRSSMB: rep.Ceilings["f_guarantees_plainly"].PeakRSSMB, CPUPer1000: p.CPUPer1000, Report: rep})
 	}
 	return c, nil
 }
@@ -83,11 +88,12 @@ func readCurve(path string) (*Curve, error) {
 
 func printCurve(w io.Writer, c *Curve) {
 	fmt.Fprintln(w, "lifecycle-worker cost curve (each N its own run, ratios to the ceilings of that run)")
-	fmt.Fprintf(w, "%8s %10s %7s %7s %7s %12s %7s %10s %10s %8s %8s %9s %10s\n", "N", "revoc./s", "vs (a)", "vs (d)", "d/a", "TTR p99 ms", "vs (a)",
-		"hook p99", "at worker", "RSS MB", "at rest", "(d) RSS", "CPU s/1000")
+	fmt.Fprintf(w, "%8s %10s %7s %7s %7s %7s %12s %7s %7s %10s %10s %8s %8s %9s %9s %10s\n", "N", "revoc./s", "vs (a)", "vs (d)", "vs (f)", "d/a", "TTR p99 ms",
+		"vs (a)", "vs (f)", "hook p99", "at worker", "RSS MB", "at rest", "(d) RSS", "(f) RSS", "CPU s/1000")
 	for _, p := range c.Points {
-		fmt.Fprintf(w, "%8d %10.0f %7.2f %7.2f %7.2f %12.0f %7.2f %10.1f %10.1f %8.0f %8.0f %9.0f %10.2f\n", p.Users, p.RevocationsPerS, p.RevocationsVsA,
-			p.RevocationsVsD, p.DVsA, p.TimeToRevokeP99MS, p.TimeToRevokeP99VsA, p.HookP99MS, p.WorkerHookP99MS, p.PeakRSSMB, p.RestRSSMB, p.FloorRSSMB, p.CPUPer1000)
+		fmt.Fprintf(w, "%8d %10.0f %7.2f %7.2f %7.2f %7.2f %12.0f %7.2f %7.2f %10.1f %10.1f %8.0f %8.0f %9.0f %9.0f %10.2f\n", p.Users, p.RevocationsPerS,
+			p.RevocationsVsA, p.RevocationsVsD, p.RevocationsVsF, p.DVsA, p.TimeToRevokeP99MS, p.TimeToRevokeP99VsA, p.TimeToRevokeP99VsF,
+			p.HookP99MS, p.WorkerHookP99MS, p.PeakRSSMB, p.RestRSSMB, p.FloorRSSMB, p.FRSSMB, p.CPUPer1000)
 	}
 }
 
@@ -141,8 +147,14 @@ func curveSVGOf(c *Curve) string {
 	}
 	panel(pad, "revocations/s (blue) and ceiling (a) (grey)", func(p CurvePoint) float64 { return p.RevocationsPerS },
 		func(p CurvePoint) float64 { return p.Report.Ceilings["a_direct_gtr_requests"].PerS }, "")
-	panel(w/2+pad/2, "worker peak RSS, MB (blue) and floor (d)'s (grey)", func(p CurvePoint) float64 { return p.PeakRSSMB },
-		func(p CurvePoint) float64 { return p.FloorRSSMB }, "")
+	// The RSS panel's reference is (f), the guarantees plainly, when every
+	// point has it; else floor (d).
+	refName, refRSS := "floor (d)", func(p CurvePoint) float64 { return p.FloorRSSMB }
+	if !slices.ContainsFunc(c.Points, func(p CurvePoint) bool { return p.FRSSMB == 0 }) {
+		refName, refRSS = "(f)", func(p CurvePoint) float64 { return p.FRSSMB }
+	}
+	panel(w/2+pad/2, "worker peak RSS, MB (blue) and "+refName+"'s (grey)", func(p CurvePoint) float64 { return p.PeakRSSMB },
+		refRSS, "")
 	b.WriteString(`</svg>`)
 	return b.String()
 }

@@ -70,7 +70,7 @@ func main() {
 		workerEnv = append(workerEnv, v)
 		return nil
 	})
-	flag.StringVar(&pprofAddr, "pprof", "", "start the worker with --pprof ADDR and save a 20 s CPU profile and a heap profile of the run into the work dir, and a CPU profile of floor (d)'s whole run (floor-cpu.pprof)")
+	flag.StringVar(&pprofAddr, "pprof", "", "start the worker with --pprof ADDR and save a 20 s CPU profile and a heap profile of the run into the work dir, and CPU profiles of the whole runs of floor (d) and of (f) (floor-cpu.pprof, plainly-cpu.pprof)")
 	curve := flag.Bool("curve", false, "run the scenario at each of -curve-users and print how throughput, time to revoke, memory and CPU grow with N")
 	curveUsers := flag.String("curve-users", "1000,10000,50000", "N of each curve point")
 	curveSVG := flag.String("curve-svg", "", "with -curve: also draw the curve as an SVG into this file")
@@ -169,7 +169,12 @@ func run(ctx context.Context, s Scenario, dir string, progress io.Writer) (*Repo
 		return nil, err
 	}
 	fmt.Fprintln(progress, "floor (d): direct GTR requests, each with one durable, indexed audit record")
-	d, err := runFloor(ctx, s, dir, receivers)
+	d, err := runFloor(ctx, "d", s, dir, receivers)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(progress, "(f): the pipeline's guarantees, plainly: (d) with each event, its receipt and its jobs durable first, jobs consumed from REVOKE")
+	f, err := runFloor(ctx, "f", s, dir, receivers)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +198,13 @@ func run(ctx context.Context, s Scenario, dir string, progress io.Writer) (*Repo
 	rep.Ceilings["c_sqlite_batched_inserts"] = c
 	rep.Ceilings["d_floor_requests_with_one_record"] = d
 	rep.Ceilings["e_intake_alone"] = e
+	rep.Ceilings["f_guarantees_plainly"] = f
+	rep.Ratios["revocations_vs_f"] = p.RevocationsPerS / f.PerS
+	rep.Ratios["f_vs_a"] = f.PerS / a.PerS
+	rep.Ratios["time_to_revoke_p99_vs_f"] = p.TimeToRevokeMS.P99 / f.TimeToRevokeMS.P99
+	rep.Ratios["peak_rss_vs_f"] = p.PeakRSSMB / f.PeakRSSMB
+	rep.Ratios["peak_rss_not_file_vs_f"] = (p.PeakRSSMB - p.RSSFileMB) / (f.PeakRSSMB - f.RSSFileMB)
+	rep.Ratios["cpu_vs_f"] = p.CPUSeconds / f.CPUSeconds
 	rep.Ratios["hook_p99_vs_e"] = p.WorkerHookMS.P99 / max(e.WorkerHookMS.P99, 1e-9)
 	rep.Ratios["revocations_vs_a"] = p.RevocationsPerS / a.PerS
 	rep.Ratios["revocations_vs_d"] = p.RevocationsPerS / d.PerS
@@ -243,6 +255,11 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "  (d) floor: (a) + 1 record  %7d in %6.2fs = %8.0f/s    revocations/s  %.2f   (d is %.2f of a)\n", d.Count, d.Seconds, d.PerS, r.Ratios["revocations_vs_d"], r.Ratios["d_vs_a"])
 	fmt.Fprintf(w, "      each request's record durable and indexed before it counts; time to revoke p99 %.0f ms   time to revoke p99  %.2f\n", d.TimeToRevokeMS.P99, r.Ratios["time_to_revoke_p99_vs_d"])
 	fmt.Fprintf(w, "      its own process (embedded NATS, index, signing): peak RSS %.0f MB (%.0f file-backed), CPU %.1f s   peak RSS %.2f (not file-backed %.2f), CPU %.2f\n", d.PeakRSSMB, d.RSSFileMB, d.CPUSeconds, r.Ratios["peak_rss_vs_d"], r.Ratios["peak_rss_not_file_vs_d"], r.Ratios["cpu_vs_d"])
+	if f, ok := r.Ceilings["f_guarantees_plainly"]; ok {
+		fmt.Fprintf(w, "  (f) the guarantees, plainly %5d in %6.2fs = %8.0f/s    revocations/s  %.2f   (f is %.2f of a)\n", f.Count, f.Seconds, f.PerS, r.Ratios["revocations_vs_f"], r.Ratios["f_vs_a"])
+		fmt.Fprintf(w, "      (d) + events, receipts and jobs durable first, jobs consumed from REVOKE, none of the pipeline's machinery; time to revoke p99 %.0f ms   time to revoke p99  %.2f\n", f.TimeToRevokeMS.P99, r.Ratios["time_to_revoke_p99_vs_f"])
+		fmt.Fprintf(w, "      its own process: peak RSS %.0f MB (%.0f file-backed), CPU %.1f s   peak RSS %.2f (not file-backed %.2f), CPU %.2f\n", f.PeakRSSMB, f.RSSFileMB, f.CPUSeconds, r.Ratios["peak_rss_vs_f"], r.Ratios["peak_rss_not_file_vs_f"], r.Ratios["cpu_vs_f"])
+	}
 	if e := r.Ceilings["e_intake_alone"]; e.WorkerHookMS != nil {
 		fmt.Fprintf(w, "  (e) intake alone           %7d deliveries in %.2fs to the worker with no targets: hook answer at the worker p50 %.1f ms, p99 %.1f ms, %.1f%% within 20 ms    hook p99  %.2f\n",
 			e.Count, e.Seconds, e.WorkerHookMS.P50, e.WorkerHookMS.P99, 100*e.WorkerHookMS.Within20, r.Ratios["hook_p99_vs_e"])
