@@ -126,20 +126,22 @@ func curveSVGOf(c *Curve) string {
 			}
 			return x, h - pad - int(v/top*float64(h-pad-45))
 		}
-		line := func(get func(CurvePoint) float64, color string) {
+		// labelDY places a line's labels above (negative) or below its
+		// points, so that two close lines keep theirs apart.
+		line := func(get func(CurvePoint) float64, color string, labelDY int) {
 			var pts []string
 			for i, p := range c.Points {
 				x, y := pt(i, get(p))
 				pts = append(pts, fmt.Sprintf("%d,%d", x, y))
 				fmt.Fprintf(&b, `<circle cx="%d" cy="%d" r="3" fill="%s"/><text x="%d" y="%d" text-anchor="middle" fill="%s">%.0f%s</text>`,
-					x, y, color, x, y-6, color, get(p), unit)
+					x, y, color, x, y+labelDY, color, get(p), unit)
 			}
 			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, color, strings.Join(pts, " "))
 		}
 		if ceil != nil {
-			line(ceil, "#aab4c4")
+			line(ceil, "#aab4c4", 16)
 		}
-		line(val, "#2f6fdf")
+		line(val, "#2f6fdf", -6)
 		for i, p := range c.Points {
 			x, _ := pt(i, 0)
 			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">N=%d</text>`, x, h-pad+16, p.Users)
