@@ -345,7 +345,7 @@ func serveFloor() error {
 	}
 	measure := ceilingFloor
 	if run.Floor == "f" {
-		measure = floorGuarantees
+		measure = guaranteesPlainly
 	}
 	c, err := measure(context.Background(), run.Scenario, run.Dir, receivers)
 	pprof.StopCPUProfile() // a no-op when not profiling

@@ -21,7 +21,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
-// floorGuarantees is (f), the pipeline's guarantees done plainly: (d) plus
+// guaranteesPlainly is (f), the pipeline's guarantees done plainly: (d) plus
 // the rest of what the pipeline promises, each step done once and in the
 // most direct way, on the worker's own streams with the worker's own
 // encodings (stores.Sink, the audit indexer):
@@ -44,7 +44,7 @@ import (
 // it. It says what the guarantees cost when kept without the machinery,
 // which is what the pipeline's own costs are measured against. Its time to
 // revoke is counted from each delivery's due time, like (a)'s.
-func floorGuarantees(ctx context.Context, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
+func guaranteesPlainly(ctx context.Context, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
 	b, err := bus.Open(ctx, bus.Config{Embedded: true, StoreDir: filepath.Join(dir, "plainly-nats"), Name: "plainly"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return Ceiling{}, err
