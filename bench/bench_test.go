@@ -68,6 +68,36 @@ func TestSmoke(t *testing.T) {
 	printReport(io.Discard, rep)
 }
 
+// With -nats-server the worker talks to NATS in a process of its own: it
+// embeds no server (no store in its data dir), every revocation still
+// arrives and is indexed, and the server's figures are reported apart.
+func TestPipelineWithNATSApart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the worker and nats-server")
+	}
+	natsOwnProcess, pipelineOnly = true, true
+	defer func() { natsOwnProcess, pipelineOnly = false, false }()
+	dir := t.TempDir()
+	s := Scenario{Users: 30, Targets: 2, Batch: 7, Senders: 2, Concurrency: 4}
+	rep, err := run(context.Background(), s, dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pipeline.Revocations != 60 || rep.Pipeline.Rejected != 0 || len(rep.Ceilings) != 0 {
+		t.Errorf("pipeline %+v, ceilings %v", rep.Pipeline, rep.Ceilings)
+	}
+	if n := rep.Pipeline.NATSServer; n == nil || n.PeakRSSMB == 0 || n.CPUSeconds == 0 {
+		t.Errorf("nats-server's process not reported: %+v", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "nats")); !os.IsNotExist(err) {
+		t.Errorf("the worker kept an embedded store: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nats-store", "jetstream")); err != nil {
+		t.Errorf("nats-server's store: %v", err)
+	}
+	printReport(io.Discard, rep)
+}
+
 // Paced, (a) hands each delivery's users over when the hook deliveries go.
 func TestCeilingReleasesUsersLikeTheDeliveries(t *testing.T) {
 	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)

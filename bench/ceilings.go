@@ -453,7 +453,7 @@ func floorIntake(ctx context.Context, s Scenario, bin, dir string) (Ceiling, err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Ceiling{}, err
 	}
-	w, err := startWorker(ctx, bin, dir, &receiverSet{}, s)
+	w, err := startWorker(ctx, bin, dir, &receiverSet{}, s, "")
 	if err != nil {
 		return Ceiling{}, err
 	}

@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -61,6 +62,7 @@ func main() {
 	flag.Float64Var(&s.Rate, "rate", 0, "pace hook deliveries at this many per second (0: as fast as the senders go)")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	flag.BoolVar(&pipelineOnly, "pipeline-only", false, "run the pipeline and skip the ceilings (for comparing builds or settings of the worker quickly; no ratios)")
+	flag.BoolVar(&natsOwnProcess, "nats-server", false, "with -pipeline-only: run NATS as a process of its own (nats-server of the worker's version, loopback) instead of embedded, and report its memory and CPU apart from the worker's")
 	keep := flag.Bool("keep", false, "keep the work dir")
 	exportN := flag.Int("audit-export", 0, "instead: fill an audit index with this many records and time exporting it (jsonl, csv, ocsf) and subject queries")
 	flag.Func("worker-env", "KEY=VALUE for the worker's environment only (e.g. GOGC=50); repeatable", func(v string) error {
@@ -76,6 +78,9 @@ func main() {
 	curveSVG := flag.String("curve-svg", "", "with -curve: also draw the curve as an SVG into this file")
 	curveFrom := flag.String("curve-from", "", "with -curve: print (and with -curve-svg draw) the curve saved in this file by -curve -json, instead of running it")
 	flag.Parse()
+	if natsOwnProcess && (!pipelineOnly || *curve) {
+		fatal(errors.New("-nats-server needs -pipeline-only: the floors embed their server"))
+	}
 
 	dir, err := os.MkdirTemp("", "lw-bench-")
 	if err != nil {
@@ -229,7 +234,11 @@ func printReport(w io.Writer, r *Report) {
 	}
 	fmt.Fprintf(w, "lifecycle-worker benchmark — N=%d users, K=%d targets, B=%d events/delivery, C=%d senders (%s), %d per target; %s, %d CPUs\n\n",
 		s.Users, s.Targets, s.Batch, s.Senders, pace, s.Concurrency, r.GoVersion, r.CPUs)
-	fmt.Fprintln(w, "pipeline (worker process, embedded NATS, fresh data dir)")
+	where := "embedded NATS"
+	if p.NATSServer != nil {
+		where = "NATS in a process of its own"
+	}
+	fmt.Fprintf(w, "pipeline (worker process, %s, fresh data dir)\n", where)
 	fmt.Fprintf(w, "  hook deliveries          %d in %.2fs = %.1f/s; response p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 		p.Deliveries, p.DeliverySeconds, p.DeliveriesPerS, p.HookMS.P50, p.HookMS.P99, p.HookMS.Max)
 	fmt.Fprintf(w, "  hook answer at the worker p50 %.1f ms, p99 %.1f ms (its histogram); %.1f%% within 20 ms\n",
@@ -240,7 +249,11 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "  audit rows indexed       %d = %.0f/s; indexer lag max %d ms\n", p.AuditRows, p.AuditRowsPerS, p.IndexLagMaxMS)
 	fmt.Fprintf(w, "  worker peak RSS          %.0f MB (%.0f MB started and at rest, before the first delivery; %.0f MB file-backed: its binary's pages)\n", p.PeakRSSMB, p.RestRSSMB, p.RSSFileMB)
 	fmt.Fprintf(w, "  worker CPU               %.1f s = %.2f s per 1000 revocations\n", p.CPUSeconds, p.CPUPer1000)
-	fmt.Fprintf(w, "  receivers CPU            %.1f s (the K test authorization servers, own process, same cores)\n\n", p.ReceiversCPUSeconds)
+	fmt.Fprintf(w, "  receivers CPU            %.1f s (the K test authorization servers, own process, same cores)\n", p.ReceiversCPUSeconds)
+	if n := p.NATSServer; n != nil {
+		fmt.Fprintf(w, "  NATS server              peak RSS %.0f MB (%.0f MB file-backed), CPU %.1f s (its own process, same cores)\n", n.PeakRSSMB, n.RSSFileMB, n.CPUSeconds)
+	}
+	fmt.Fprintln(w)
 	if len(r.Ceilings) == 0 {
 		return
 	}

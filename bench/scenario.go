@@ -72,8 +72,19 @@ type Pipeline struct {
 	// The receivers' own process (the K test authorization servers), which
 	// shares the machine with the worker.
 	ReceiversCPUSeconds float64 `json:"receivers_cpu_seconds"`
+	// NATSServer is NATS's own process, when it runs apart (-nats-server):
+	// the worker's figures are then its own only.
+	NATSServer *ServerProcess `json:"nats_server,omitempty"`
 
 	bin string // the worker binary, for floor (e)
+}
+
+// ServerProcess is NATS's own process: its peak RSS (and the part of it
+// backed by files) and the CPU it spent in the run.
+type ServerProcess struct {
+	PeakRSSMB  float64 `json:"peak_rss_mb"`
+	RSSFileMB  float64 `json:"rss_file_mb"`
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 // Quantile is p50/p99/max of a sample.
@@ -113,7 +124,7 @@ func buildWorker(ctx context.Context, dir string) (string, error) {
 
 // startWorker runs the binary on a fresh data dir with one GTR target per
 // receiver, and waits until it serves.
-func startWorker(ctx context.Context, bin, dir string, receivers *receiverSet, s Scenario) (*worker, error) {
+func startWorker(ctx context.Context, bin, dir string, receivers *receiverSet, s Scenario, natsURL string) (*worker, error) {
 	var targets strings.Builder
 	for i, url := range receivers.URLs {
 		fmt.Fprintf(&targets, `  - name: as%d
@@ -142,6 +153,9 @@ okta:
   hook: { secrets: [%q] }
 targets:
 `, filepath.Join(dir, "data"), port, publicURL, hookSecret) + targets.String()
+	if natsURL != "" {
+		cfg += "nats:\n  urls: [" + natsURL + "]\n"
+	}
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -348,7 +362,14 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 		return p, nil, nil, err
 	}
 	cleanup := receivers.Close
-	w, err := startWorker(ctx, bin, dir, receivers, s)
+	var nats *natsServer
+	if natsOwnProcess {
+		if nats, err = startNATSServer(ctx, dir); err != nil {
+			return p, receivers, cleanup, err
+		}
+		defer nats.stop()
+	}
+	w, err := startWorker(ctx, bin, dir, receivers, s, nats.URL())
 	if err != nil {
 		return p, receivers, cleanup, err
 	}
@@ -358,6 +379,7 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	}
 	cpu0, restRSS, _ := procStats(w.cmd.Process.Pid)
 	rcpu0, _, _ := procStats(receivers.Pid())
+	ncpu0 := nats.cpu()
 	bodies := deliveries(s)
 	want := s.Users * s.Targets
 
@@ -432,6 +454,10 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	p.CPUSeconds = cpu1 - cpu0
 	p.CPUPer1000 = p.CPUSeconds / (float64(want) / 1000)
 	p.ReceiversCPUSeconds = rcpu1 - rcpu0
+	if nats != nil {
+		ncpu1, nrss, nfile := procStats(nats.cmd.Process.Pid)
+		p.NATSServer = &ServerProcess{PeakRSSMB: nrss, RSSFileMB: nfile, CPUSeconds: ncpu1 - ncpu0}
+	}
 	st, err := receivers.Status()
 	if err != nil {
 		return p, receivers, cleanup, err
