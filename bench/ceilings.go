@@ -380,19 +380,11 @@ func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiv
 		Duplicates: 24 * time.Hour}); err != nil {
 		return Ceiling{}, err
 	}
-	store, err := audit.OpenStore(ctx, filepath.Join(dir, "floor.db"))
+	ix, stop, err := startIndex(ctx, js, filepath.Join(dir, "floor.db"), "FLOOR")
 	if err != nil {
 		return Ceiling{}, err
 	}
-	defer store.Close()
-	ix, err := audit.NewIndexer(js, store, audit.IndexerConfig{Stream: "FLOOR"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return Ceiling{}, err
-	}
-	ixCtx, stop := context.WithCancel(ctx)
-	ixDone := make(chan error, 1)
-	go func() { ixDone <- ix.Run(ixCtx) }()
-	defer func() { stop(); <-ixDone }()
+	defer stop()
 
 	received := time.Now()
 	record := func(target, user int) error {
@@ -427,6 +419,24 @@ func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiv
 	end := ceiling(int(want), time.Since(start))
 	end.TimeToRevokeMS = c.TimeToRevokeMS
 	return end, nil
+}
+
+// startIndex runs the worker's audit indexer over stream into a fresh
+// index at path; stop ends it and closes the index.
+func startIndex(ctx context.Context, js jetstream.JetStream, path, stream string) (ix *audit.Indexer, stop func(), err error) {
+	store, err := audit.OpenStore(ctx, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	ix, err = audit.NewIndexer(js, store, audit.IndexerConfig{Stream: stream}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	ixCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ixCtx) }()
+	return ix, func() { cancel(); <-done; store.Close() }, nil
 }
 
 // requestRecord is the record floors (d) and (f) keep of a request: the

@@ -56,19 +56,11 @@ func guaranteesPlainly(ctx context.Context, s Scenario, dir string, receivers *r
 	}
 	defer pub.Close()
 	sink := stores.Sink{Pub: pub}
-	store, err := audit.OpenStore(ctx, filepath.Join(dir, "plainly.db"))
+	ix, stop, err := startIndex(ctx, b.JetStream(), filepath.Join(dir, "plainly.db"), bus.StreamAudit)
 	if err != nil {
 		return Ceiling{}, err
 	}
-	defer store.Close()
-	ix, err := audit.NewIndexer(b.JetStream(), store, audit.IndexerConfig{Stream: bus.StreamAudit}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return Ceiling{}, err
-	}
-	ixCtx, stop := context.WithCancel(ctx)
-	ixDone := make(chan error, 1)
-	go func() { ixDone <- ix.Run(ixCtx) }()
-	defer func() { stop(); <-ixDone }()
+	defer stop()
 
 	// An intake that fails ends the consumers too.
 	ctx, cancel := context.WithCancel(ctx)
