@@ -66,9 +66,9 @@ type direct struct {
 	// and counts toward its time.
 	answered func(target, user int) error
 	// feed, if set, hands target k's users to its senders (each once) and
-	// returns when it has handed over all; start is when the clock started.
-	// Unset, each user is handed over at its releaseAt.
-	feed func(ctx context.Context, start time.Time, k int, users chan<- int) error
+	// returns when it has handed over all. Unset, each user is handed over
+	// at its releaseAt.
+	feed func(ctx context.Context, k int, users chan<- int) error
 }
 
 // sendDirect is (a), and the floors built on it.
@@ -130,7 +130,7 @@ func sendDirect(ctx context.Context, s Scenario, dir string, receivers *receiver
 		go func() {
 			defer close(users)
 			if add.feed != nil {
-				if err := add.feed(ctx, start, k, users); err != nil {
+				if err := add.feed(ctx, k, users); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
@@ -296,8 +296,8 @@ type floorRun struct {
 	CPUProfile string `json:"cpu_profile,omitempty"`
 }
 
-// runFloor measures floor (d) or (f), the guarantees plainly, in a child process with the worker's
-// environment (-worker-env applies to both).
+// runFloor measures floor (d), or (f) (the guarantees plainly), in a child
+// process with the worker's environment (-worker-env applies to both).
 func runFloor(ctx context.Context, floor string, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -316,11 +316,11 @@ func runFloor(ctx context.Context, floor string, s Scenario, dir string, receive
 	cmd.Stdin, cmd.Stderr = bytes.NewReader(in), os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return Ceiling{}, fmt.Errorf("floor (%s): %w", floor, err)
+		return Ceiling{}, fmt.Errorf("(%s)'s process: %w", floor, err)
 	}
 	var c Ceiling
 	if err := json.Unmarshal(out, &c); err != nil {
-		return Ceiling{}, fmt.Errorf("floor (%s) answered %q: %w", floor, out, err)
+		return Ceiling{}, fmt.Errorf("(%s)'s process answered %q: %w", floor, out, err)
 	}
 	return c, nil
 }

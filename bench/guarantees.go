@@ -208,7 +208,7 @@ func (g *guarantees) deliver(ctx context.Context, body []byte) error {
 
 // feed consumes target k's REVOKE subject and hands each job's user to the
 // senders, until all of them have been.
-func (g *guarantees) feed(ctx context.Context, _ time.Time, k int, users chan<- int) error {
+func (g *guarantees) feed(ctx context.Context, k int, users chan<- int) error {
 	cons, err := g.js.CreateConsumer(ctx, bus.StreamRevoke, jetstream.ConsumerConfig{Durable: fmt.Sprint("plainly-as", k),
 		FilterSubject: revoke.Topic(fmt.Sprint("as", k)), AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64})
 	if err != nil {
@@ -225,9 +225,16 @@ func (g *guarantees) feed(ctx context.Context, _ time.Time, k int, users chan<- 
 		if err != nil {
 			return err
 		}
+		// A batch (revoke.BatchHeader), or one job when its group had one.
 		var batch revoke.Batch
-		if err := json.Unmarshal(m.Data(), &batch); err != nil {
-			return fmt.Errorf("(f): batch: %w", err)
+		if m.Headers().Get(revoke.BatchHeader) != "" {
+			err = json.Unmarshal(m.Data(), &batch)
+		} else {
+			batch.Jobs = make([]revoke.Job, 1)
+			err = json.Unmarshal(m.Data(), &batch.Jobs[0])
+		}
+		if err != nil || len(batch.Jobs) == 0 {
+			return fmt.Errorf("(f): REVOKE message of %d jobs: %v", len(batch.Jobs), err)
 		}
 		ack := &batchAck{left: len(batch.Jobs), msg: m}
 		us := make([]int, len(batch.Jobs))
