@@ -210,7 +210,10 @@ func (g *guarantees) deliver(ctx context.Context, body []byte) error {
 // senders, until all of them have been.
 func (g *guarantees) feed(ctx context.Context, k int, users chan<- int) error {
 	cons, err := g.js.CreateConsumer(ctx, bus.StreamRevoke, jetstream.ConsumerConfig{Durable: fmt.Sprint("plainly-as", k),
-		FilterSubject: revoke.Topic(fmt.Sprint("as", k)), AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64})
+		FilterSubject: revoke.Topic(fmt.Sprint("as", k)), AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 64,
+		// Longer than the 64 batches held may wait for the senders, so
+		// that none is delivered twice.
+		AckWait: 5 * time.Minute})
 	if err != nil {
 		return err
 	}
@@ -269,6 +272,10 @@ func (g *guarantees) answered(k, u int) error {
 	}
 	g.mu.Lock()
 	ack := g.pending[k][u]
+	if ack == nil {
+		g.mu.Unlock()
+		return fmt.Errorf("(f): an answer for as%d, user %d, whose job is not pending", k, u)
+	}
 	delete(g.pending[k], u)
 	ack.left--
 	last := ack.left == 0
