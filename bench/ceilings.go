@@ -35,14 +35,13 @@ type Ceiling struct {
 	Count   int     `json:"count"`
 	Seconds float64 `json:"seconds"`
 	PerS    float64 `json:"per_s"`
-	// TimeToRevokeMS, for (a): when each request was answered, counted
-	// from the start, as if every user had been handed over at once.
+	// TimeToRevokeMS, for (a), (d) and (f): when each request was answered
+	// (and, for (d) and (f), its record durable), counted from when its
+	// user was handed over (releaseAt).
 	TimeToRevokeMS *Quantile `json:"time_to_revoke_ms,omitempty"`
-	// For (d), run in a process of its own like the worker: its peak RSS
-	// and CPU, the least a process keeping these guarantees needs.
-	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
-	RSSFileMB  float64 `json:"rss_file_mb,omitempty"`
-	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// For (d) and (f), each run in a process of its own like the worker:
+	// what that process took.
+	Usage
 	// WorkerHookMS, for (e): the hook's answer time at the worker.
 	WorkerHookMS *WorkerHook `json:"worker_hook_ms,omitempty"`
 }
@@ -463,7 +462,7 @@ func floorIntake(ctx context.Context, s Scenario, bin, dir string) (Ceiling, err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Ceiling{}, err
 	}
-	w, err := startWorker(ctx, bin, dir, &receiverSet{}, s, "")
+	w, err := startWorker(ctx, bin, dir, &receiverSet{}, s, nil)
 	if err != nil {
 		return Ceiling{}, err
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -16,11 +18,13 @@ var natsOwnProcess bool
 
 // natsServer is nats-server, of the version the worker embeds, in a
 // process of its own on loopback, with JetStream on a fresh store: what a
-// worker deployed against a NATS cluster talks to, on one node.
+// worker deployed against a NATS cluster talks to, on one node. Only the
+// worker connects: it takes a password made for the run.
 type natsServer struct {
-	cmd  *exec.Cmd
-	port int
-	done chan error
+	cmd      *exec.Cmd
+	port     int
+	password string
+	done     chan error
 }
 
 func startNATSServer(ctx context.Context, dir string) (*natsServer, error) {
@@ -34,9 +38,14 @@ func startNATSServer(ctx context.Context, dir string) (*natsServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	secret := make([]byte, 24)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	password := hex.EncodeToString(secret)
 	// As the embedded server: JetStream on files, 64 MB of memory store.
-	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nserver_name: bench-nats\njetstream { store_dir: %q, max_memory_store: 64MB }\n",
-		port, filepath.Join(dir, "nats-store"))
+	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nserver_name: bench-nats\njetstream { store_dir: %q, max_memory_store: 64MB }\n"+
+		"authorization { user: worker, password: %q }\n", port, filepath.Join(dir, "nats-store"), password)
 	confPath := filepath.Join(dir, "nats-server.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, err
@@ -52,7 +61,7 @@ func startNATSServer(ctx context.Context, dir string) (*natsServer, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	n := &natsServer{cmd: cmd, port: port, done: make(chan error, 1)}
+	n := &natsServer{cmd: cmd, port: port, password: password, done: make(chan error, 1)}
 	go func() { n.done <- cmd.Wait() }()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
@@ -72,13 +81,13 @@ func startNATSServer(ctx context.Context, dir string) (*natsServer, error) {
 	}
 }
 
-// URL is the server's client URL ("" without a server: the worker embeds
-// its own).
-func (n *natsServer) URL() string {
+// workerConfig is the worker's nats section for this server ("" without a
+// server: the worker embeds its own).
+func (n *natsServer) workerConfig() string {
 	if n == nil {
 		return ""
 	}
-	return fmt.Sprintf("nats://127.0.0.1:%d", n.port)
+	return fmt.Sprintf("nats:\n  urls: [nats://127.0.0.1:%d]\n  user: worker\n  password: %q\n", n.port, n.password)
 }
 
 // cpu is the CPU the server has spent so far (0 without one).

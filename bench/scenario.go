@@ -74,17 +74,17 @@ type Pipeline struct {
 	ReceiversCPUSeconds float64 `json:"receivers_cpu_seconds"`
 	// NATSServer is NATS's own process, when it runs apart (-nats-server):
 	// the worker's figures are then its own only.
-	NATSServer *ServerProcess `json:"nats_server,omitempty"`
+	NATSServer *Usage `json:"nats_server,omitempty"`
 
 	bin string // the worker binary, for floor (e)
 }
 
-// ServerProcess is NATS's own process: its peak RSS (and the part of it
-// backed by files) and the CPU it spent in the run.
-type ServerProcess struct {
-	PeakRSSMB  float64 `json:"peak_rss_mb"`
-	RSSFileMB  float64 `json:"rss_file_mb"`
-	CPUSeconds float64 `json:"cpu_seconds"`
+// Usage is what a process of the run took: its peak RSS, the part of its
+// RSS backed by files (its binary's pages), and the CPU it spent.
+type Usage struct {
+	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
+	RSSFileMB  float64 `json:"rss_file_mb,omitempty"`
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
 }
 
 // Quantile is p50/p99/max of a sample.
@@ -124,7 +124,7 @@ func buildWorker(ctx context.Context, dir string) (string, error) {
 
 // startWorker runs the binary on a fresh data dir with one GTR target per
 // receiver, and waits until it serves.
-func startWorker(ctx context.Context, bin, dir string, receivers *receiverSet, s Scenario, natsURL string) (*worker, error) {
+func startWorker(ctx context.Context, bin, dir string, receivers *receiverSet, s Scenario, nats *natsServer) (*worker, error) {
 	var targets strings.Builder
 	for i, url := range receivers.URLs {
 		fmt.Fprintf(&targets, `  - name: as%d
@@ -152,10 +152,7 @@ okta:
   org_url: https://acme.okta.com
   hook: { secrets: [%q] }
 targets:
-`, filepath.Join(dir, "data"), port, publicURL, hookSecret) + targets.String()
-	if natsURL != "" {
-		cfg += "nats:\n  urls: [" + natsURL + "]\n"
-	}
+`, filepath.Join(dir, "data"), port, publicURL, hookSecret) + targets.String() + nats.workerConfig()
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -369,7 +366,7 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 		}
 		defer nats.stop()
 	}
-	w, err := startWorker(ctx, bin, dir, receivers, s, nats.URL())
+	w, err := startWorker(ctx, bin, dir, receivers, s, nats)
 	if err != nil {
 		return p, receivers, cleanup, err
 	}
@@ -456,7 +453,7 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	p.ReceiversCPUSeconds = rcpu1 - rcpu0
 	if nats != nil {
 		ncpu1, nrss, nfile := procStats(nats.cmd.Process.Pid)
-		p.NATSServer = &ServerProcess{PeakRSSMB: nrss, RSSFileMB: nfile, CPUSeconds: ncpu1 - ncpu0}
+		p.NATSServer = &Usage{PeakRSSMB: nrss, RSSFileMB: nfile, CPUSeconds: ncpu1 - ncpu0}
 	}
 	st, err := receivers.Status()
 	if err != nil {
