@@ -193,15 +193,15 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 		return fmt.Errorf("prepare audit insert: %w", err)
 	}
 	defer stmt.Close()
-	// Records are written again only by a consumer that ran again, and
-	// those records belong to an event: the event's few rows are where a
-	// first copy can be.
-	first, err := tx.PrepareContext(ctx, `SELECT seq FROM records WHERE event_id = ? AND id = ? AND duplicate_of = 0 LIMIT 1`)
+	// Statements run under a context that cannot be cancelled: for one
+	// that can, the driver starts a goroutine per statement to watch it. A
+	// cancelled ctx still rolls the transaction back between statements
+	// (database/sql), and a batch is bounded.
+	qctx := context.WithoutCancel(ctx)
+	first, err := s.firstCopies(qctx, tx, entries)
 	if err != nil {
-		return fmt.Errorf("prepare audit insert: %w", err)
+		return err
 	}
-	defer first.Close()
-	inBatch := map[[2]string]uint64{}
 	seq, prev := s.headSeq, s.headHash
 	indexed := time.Now().UnixMilli()
 	for i := range entries {
@@ -213,15 +213,10 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 		e.DuplicateOf = 0
 		if r.EventID != "" {
 			key := [2]string{r.EventID, r.ID}
-			if at, ok := inBatch[key]; ok {
+			if at, ok := first[key]; ok {
 				e.DuplicateOf = at
 			} else {
-				switch err := first.QueryRowContext(ctx, r.EventID, r.ID).Scan(&e.DuplicateOf); {
-				case errors.Is(err, sql.ErrNoRows):
-					inBatch[key] = e.Seq
-				case err != nil:
-					return fmt.Errorf("audit record %d: %w", e.Seq, err)
-				}
+				first[key] = e.Seq
 			}
 		}
 		hash := ChainHash(prev, e.Seq, e.Body)
@@ -229,7 +224,7 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 		if r.Subject != nil {
 			sub = *r.Subject
 		}
-		if _, err := stmt.ExecContext(ctx, e.Seq, r.ID, r.Time.UnixMilli(), string(r.Type), r.EventID, r.Source, r.Kind,
+		if _, err := stmt.ExecContext(qctx, e.Seq, r.ID, r.Time.UnixMilli(), string(r.Type), r.EventID, r.Source, r.Kind,
 			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, indexed, e.Body, prev, hash, e.DuplicateOf); err != nil {
 			return fmt.Errorf("insert audit record %d: %w", e.Seq, err)
 		}
@@ -240,6 +235,54 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 	}
 	s.headSeq, s.headHash = seq, prev
 	return nil
+}
+
+// lookupChunk bounds the event IDs of one lookup (SQLite allows 32,766
+// parameters; the batch size allows 10,000 records).
+const lookupChunk = 500
+
+// firstCopies returns, for the events of entries, the seq of the first row
+// of each of their record IDs already indexed. Records are written again
+// only by a consumer that ran again, and those records belong to an event:
+// the event's few rows are where a first copy can be. One query per batch
+// (per lookupChunk events) reads them, not one per record.
+func (s *Store) firstCopies(ctx context.Context, tx *sql.Tx, entries []Entry) (map[[2]string]uint64, error) {
+	first := make(map[[2]string]uint64, len(entries))
+	seen := make(map[string]bool)
+	var events []any
+	for _, e := range entries {
+		if id := e.Record.EventID; id != "" && !seen[id] {
+			seen[id] = true
+			events = append(events, id)
+		}
+	}
+	for len(events) > 0 {
+		chunk := events[:min(len(events), lookupChunk)]
+		events = events[len(chunk):]
+		rows, err := tx.QueryContext(ctx, `SELECT event_id, id, seq FROM records WHERE duplicate_of = 0 AND event_id IN (?`+
+			strings.Repeat(",?", len(chunk)-1)+`)`, chunk...)
+		if err != nil {
+			return nil, fmt.Errorf("audit first copies: %w", err)
+		}
+		for rows.Next() {
+			var key [2]string
+			var seq uint64
+			if err := rows.Scan(&key[0], &key[1], &seq); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("audit first copies: %w", err)
+			}
+			if at, ok := first[key]; !ok || seq < at {
+				first[key] = seq
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("audit first copies: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("audit first copies: %w", err)
+		}
+	}
+	return first, nil
 }
 
 // Checkpoint truncates the WAL so that readers cannot grow it without bound.

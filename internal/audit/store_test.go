@@ -111,6 +111,43 @@ func TestParseTime(t *testing.T) {
 // of the first, in the same batch or a later one: queries, offboardings and
 // observers see it once; verify holds the marks against the rows, so that
 // marking a record a repeat cannot hide it.
+// A batch looks up the earlier rows of its events in chunks (lookupChunk
+// events a query): a repeat whose event is in any chunk is found.
+func TestRepeatsFoundAcrossLookupChunks(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenStore(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n := 2*lookupChunk + 7
+	batch := func(from uint64) []Entry {
+		es := make([]Entry, n)
+		for i := range es {
+			ev := fmt.Sprintf("okta:%d", i)
+			e, err := NewEntry(from+uint64(i), Record{ID: ev + "|as1/succeeded", Time: time.Unix(1700000000, 0).UTC(),
+				Type: TypeRevocationSucceeded, EventID: ev, Target: "as1", Outcome: "succeeded"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			es[i] = e
+		}
+		return es
+	}
+	first, again := batch(1), batch(uint64(n)+1)
+	if err := s.Append(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	for i := range again {
+		if first[i].DuplicateOf != 0 || again[i].DuplicateOf != first[i].Seq {
+			t.Fatalf("record %d: first marked %d, repeat marked %d, want 0 and %d", i, first[i].DuplicateOf, again[i].DuplicateOf, first[i].Seq)
+		}
+	}
+}
+
 func TestRepeatedRecordsAreIndexedOnceForQueries(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "audit.db")
