@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -114,7 +113,7 @@ func (r *Reader) Query(ctx context.Context, f Filter) ([]Record, error) {
 			return nil, fmt.Errorf("scan audit record: %w", err)
 		}
 		var rec Record
-		if err := json.Unmarshal(body, &rec); err != nil {
+		if err := Decode(body, &rec); err != nil {
 			// A message that was undecodable when indexed stays visible.
 			rec = Record{ID: id, Type: Type(typ), Error: "record body is not JSON"}
 		}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -164,7 +163,7 @@ type Entry struct {
 // NewEntry encodes rec as the body of an entry at seq.
 func NewEntry(seq uint64, rec Record) (Entry, error) {
 	rec.Seq = 0
-	body, err := json.Marshal(rec)
+	body, err := Encode(rec)
 	if err != nil {
 		return Entry{}, fmt.Errorf("encode audit record: %w", err)
 	}

@@ -72,7 +72,7 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 			return fmt.Errorf("audit record without id, type or time: %+v", r)
 		}
 		r.Seq = 0 // assigned by the stream
-		data, err := json.Marshal(r)
+		data, err := audit.Encode(r)
 		if err != nil {
 			return fmt.Errorf("encode audit record %s: %w", r.ID, err)
 		}
