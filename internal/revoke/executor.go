@@ -2,7 +2,6 @@ package revoke
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -256,8 +255,8 @@ func (e *Executor) Handler(msg *message.Message) error {
 	ctx := msg.Context()
 	delivered := bus.Delivered(msg)
 	if msg.Metadata.Get(BatchHeader) != "" {
-		var b Batch
-		if err := json.Unmarshal(msg.Payload, &b); err != nil {
+		b, err := DecodeBatch(msg.Payload)
+		if err != nil {
 			return e.undecodable(ctx, msg, "undecodable batch: "+err.Error())
 		}
 		id := msg.Metadata.Get(BatchIDHeader)
@@ -266,8 +265,8 @@ func (e *Executor) Handler(msg *message.Message) error {
 		}
 		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), id, b.Jobs, delivered, bus.MaybeSeen(msg, e.Since)))
 	}
-	var job Job
-	if err := json.Unmarshal(msg.Payload, &job); err != nil {
+	job, err := DecodeJob(msg.Payload)
+	if err != nil {
 		return e.undecodable(ctx, msg, "undecodable job: "+err.Error())
 	}
 	if wait := job.NotBefore.Sub(e.now()); wait > 0 {

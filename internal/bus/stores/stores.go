@@ -125,7 +125,7 @@ func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 		// largest message.
 		var b batchWriter
 		for _, i := range byTarget[target] {
-			data, err := json.Marshal(jobs[i])
+			data, err := revoke.EncodeJob(jobs[i])
 			if err != nil {
 				return fmt.Errorf("encode job %s: %w", jobs[i].ID, err)
 			}
@@ -147,7 +147,7 @@ func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 const maxBatchBytes = 256 << 10
 
 func jobMessage(j revoke.Job) (bus.Message, error) {
-	data, err := json.Marshal(j)
+	data, err := revoke.EncodeJob(j)
 	if err != nil {
 		return bus.Message{}, fmt.Errorf("encode job %s: %w", j.ID, err)
 	}
