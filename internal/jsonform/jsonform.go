@@ -92,6 +92,10 @@ func AppendStrings(b []byte, keys []string, vals ...string) []byte {
 type Reader struct {
 	data []byte
 	pos  int
+	// text is data as a string, made on the first string read: the values
+	// read are substrings of it, one allocation for all of them (they keep
+	// the whole of it alive as long as any of them lives).
+	text string
 }
 
 // NewReader reads data.
@@ -133,8 +137,12 @@ func (d *Reader) Str() (string, bool) {
 	if !ascii && !utf8.Valid(s) {
 		return "", false
 	}
+	if d.text == "" {
+		d.text = string(d.data)
+	}
+	from := d.pos + 1
 	d.pos += end + 2
-	return string(s), true
+	return d.text[from : from+end], true
 }
 
 // Strings reads an object AppendStrings writes, setting vals of the keys
