@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/jsonform/jsonformtest"
 )
 
 // The codec knows Record's fields by name and order. A field added to
@@ -127,23 +129,15 @@ func TestEncodeFailsAsEncodingJSON(t *testing.T) {
 	}
 }
 
-func checkEncode(t *testing.T, rec Record) {
-	t.Helper()
-	want, wantErr := json.Marshal(rec)
-	have, haveErr := Encode(rec)
-	if fmt.Sprint(haveErr) != fmt.Sprint(wantErr) || string(have) != string(want) {
-		t.Fatalf("Encode(%+v)\n have %s (%v)\n want %s (%v)", rec, have, haveErr, want, wantErr)
-	}
-}
+func checkEncode(t *testing.T, rec Record) { t.Helper(); jsonformtest.Encodes(t, rec, Encode) }
 
 func checkDecode(t *testing.T, data []byte) {
 	t.Helper()
-	var want, have Record
-	wantErr := json.Unmarshal(data, &want)
-	haveErr := Decode(data, &have)
-	if fmt.Sprint(haveErr) != fmt.Sprint(wantErr) || (wantErr == nil && !reflect.DeepEqual(have, want)) {
-		t.Fatalf("Decode(%s)\n have %+v (%v)\n want %+v (%v)", data, have, haveErr, want, wantErr)
-	}
+	jsonformtest.Decodes(t, data, func(b []byte) (Record, error) {
+		var rec Record
+		err := Decode(b, &rec)
+		return rec, err
+	})
 }
 
 // Bodies that are not Encode's form: each must decode (or fail) as

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/jsonform/jsonformtest"
 )
 
 // The codec knows Job's fields by name and order. A field added to Job (or
@@ -99,33 +100,11 @@ func TestJobCodecIsEncodingJSON(t *testing.T) {
 	checkEncodeJob(t, Job{ID: "a", NotBefore: late})
 }
 
-func checkEncodeJob(t *testing.T, j Job) {
-	t.Helper()
-	want, wantErr := json.Marshal(j)
-	have, haveErr := EncodeJob(j)
-	if fmt.Sprint(haveErr) != fmt.Sprint(wantErr) || string(have) != string(want) {
-		t.Fatalf("EncodeJob(%+v)\n have %s (%v)\n want %s (%v)", j, have, haveErr, want, wantErr)
-	}
-}
-
-func checkDecodeJob(t *testing.T, data []byte) {
-	t.Helper()
-	var want Job
-	wantErr := json.Unmarshal(data, &want)
-	have, haveErr := DecodeJob(data)
-	if fmt.Sprint(haveErr) != fmt.Sprint(wantErr) || (wantErr == nil && !reflect.DeepEqual(have, want)) {
-		t.Fatalf("DecodeJob(%s)\n have %+v (%v)\n want %+v (%v)", data, have, haveErr, want, wantErr)
-	}
-}
-
+func checkEncodeJob(t *testing.T, j Job)       { t.Helper(); jsonformtest.Encodes(t, j, EncodeJob) }
+func checkDecodeJob(t *testing.T, data []byte) { t.Helper(); jsonformtest.Decodes(t, data, DecodeJob) }
 func checkDecodeBatch(t *testing.T, data []byte) {
 	t.Helper()
-	var want Batch
-	wantErr := json.Unmarshal(data, &want)
-	have, haveErr := DecodeBatch(data)
-	if fmt.Sprint(haveErr) != fmt.Sprint(wantErr) || (wantErr == nil && !reflect.DeepEqual(have, want)) {
-		t.Fatalf("DecodeBatch(%s)\n have %+v (%v)\n want %+v (%v)", data, have, haveErr, want, wantErr)
-	}
+	jsonformtest.Decodes(t, data, DecodeBatch)
 }
 
 // Forms that are not EncodeJob's decode (or fail) as json.Unmarshal does.
