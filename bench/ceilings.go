@@ -388,7 +388,7 @@ func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiv
 	received := time.Now()
 	record := func(target, user int) error {
 		r := requestRecord(target, user, received)
-		data, err := json.Marshal(r)
+		data, err := audit.Encode(r) // the worker's encoding
 		if err != nil {
 			return err
 		}

@@ -228,13 +228,14 @@ func (g *guarantees) feed(ctx context.Context, k int, users chan<- int) error {
 		if err != nil {
 			return err
 		}
-		// A batch (revoke.BatchHeader), or one job when its group had one.
+		// A batch (revoke.BatchHeader), or one job when its group had one;
+		// read as the executor reads them.
 		var batch revoke.Batch
 		if m.Headers().Get(revoke.BatchHeader) != "" {
-			err = json.Unmarshal(m.Data(), &batch)
+			batch, err = revoke.DecodeBatch(m.Data())
 		} else {
 			batch.Jobs = make([]revoke.Job, 1)
-			err = json.Unmarshal(m.Data(), &batch.Jobs[0])
+			batch.Jobs[0], err = revoke.DecodeJob(m.Data())
 		}
 		if err != nil || len(batch.Jobs) == 0 {
 			return fmt.Errorf("(f): REVOKE message of %d jobs: %v", len(batch.Jobs), err)
