@@ -62,9 +62,11 @@ func Encode(rec Record) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// Decode reads a record's JSON form into rec as json.Unmarshal does, with
-// the same result and the same error.
+// Decode reads a record's JSON form into rec, which it first resets, as
+// json.Unmarshal does into a zero Record: the same result and the same
+// error.
 func Decode(data []byte, rec *Record) error {
+	*rec = Record{}
 	if decodeShort(data, rec) {
 		return nil
 	}

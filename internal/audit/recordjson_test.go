@@ -189,6 +189,12 @@ func TestDecodeOtherFormsAsEncodingJSON(t *testing.T) {
 	}
 	for _, b := range bodies {
 		checkDecode(t, []byte(b))
+		// Into a record that held another: nothing of it stays.
+		rec := Record{ID: "stale", Target: "stale", Attempt: 9, Subject: &Subject{ID: "stale"}}
+		var want Record
+		if Decode([]byte(b), &rec) == nil && (json.Unmarshal([]byte(b), &want) != nil || !reflect.DeepEqual(rec, want)) {
+			t.Fatalf("Decode(%s) into a used record: %+v, want %+v", b, rec, want)
+		}
 	}
 }
 
