@@ -255,7 +255,7 @@ func decodeEntry(m jetstream.Msg) (Entry, error) {
 		return Entry{}, fmt.Errorf("audit message metadata: %w", err)
 	}
 	e := Entry{Seq: md.Sequence.Stream, Body: m.Data()}
-	if err := Decode(e.Body, &e.Record); err != nil {
+	if e.Record, err = Decode(e.Body); err != nil {
 		e.Record = Record{ID: fmt.Sprintf("undecodable/%d", e.Seq), Time: md.Timestamp.UTC(), Type: TypeEventRejected,
 			Error: "undecodable audit message: " + err.Error()}
 	}

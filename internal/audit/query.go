@@ -112,8 +112,8 @@ func (r *Reader) Query(ctx context.Context, f Filter) ([]Record, error) {
 		if err := rows.Scan(&seq, &id, &typ, &body); err != nil {
 			return nil, fmt.Errorf("scan audit record: %w", err)
 		}
-		var rec Record
-		if err := Decode(body, &rec); err != nil {
+		rec, err := Decode(body)
+		if err != nil {
 			// A message that was undecodable when indexed stays visible.
 			rec = Record{ID: id, Type: Type(typ), Error: "record body is not JSON"}
 		}

@@ -62,23 +62,14 @@ func Encode(rec Record) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// Decode reads a record's JSON form into rec, which it first resets, as
-// json.Unmarshal does into a zero Record: the same result and the same
+// Decode reads a record's JSON form: what json.Unmarshal gives, value and
 // error.
-func Decode(data []byte, rec *Record) error {
-	*rec = Record{}
-	if decodeShort(data, rec) {
-		return nil
-	}
-	*rec = Record{}
-	return json.Unmarshal(data, rec)
-}
+func Decode(data []byte) (Record, error) { return jsonform.Decode(data, decodeShort) }
 
 // decodeShort reads the form Encode writes — the fields in their order,
 // no spaces, strings without escapes, integers, a detail object last — and
-// reports false, leaving rec to be reset, for anything else.
-func decodeShort(data []byte, rec *Record) bool {
-	d := jsonform.NewReader(data)
+// reports false for anything else.
+func decodeShort(d *jsonform.Reader, rec *Record) bool {
 	if !d.Lit(`{"id":`) {
 		return false
 	}
@@ -142,7 +133,7 @@ func decodeShort(data []byte, rec *Record) bool {
 			return false
 		}
 	}
-	return d.Lit(`}`) && d.Done()
+	return d.Lit(`}`)
 }
 
 var subjectKeys = []string{`"issuer":`, `"id":`, `"login":`, `"email":`}

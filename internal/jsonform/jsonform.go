@@ -87,6 +87,19 @@ func AppendStrings(b []byte, keys []string, vals ...string) []byte {
 	return append(b, '}')
 }
 
+// Decode reads data with short, a codec's reader of its own form, or else
+// — whole, into a fresh value — with json.Unmarshal: the value and error
+// json.Unmarshal would give.
+func Decode[T any](data []byte, short func(d *Reader, v *T) bool) (T, error) {
+	var v T
+	if d := NewReader(data); short(d, &v) && d.Done() {
+		return v, nil
+	}
+	var w T
+	err := json.Unmarshal(data, &w)
+	return w, err
+}
+
 // Reader reads a codec's own form from data; every method reports false
 // for anything else, and the codec then hands data to encoding/json.
 type Reader struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -336,5 +337,40 @@ func TestFailedHandOffRedeliversTheBatch(t *testing.T) {
 		if withProgress && len(prog.done["b1"]) != 2 {
 			t.Errorf("saved %v, want the 2 finished jobs", prog.done["b1"])
 		}
+	}
+}
+
+// A REVOKE message that does not decode — as a batch or as one job — is
+// dead-lettered with its bytes and on record, never dropped, and nothing is
+// sent for it.
+func TestUndecodableMessagesAreDeadLettered(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		payload string
+		batch   bool
+	}{
+		{"batch", `{"jobs":[{"id":"e|as1","event_id":"e"},]}`, true},
+		{"batch of a job with trailing bytes", `{"jobs":[]}x`, true},
+		{"job", `{"id":"e|as1","event_id":`, false},
+		{"job as a list", `[1,2]`, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			drv := &bySubject{calls: map[string]int{}}
+			e, q, rec, _ := executor(t, drv, time.Now, nil)
+			msg := message.NewMessage("m1", []byte(c.payload))
+			if c.batch {
+				msg.Metadata.Set(BatchHeader, "1")
+			}
+			msg.SetContext(context.Background())
+			if err := e.Handler(msg); err != nil {
+				t.Fatalf("handler: %v", err)
+			}
+			if len(q.dead) != 1 || q.dead[0].Job.Cause != c.payload || !strings.HasPrefix(q.dead[0].Reason, "undecodable") {
+				t.Fatalf("dead letters %+v, want one keeping the bytes", q.dead)
+			}
+			if len(rec.recs) != 1 || rec.recs[0].Type != audit.TypeRevocationDeadLettered || len(drv.calls) != 0 {
+				t.Fatalf("records %+v, calls %v", rec.recs, drv.calls)
+			}
+		})
 	}
 }

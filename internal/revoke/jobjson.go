@@ -81,32 +81,14 @@ func appendRefs(b []byte, key string, refs []events.ScopeRef) []byte {
 	return append(b, ']')
 }
 
-// DecodeJob reads a job's JSON form as json.Unmarshal does, with the same
-// result and the same error.
-func DecodeJob(data []byte) (Job, error) {
-	var j Job
-	d := jsonform.NewReader(data)
-	if decodeJob(d, &j) && d.Done() {
-		return j, nil
-	}
-	j = Job{}
-	err := json.Unmarshal(data, &j)
-	return j, err
-}
+// DecodeJob reads a job's JSON form: what json.Unmarshal gives, value and
+// error.
+func DecodeJob(data []byte) (Job, error) { return jsonform.Decode(data, decodeJob) }
 
-// DecodeBatch reads a batch's JSON form as json.Unmarshal does.
-func DecodeBatch(data []byte) (Batch, error) {
-	var b Batch
-	if decodeBatch(data, &b) {
-		return b, nil
-	}
-	b = Batch{}
-	err := json.Unmarshal(data, &b)
-	return b, err
-}
+// DecodeBatch reads a batch's JSON form: what json.Unmarshal gives.
+func DecodeBatch(data []byte) (Batch, error) { return jsonform.Decode(data, decodeBatch) }
 
-func decodeBatch(data []byte, b *Batch) bool {
-	d := jsonform.NewReader(data)
+func decodeBatch(d *jsonform.Reader, b *Batch) bool {
 	if !d.Lit(`{"jobs":[`) {
 		return false
 	}
@@ -125,11 +107,11 @@ func decodeBatch(data []byte, b *Batch) bool {
 			}
 		}
 	}
-	return d.Lit("}") && d.Done()
+	return d.Lit("}")
 }
 
-// decodeJob reads the form EncodeJob writes, reporting false (j then to be
-// reset) for anything else.
+// decodeJob reads the form EncodeJob writes, reporting false for anything
+// else.
 func decodeJob(d *jsonform.Reader, j *Job) bool {
 	var kind, source string
 	ok := d.Lit(`{"id":`) && str(d, &j.ID) && d.Lit(`,"event_id":`) && str(d, &j.EventID) &&

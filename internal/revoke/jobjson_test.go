@@ -134,14 +134,14 @@ func TestJobDecodeOtherFormsAsEncodingJSON(t *testing.T) {
 		strings.Replace(job, `"cause":"user.lifecycle.deactivate",`, ``, 1),
 		strings.Replace(job, `"kind":"deprovisioned"`, `"Kind":"deprovisioned"`, 1),
 		strings.Replace(job, `"planned_at":"2026-12-01T14:23:00.6Z"`, `"planned_at":"yesterday"`, 1),
-		job + " ", job[:len(job)-1], `{}`, `null`, ``,
+		job + " ", job + "x", job + "{}", job[:len(job)-1], `{}`, `null`, ``,
 	}
 	for _, f := range forms {
 		checkDecodeJob(t, []byte(f))
 		checkDecodeBatch(t, []byte(`{"jobs":[`+f+`]}`))
 		checkDecodeBatch(t, []byte(`{"jobs":[`+job+`,`+f+`]}`))
 	}
-	for _, b := range []string{`{"jobs":[]}`, `{"jobs":null}`, `{"jobs":[` + job + `,]}`, `{"jobs":[` + job + `]} `, `{"jobs":[` + job + `]`, `{}`, `[]`} {
+	for _, b := range []string{`{"jobs":[]}`, `{"jobs":null}`, `{"jobs":[` + job + `,]}`, `{"jobs":[` + job + `]} `, `{"jobs":[` + job + `]}x`, `{"jobs":[` + job + `]`, `{}`, `[]`} {
 		checkDecodeBatch(t, []byte(b))
 	}
 }
