@@ -410,9 +410,9 @@ func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiv
 		return Ceiling{}, err
 	}
 	want := uint64(s.Users * s.Targets)
-	for deadline := time.Now().Add(5 * time.Minute); ix.Indexed() < want; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Minute); ix.Records() < want; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return Ceiling{}, fmt.Errorf("floor: indexed %d of %d", ix.Indexed(), want)
+			return Ceiling{}, fmt.Errorf("floor: indexed %d of %d", ix.Records(), want)
 		}
 	}
 	end := ceiling(int(want), time.Since(start))

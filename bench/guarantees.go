@@ -91,9 +91,9 @@ func guaranteesPlainly(ctx context.Context, s Scenario, dir string, receivers *r
 		return Ceiling{}, err
 	}
 	want := uint64(s.Users*s.Targets + s.Users)
-	for deadline := time.Now().Add(5 * time.Minute); ix.Indexed() < want; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Minute); ix.Records() < want; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			return Ceiling{}, fmt.Errorf("(f): indexed %d of %d", ix.Indexed(), want)
+			return Ceiling{}, fmt.Errorf("(f): indexed %d of %d", ix.Records(), want)
 		}
 	}
 	end := ceiling(s.Users*s.Targets, time.Since(started))

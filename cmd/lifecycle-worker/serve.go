@@ -526,7 +526,10 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 	g := &gate{prio: prio}
 	router.AddMiddleware(g.middleware) // the router itself turns a panic into a Nack
 
-	planner, err := revoke.NewPlanner(targets, sink, sink, now, log.With("component", "planner"))
+	// The pipeline's records commit in groups: the planner's and every
+	// executor's concurrent calls share AUDIT messages (decision 0017).
+	rec := &audit.Group{Next: sink, Timeout: 2 * cfg.NATS.PublishTimeout}
+	planner, err := revoke.NewPlanner(targets, sink, rec, now, log.With("component", "planner"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -564,7 +567,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 		return nil, nil, err
 	}
 	for _, t := range targets {
-		exec, err := revoke.NewExecutor(t, sink, sink, stores.Attempts{KV: kv}, now, log.With("component", "executor"))
+		exec, err := revoke.NewExecutor(t, sink, rec, stores.Attempts{KV: kv}, now, log.With("component", "executor"))
 		if err != nil {
 			return nil, nil, err
 		}

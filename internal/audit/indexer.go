@@ -26,7 +26,8 @@ type Indexer struct {
 	ckpt        IndexerConfig
 	lastCkSeq   uint64
 	lastCkAt    time.Time
-	indexed     atomic.Uint64 // last indexed seq, for waiters and metrics
+	indexed     atomic.Uint64 // last indexed AUDIT message, for waiters and metrics
+	records     atomic.Uint64 // last indexed record's seq
 	lagMS       atomic.Int64  // record time -> indexed, of the last batch's oldest record
 	batches     atomic.Uint64
 	checkpoints atomic.Uint64
@@ -76,7 +77,8 @@ func NewIndexer(js jetstream.JetStream, store *Store, cfg IndexerConfig, log *sl
 		cfg.CheckpointInterval = time.Minute
 	}
 	ix := &Indexer{js: js, stream: cfg.Stream, store: store, log: log, batchSize: cfg.BatchSize, batchWait: cfg.BatchWait, ckpt: cfg}
-	ix.indexed.Store(store.Head().Seq)
+	ix.indexed.Store(store.Head().StreamSeq)
+	ix.records.Store(store.Head().Seq)
 	last, err := store.lastCheckpointSeq(context.Background())
 	if err != nil {
 		return nil, err
@@ -85,8 +87,12 @@ func NewIndexer(js jetstream.JetStream, store *Store, cfg IndexerConfig, log *sl
 	return ix, nil
 }
 
-// Indexed returns the last indexed sequence.
+// Indexed returns the sequence of the last AUDIT message indexed.
 func (ix *Indexer) Indexed() uint64 { return ix.indexed.Load() }
+
+// Records returns the seq of the last record indexed: how many records the
+// trail holds (a message may carry several).
+func (ix *Indexer) Records() uint64 { return ix.records.Load() }
 
 // Stats are the indexer's figures for /metrics.
 type Stats struct {
@@ -146,7 +152,9 @@ func (ix *Indexer) Run(ctx context.Context) error {
 func (ix *Indexer) runOnce(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start := ix.store.Head().Seq + 1
+	head := ix.store.Head()
+	next := head.Seq + 1 // the next record's place in the trail
+	start := head.StreamSeq + 1
 	cons, err := ix.js.OrderedConsumer(ctx, ix.stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   start,
@@ -194,7 +202,8 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 		}
 		ix.lagMS.Store(time.Since(oldest).Milliseconds())
 		ix.batches.Add(1)
-		ix.indexed.Store(batch[len(batch)-1].Seq)
+		ix.records.Store(batch[len(batch)-1].Seq)
+		ix.indexed.Store(batch[len(batch)-1].StreamSeq)
 		batch = batch[:0]
 		if time.Since(lastWALCheckpoint) > 10*time.Second {
 			lastWALCheckpoint = time.Now()
@@ -218,14 +227,15 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 				return err
 			}
 		case m := <-msgs:
-			rec, err := decodeEntry(m)
-			if err != nil {
-				return err
-			}
 			if len(batch) == 0 {
 				timer.Reset(ix.batchWait)
 			}
-			batch = append(batch, rec)
+			// A message's records go into one batch: it is indexed whole.
+			var err error
+			if batch, err = appendEntries(batch, m, next); err != nil {
+				return err
+			}
+			next = batch[len(batch)-1].Seq + 1
 			if len(batch) >= ix.batchSize {
 				timer.Stop()
 				if err := flush(ctx); err != nil {
@@ -246,19 +256,33 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 	}
 }
 
-// decodeEntry reads one AUDIT message. One that does not decode is still
-// indexed, with its bytes as they are and columns that say so, so that the
-// chain has no hole and the damage is visible.
-func decodeEntry(m jetstream.Msg) (Entry, error) {
+// appendEntries appends the records of one AUDIT message to batch, the
+// first at seq next: one, or a group (GroupHeader). A record that does not
+// decode, or a message whose group is malformed, is still indexed, with its
+// bytes as they are and columns that say so, so that the chain has no hole
+// and the damage is visible.
+func appendEntries(batch []Entry, m jetstream.Msg, next uint64) ([]Entry, error) {
 	md, err := m.Metadata()
 	if err != nil {
-		return Entry{}, fmt.Errorf("audit message metadata: %w", err)
+		return batch, fmt.Errorf("audit message metadata: %w", err)
 	}
-	e := Entry{Seq: md.Sequence.Stream, Body: m.Data()}
-	if e.Record, err = Decode(e.Body); err != nil {
-		e.Record = Record{ID: fmt.Sprintf("undecodable/%d", e.Seq), Time: md.Timestamp.UTC(), Type: TypeEventRejected,
-			Error: "undecodable audit message: " + err.Error()}
+	bodies, groupErr := SplitGroup(m.Data(), m.Headers().Values(GroupHeader))
+	if groupErr != nil {
+		bodies = [][]byte{m.Data()}
 	}
-	e.Record.Seq = e.Seq
-	return e, nil
+	for _, body := range bodies {
+		e := Entry{Seq: next, StreamSeq: md.Sequence.Stream, Body: body}
+		err := groupErr
+		if err == nil {
+			e.Record, err = Decode(body)
+		}
+		if err != nil {
+			e.Record = Record{ID: fmt.Sprintf("undecodable/%d", e.Seq), Time: md.Timestamp.UTC(), Type: TypeEventRejected,
+				Error: "undecodable audit message: " + err.Error()}
+		}
+		e.Record.Seq = e.Seq
+		batch = append(batch, e)
+		next++
+	}
+	return batch, nil
 }

@@ -28,12 +28,15 @@ type Store struct {
 	path     string
 	headSeq  uint64
 	headHash []byte
+	headMsg  uint64 // the AUDIT message the head record came in
 }
 
-// Head is the last indexed record's sequence and chain hash.
+// Head is the last indexed record's sequence and chain hash, and the AUDIT
+// message it came in (StreamSeq: where the indexer resumes).
 type Head struct {
-	Seq  uint64
-	Hash []byte
+	Seq       uint64
+	Hash      []byte
+	StreamSeq uint64
 }
 
 func writerDSN(path string) string {
@@ -120,22 +123,34 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 func (s *Store) loadHead(ctx context.Context) error {
-	var seq uint64
+	var seq, msg uint64
 	var hash []byte
-	err := s.db.QueryRowContext(ctx, `SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	err := s.db.QueryRowContext(ctx, `SELECT seq, hash, stream_seq FROM records ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash, &msg)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		s.headSeq, s.headHash = 0, make([]byte, sha256.Size)
+		s.headSeq, s.headHash, s.headMsg = 0, make([]byte, sha256.Size), 0
 	case err != nil:
 		return fmt.Errorf("read audit head: %w", err)
 	default:
-		s.headSeq, s.headHash = seq, hash
+		s.headSeq, s.headHash, s.headMsg = seq, hash, streamSeqOf(seq, msg)
 	}
 	return nil
 }
 
+// streamSeqOf is the AUDIT message of the row at seq: rows indexed before
+// messages carried several records have 0, and were each the message at
+// their own seq.
+func streamSeqOf(seq, streamSeq uint64) uint64 {
+	if streamSeq == 0 {
+		return seq
+	}
+	return streamSeq
+}
+
 // Head returns the last indexed record.
-func (s *Store) Head() Head { return Head{Seq: s.headSeq, Hash: append([]byte(nil), s.headHash...)} }
+func (s *Store) Head() Head {
+	return Head{Seq: s.headSeq, Hash: append([]byte(nil), s.headHash...), StreamSeq: s.headMsg}
+}
 
 // ChainHash is SHA-256(prev ‖ seq ‖ body), seq as 8 bytes big-endian and
 // body the record exactly as it was published: the link of the hash chain.
@@ -149,18 +164,22 @@ func ChainHash(prev []byte, seq uint64, body []byte) []byte {
 	return h.Sum(nil)
 }
 
-// Entry is one AUDIT message to index: its stream sequence, its bytes as
-// published (what the chain covers), and the record decoded from them.
+// Entry is one record to index: its place in the trail (Seq), the AUDIT
+// message it came in (StreamSeq; a message carries one record or a group,
+// docs/decisions/0017), its bytes as published (what the chain covers),
+// and the record decoded from them.
 type Entry struct {
-	Seq    uint64
-	Body   []byte
-	Record Record
+	Seq       uint64
+	StreamSeq uint64
+	Body      []byte
+	Record    Record
 	// DuplicateOf is set by Append: the seq of the first entry with the
 	// same event and record ID, when this one repeats it (0: it does not).
 	DuplicateOf uint64
 }
 
-// NewEntry encodes rec as the body of an entry at seq.
+// NewEntry encodes rec as the body of an entry at seq, the only record of
+// the AUDIT message at seq.
 func NewEntry(seq uint64, rec Record) (Entry, error) {
 	rec.Seq = 0
 	body, err := Encode(rec)
@@ -168,14 +187,16 @@ func NewEntry(seq uint64, rec Record) (Entry, error) {
 		return Entry{}, fmt.Errorf("encode audit record: %w", err)
 	}
 	rec.Seq = seq
-	return Entry{Seq: seq, Body: body, Record: rec}, nil
+	return Entry{Seq: seq, StreamSeq: seq, Body: body, Record: rec}, nil
 }
 
 // ErrGap means a batch does not continue the indexed sequence.
 var ErrGap = errors.New("audit: records out of sequence")
 
-// Append indexes entries, which must continue the stream sequence exactly
-// (seq = head+1, head+2, …), in one transaction.
+// Append indexes entries, which must continue the trail exactly (seq =
+// head+1, head+2, …) and come from whole AUDIT messages in stream order
+// (each entry's StreamSeq the one before's, or the next), in one
+// transaction.
 func (s *Store) Append(ctx context.Context, entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -186,8 +207,8 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 	}
 	defer tx.Rollback()
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO records
-		(seq, id, time_ms, type, event_id, source, kind, subject_id, subject_login, subject_email, target, outcome, indexed_ms, body, prev_hash, hash, duplicate_of)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		(seq, id, time_ms, type, event_id, source, kind, subject_id, subject_login, subject_email, target, outcome, indexed_ms, body, prev_hash, hash, duplicate_of, stream_seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("prepare audit insert: %w", err)
 	}
@@ -201,13 +222,17 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 	if err != nil {
 		return err
 	}
-	seq, prev := s.headSeq, s.headHash
+	seq, prev, msg := s.headSeq, s.headHash, s.headMsg
 	indexed := time.Now().UnixMilli()
 	for i := range entries {
 		e := &entries[i]
 		r := e.Record
 		if e.Seq != seq+1 {
 			return fmt.Errorf("%w: have %d, got %d", ErrGap, seq, e.Seq)
+		}
+		// A batch starts a message: one is indexed whole or not at all.
+		if e.StreamSeq != msg+1 && (i == 0 || e.StreamSeq != msg) {
+			return fmt.Errorf("%w: have message %d, got %d", ErrGap, msg, e.StreamSeq)
 		}
 		e.DuplicateOf = 0
 		if r.EventID != "" {
@@ -224,15 +249,15 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 			sub = *r.Subject
 		}
 		if _, err := stmt.ExecContext(qctx, e.Seq, r.ID, r.Time.UnixMilli(), string(r.Type), r.EventID, r.Source, r.Kind,
-			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, indexed, e.Body, prev, hash, e.DuplicateOf); err != nil {
+			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, indexed, e.Body, prev, hash, e.DuplicateOf, e.StreamSeq); err != nil {
 			return fmt.Errorf("insert audit record %d: %w", e.Seq, err)
 		}
-		seq, prev = e.Seq, hash
+		seq, prev, msg = e.Seq, hash, e.StreamSeq
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit audit batch: %w", err)
 	}
-	s.headSeq, s.headHash = seq, prev
+	s.headSeq, s.headHash, s.headMsg = seq, prev, msg
 	return nil
 }
 

@@ -223,3 +223,79 @@ func TestRepeatedRecordsAreIndexedOnceForQueries(t *testing.T) {
 		}
 	}
 }
+
+// groupEntries are the entries of one AUDIT message at msg carrying n
+// records, the first at seq.
+func groupEntries(t *testing.T, msg, seq uint64, n int) []Entry {
+	t.Helper()
+	var out []Entry
+	for i := range n {
+		e := rec(t, seq+uint64(i), TypeRevocationSucceeded, "jane@example.com", "as1")
+		e.StreamSeq = msg
+		out = append(out, e)
+	}
+	return out
+}
+
+// A message is indexed whole, in order: a batch must start with the message
+// after the head's, and within it each record's message is the one before's
+// or the next. An index written before groups (stream_seq 0: each row its
+// own message, at its seq) continues where it was.
+func TestAppendTakesWholeMessagesInOrder(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := OpenStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Records 1..3, each its own message, as an earlier version wrote them.
+	if err := s.Append(ctx, []Entry{rec(t, 1, TypeEventReceived, "", ""), rec(t, 2, TypeEventReceived, "", ""), rec(t, 3, TypeEventReceived, "", "")}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	exec(t, path, `UPDATE records SET stream_seq = 0`)
+	if s, err = OpenStore(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if h := s.Head(); h.Seq != 3 || h.StreamSeq != 3 {
+		t.Fatalf("head of an index from before groups: %+v", h)
+	}
+	// Message 4 carries records 4..6, message 5 record 7, message 6 8..9.
+	batch := append(groupEntries(t, 4, 4, 3), groupEntries(t, 5, 7, 1)...)
+	for _, bad := range []struct {
+		name    string
+		entries []Entry
+	}{
+		{"skips a message", groupEntries(t, 5, 4, 2)},
+		{"continues the head's message", groupEntries(t, 3, 4, 2)},
+		{"goes back a message", append(groupEntries(t, 4, 4, 2), groupEntries(t, 3, 6, 1)...)},
+		{"skips one inside", append(groupEntries(t, 4, 4, 2), groupEntries(t, 6, 6, 1)...)},
+	} {
+		if err := s.Append(ctx, bad.entries); !errors.Is(err, ErrGap) {
+			t.Errorf("a batch that %s was accepted: %v", bad.name, err)
+		}
+	}
+	if err := s.Append(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, groupEntries(t, 5, 8, 1)); !errors.Is(err, ErrGap) {
+		t.Errorf("a batch continuing an indexed message was accepted: %v", err)
+	}
+	if err := s.Append(ctx, groupEntries(t, 6, 8, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.Head(); h.Seq != 9 || h.StreamSeq != 6 {
+		t.Fatalf("head %+v, want record 9 of message 6", h)
+	}
+	s.Close()
+	if s, err = OpenStore(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.Head(); h.Seq != 9 || h.StreamSeq != 6 {
+		t.Fatalf("head after reopen %+v, want record 9 of message 6", h)
+	}
+	if res := verifyWith(t, path, VerifyOptions{}); res.Problem != nil || res.Records != 9 {
+		t.Fatalf("verify: %+v", res)
+	}
+}

@@ -65,11 +65,11 @@ const verifyChunk = 50000
 func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, error) {
 	var res VerifyResult
 	prev := make([]byte, sha256.Size)
-	var last uint64
+	var last, msg uint64
 	var err error
 	for {
 		var n int
-		n, err = r.verifyChunk(ctx, last, &prev, &res)
+		n, err = r.verifyChunk(ctx, last, &prev, &msg, &res)
 		if err != nil || res.Problem != nil {
 			return res, err
 		}
@@ -172,8 +172,10 @@ func (r *Reader) checkCoverage(ctx context.Context, res VerifyResult, opts Verif
 	return nil, nil
 }
 
-func (r *Reader) verifyChunk(ctx context.Context, after uint64, prev *[]byte, res *VerifyResult) (int, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT seq, id, time_ms, type, event_id, target, outcome, subject_email, body, prev_hash, hash
+// verifyChunk checks the rows after seq after, continuing the chain at
+// prev and the AUDIT messages at msg.
+func (r *Reader) verifyChunk(ctx context.Context, after uint64, prev *[]byte, msg *uint64, res *VerifyResult) (int, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT seq, id, time_ms, type, event_id, target, outcome, subject_email, body, prev_hash, hash, stream_seq
 		FROM records WHERE seq > ? ORDER BY seq LIMIT ?`, after, verifyChunk)
 	if err != nil {
 		return 0, fmt.Errorf("verify: %w", err)
@@ -182,11 +184,11 @@ func (r *Reader) verifyChunk(ctx context.Context, after uint64, prev *[]byte, re
 	n := 0
 	for rows.Next() {
 		n++
-		var seq uint64
+		var seq, streamSeq uint64
 		var timeMS int64
 		var id, typ, eventID, target, outcome, email string
 		var body, prevHash, hash []byte
-		if err := rows.Scan(&seq, &id, &timeMS, &typ, &eventID, &target, &outcome, &email, &body, &prevHash, &hash); err != nil {
+		if err := rows.Scan(&seq, &id, &timeMS, &typ, &eventID, &target, &outcome, &email, &body, &prevHash, &hash, &streamSeq); err != nil {
 			return n, fmt.Errorf("verify: %w", err)
 		}
 		bad := func(format string, args ...any) (int, error) {
@@ -201,6 +203,10 @@ func (r *Reader) verifyChunk(ctx context.Context, after uint64, prev *[]byte, re
 			return bad("does not link to record %d (prev_hash differs)", res.HeadSeq)
 		case !bytes.Equal(hash, ChainHash(*prev, seq, body)):
 			return bad("hash does not match its contents")
+		case streamSeqOf(seq, streamSeq) != *msg && streamSeqOf(seq, streamSeq) != *msg+1:
+			// Not chained, but where the indexer resumes: a jump would
+			// leave the messages between unindexed.
+			return bad("came in AUDIT message %d, after message %d (stream_seq skips)", streamSeqOf(seq, streamSeq), *msg)
 		}
 		var rec Record
 		if json.Unmarshal(body, &rec) == nil {
@@ -213,7 +219,7 @@ func (r *Reader) verifyChunk(ctx context.Context, after uint64, prev *[]byte, re
 				return bad("query columns differ from the record")
 			}
 		}
-		*prev = hash
+		*prev, *msg = hash, streamSeqOf(seq, streamSeq)
 		res.HeadSeq = seq
 		res.Records++
 	}

@@ -101,6 +101,10 @@ func TestVerifyNamesTheFirstBadRecord(t *testing.T) {
 		{"tail cut", []string{`DELETE FROM records WHERE seq > 7`}, 8, "missing: a checkpoint"},
 		{"tail and checkpoints cut", []string{`DELETE FROM records WHERE seq > 7`, `DELETE FROM checkpoints`}, 8, "missing: a checkpoint"},
 		{"checkpoint forged", []string{`UPDATE checkpoints SET signature = zeroblob(64)`}, 10, "not signed by the pinned key"},
+		// The indexer resumes after the head's message: moving it on would
+		// leave the messages between unindexed.
+		{"message skipped", []string{`UPDATE records SET stream_seq = 12 WHERE seq = 10`}, 10, "stream_seq skips"},
+		{"message moved back", []string{`UPDATE records SET stream_seq = 3 WHERE seq = 6`}, 6, "stream_seq skips"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := tamperable(t, 10)

@@ -65,21 +65,32 @@ func (s Sink) PublishEvents(ctx context.Context, evs []events.Event) ([]events.P
 	return pubs, nil
 }
 
+// Record makes recs durable, as few AUDIT messages as they fit in: one
+// record alone is its own message on its type's subject, as every record
+// was before groups; several travel as groups (audit.GroupHeader) of up to
+// audit.MaxGroup records and maxGroupBytes, in their order.
 func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
-	msgs := make([]bus.Message, len(recs))
+	bodies := make([][]byte, len(recs))
 	for i, r := range recs {
 		if r.ID == "" || r.Type == "" || r.Time.IsZero() {
 			return fmt.Errorf("audit record without id, type or time: %+v", r)
 		}
-		r.Seq = 0 // assigned by the stream
+		r.Seq = 0 // assigned by the index
 		data, err := audit.Encode(r)
 		if err != nil {
 			return fmt.Errorf("encode audit record %s: %w", r.ID, err)
 		}
-		// No message ID: the index marks a record written again (a
-		// consumer that ran again) instead of the server remembering every
-		// ID for a day (docs/decisions/0014).
-		msgs[i] = bus.Message{Subject: r.Topic(), ID: r.ID, Data: data, Kept: true}
+		bodies[i] = data
+	}
+	var msgs []bus.Message
+	for from := 0; from < len(recs); {
+		to, size := from+1, len(bodies[from])
+		for to < len(recs) && to-from < audit.MaxGroup && size+1+len(bodies[to]) <= maxGroupBytes {
+			size += 1 + len(bodies[to])
+			to++
+		}
+		msgs = append(msgs, recordMessage(recs[from:to], bodies[from:to]))
+		from = to
 	}
 	_, err := s.Pub.Publish(ctx, msgs)
 	if err == nil {
@@ -90,6 +101,21 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 		}
 	}
 	return err
+}
+
+// maxGroupBytes bounds a group message (the server's default largest
+// message is 1 MiB); a larger record travels alone.
+const maxGroupBytes = 256 << 10
+
+// recordMessage is the AUDIT message of recs, encoded as bodies. No message
+// ID: the index marks a record written again (a consumer that ran again)
+// instead of the server remembering every ID for a day (docs/decisions/0014).
+func recordMessage(recs []audit.Record, bodies [][]byte) bus.Message {
+	if len(recs) == 1 {
+		return bus.Message{Subject: recs[0].Topic(), ID: recs[0].ID, Data: bodies[0], Kept: true}
+	}
+	return bus.Message{Subject: audit.GroupSubject, ID: "group/" + recs[0].ID, Data: audit.JoinGroup(bodies), Kept: true,
+		Header: nats.Header{audit.GroupHeader: []string{strconv.Itoa(len(recs))}}}
 }
 
 // Enqueue makes jobs durable: the fresh jobs of one target travel together,

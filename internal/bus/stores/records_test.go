@@ -1,0 +1,254 @@
+package stores
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+)
+
+// indexAll runs an indexer on the index at path until it has indexed the
+// AUDIT stream up to its last message, and stops it.
+func indexAll(t *testing.T, b *bus.Bus, path string) audit.Head {
+	t.Helper()
+	ctx := context.Background()
+	s, err := b.JetStream().Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := audit.OpenStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ix, err := audit.NewIndexer(b.JetStream(), store, audit.IndexerConfig{Stream: bus.StreamAudit, BatchSize: 7, BatchWait: time.Millisecond},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(rctx) }()
+	// Until the indexer says it has the last message (a bound, not a wait).
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(30 * time.Second); ix.Indexed() < info.State.LastSeq; {
+		select {
+		case err := <-done:
+			t.Fatalf("indexer stopped: %v", err)
+		case <-tick.C:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("indexed %d of %d messages", ix.Indexed(), info.State.LastSeq)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return store.Head()
+}
+
+type row struct {
+	seq, streamSeq uint64
+	id, typ, body  string
+}
+
+func rows(t *testing.T, path string) []row {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rs, err := db.Query(`SELECT seq, stream_seq, id, type, body FROM records ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	var out []row
+	for rs.Next() {
+		var r row
+		if err := rs.Scan(&r.seq, &r.streamSeq, &r.id, &r.typ, &r.body); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// The records of one call travel as few AUDIT messages as fit (a group of
+// up to maxGroupBytes, a larger record alone, a single record as before),
+// and the index takes every message apart into its records, in order, each
+// chained over its bytes as published; messages that are not what a worker
+// writes are indexed too, as what they are. An indexer stopped between
+// messages goes on from the next one, and a fresh index of the same stream
+// has the same head.
+func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
+	ctx := context.Background()
+	b, err := bus.Open(ctx, bus.Config{Embedded: true, StoreDir: t.TempDir(), Name: "test"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pub, err := b.NewPublisher("test", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	sink := Sink{Pub: pub}
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	record := func(i int) audit.Record {
+		return audit.Record{ID: fmt.Sprintf("okta:%d|as1/succeeded", i), EventID: fmt.Sprint("okta:", i), Time: at, Type: audit.TypeRevocationSucceeded,
+			Target: "as1", Subject: &audit.Subject{Email: fmt.Sprintf("u%d@example.com", i)}, Detail: audit.Detail(map[string]any{"n": i})}
+	}
+
+	// 1: one record, its own message.
+	var want []string
+	if err := sink.Record(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, record(0).ID)
+	// 2..: 1,500 records, one of them too large for a group.
+	var many []audit.Record
+	for i := 1; i <= 1500; i++ {
+		r := record(i)
+		if i == 700 {
+			r.Detail = audit.Detail(map[string]any{"big": strings.Repeat("x", maxGroupBytes)})
+		}
+		many = append(many, r)
+		want = append(want, r.ID)
+	}
+	if err := sink.Record(ctx, many...); err != nil {
+		t.Fatal(err)
+	}
+
+	// What the stream holds: groups within the bounds, the large record
+	// alone, every record once, in order.
+	s, err := b.JetStream().Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []string
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies, err := audit.SplitGroup(m.Data, m.Header.Values(audit.GroupHeader))
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		if len(bodies) > 1 && (m.Subject != audit.GroupSubject || len(m.Data) > maxGroupBytes || len(bodies) > audit.MaxGroup) {
+			t.Errorf("message %d: a group of %d records, %d bytes on %s", seq, len(bodies), len(m.Data), m.Subject)
+		}
+		if len(bodies) == 1 && m.Subject != "audit."+string(audit.TypeRevocationSucceeded) {
+			t.Errorf("message %d: one record on %s", seq, m.Subject)
+		}
+		for _, body := range bodies {
+			var r audit.Record
+			if err := json.Unmarshal(body, &r); err != nil {
+				t.Fatalf("message %d: %v", seq, err)
+			}
+			stored = append(stored, r.ID)
+		}
+	}
+	if strings.Join(stored, " ") != strings.Join(want, " ") {
+		t.Fatalf("the stream holds %d records, not the %d written in order", len(stored), len(want))
+	}
+	if info.State.LastSeq >= 10 {
+		t.Fatalf("%d messages for %d records", info.State.LastSeq, len(want))
+	}
+
+	path := filepath.Join(t.TempDir(), "audit.db")
+	head := indexAll(t, b, path)
+	if head.Seq != uint64(len(want)) || head.StreamSeq != info.State.LastSeq {
+		t.Fatalf("head %d of message %d, want %d of %d", head.Seq, head.StreamSeq, len(want), info.State.LastSeq)
+	}
+
+	// Then, from elsewhere, messages a worker does not write.
+	good0, _ := audit.Encode(record(2000))
+	good1, _ := audit.Encode(record(2001))
+	pretty, _ := json.MarshalIndent(record(2002), "", "  ")
+	for _, m := range []struct {
+		data   string
+		header string
+	}{
+		{string(good0) + "\n" + string(good1), "3"},        // says 3, has 2: one undecodable record
+		{string(good0) + "\n{\"id\":", "2"},                // the second does not decode
+		{string(pretty), ""},                               // no header: one record, newlines and all
+		{string(good0) + "\n" + string(good1) + "\n", "3"}, // a third, empty record
+		{string(good1) + "\n" + string(good0), "2, 2"},     // not a count
+		{strings.Repeat("\n", audit.MaxGroup), "1025"},     // more than MaxGroup
+		{string(good0) + "\n" + string(good1), "02"},       // not how a count is written
+		{string(good0) + "\n" + string(good1), "2"},        // a group like the worker's
+	} {
+		msg := &nats.Msg{Subject: audit.GroupSubject, Data: []byte(m.data), Header: nats.Header{}}
+		if m.header != "" {
+			msg.Header.Set(audit.GroupHeader, m.header)
+		}
+		if _, err := b.JetStream().PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head = indexAll(t, b, path) // goes on from where it stopped
+	all := rows(t, path)
+	tail := all[len(want):]
+	type expect struct{ id, body string }
+	undecodable := func(i int) string { return fmt.Sprintf("undecodable/%d", len(want)+i+1) }
+	exp := []expect{
+		{undecodable(0), string(good0) + "\n" + string(good1)},
+		{record(2000).ID, string(good0)}, {undecodable(2), `{"id":`},
+		{record(2002).ID, string(pretty)},
+		{record(2000).ID, string(good0)}, {record(2001).ID, string(good1)}, {undecodable(6), ""},
+		{undecodable(7), string(good1) + "\n" + string(good0)},
+		{undecodable(8), strings.Repeat("\n", audit.MaxGroup)},
+		{undecodable(9), string(good0) + "\n" + string(good1)},
+		{record(2000).ID, string(good0)}, {record(2001).ID, string(good1)},
+	}
+	if len(tail) != len(exp) {
+		t.Fatalf("%d rows for the foreign messages, want %d", len(tail), len(exp))
+	}
+	for i, e := range exp {
+		if tail[i].id != e.id || tail[i].body != e.body {
+			t.Errorf("row %d: %s %.60q, want %s %.60q", tail[i].seq, tail[i].id, tail[i].body, e.id, e.body)
+		}
+	}
+	for i, r := range all {
+		if r.seq != uint64(i+1) {
+			t.Fatalf("row %d has seq %d", i, r.seq)
+		}
+	}
+
+	rd, err := audit.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if res, err := rd.Verify(ctx, audit.VerifyOptions{}); err != nil || res.Problem != nil || res.HeadSeq != head.Seq {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
+	// A fresh index of the same stream is the same trail.
+	again := indexAll(t, b, filepath.Join(t.TempDir(), "again.db"))
+	if again.Seq != head.Seq || fmt.Sprintf("%x", again.Hash) != fmt.Sprintf("%x", head.Hash) || again.StreamSeq != head.StreamSeq {
+		t.Fatalf("rebuilt head %d %x (message %d), want %d %x (message %d)", again.Seq, again.Hash, again.StreamSeq, head.Seq, head.Hash, head.StreamSeq)
+	}
+}
