@@ -64,7 +64,9 @@ type gate struct {
 	ok     chan struct{} // one receive per write
 }
 
-func newGate() *gate { return &gate{fail: map[int]error{}, start: make(chan int, 100), ok: make(chan struct{})} }
+func newGate() *gate {
+	return &gate{fail: map[int]error{}, start: make(chan int, 100), ok: make(chan struct{})}
+}
 
 func (g *gate) Record(ctx context.Context, recs ...Record) error {
 	g.mu.Lock()
