@@ -23,6 +23,7 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/bus/stores"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
@@ -362,47 +363,34 @@ func serveFloor() error {
 }
 
 // ceilingFloor is (a) plus the least our guarantees add to each request:
-// one audit record of the worker's shape, made durable in a JetStream file
-// stream like AUDIT (no message ID, the same duplicate window) before the
-// request counts as done, and indexed by the worker's own indexer into an
-// audit index (hash chain, the same schema). Everything the pipeline does
-// beyond that (intake, the durable job, planning, the plan's records) is
-// not in it: the pipeline cannot reach this floor, only approach it.
+// one audit record of the worker's shape, made durable in an AUDIT stream
+// before the request counts as done — written as the worker writes its
+// records, through its Sink and group commit (decision 0017) — and indexed
+// by the worker's own indexer into an audit index (hash chain, the same
+// schema). Everything the pipeline does beyond that (intake, the durable
+// job, planning, the plan's records) is not in it: the pipeline cannot
+// reach this floor, only approach it.
 func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiverSet) (Ceiling, error) {
 	b, err := bus.Open(ctx, bus.Config{Embedded: true, StoreDir: filepath.Join(dir, "floor-nats"), Name: "floor"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return Ceiling{}, err
 	}
 	defer b.Close()
-	js := b.JetStream()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLOOR", Subjects: []string{"floor.>"}, Storage: jetstream.FileStorage,
-		Duplicates: 24 * time.Hour}); err != nil {
+	pub, err := b.NewPublisher("floor", 1)
+	if err != nil {
 		return Ceiling{}, err
 	}
-	ix, stop, err := startIndex(ctx, js, filepath.Join(dir, "floor.db"), "FLOOR")
+	defer pub.Close()
+	ix, stop, err := startIndex(ctx, b.JetStream(), filepath.Join(dir, "floor.db"), bus.StreamAudit)
 	if err != nil {
 		return Ceiling{}, err
 	}
 	defer stop()
 
 	received := time.Now()
+	rec := &audit.Group{Next: stores.Sink{Pub: pub}}
 	record := func(target, user int) error {
-		r := requestRecord(target, user, received)
-		data, err := audit.Encode(r) // the worker's encoding
-		if err != nil {
-			return err
-		}
-		// No message ID, as the worker's records since decision 0014.
-		f, err := js.PublishAsync("floor."+string(r.Type), data)
-		if err != nil {
-			return err
-		}
-		select {
-		case <-f.Ok():
-			return nil
-		case err := <-f.Err():
-			return err
-		}
+		return rec.Record(ctx, requestRecord(target, user, received))
 	}
 	start := time.Now()
 	c, err := sendDirect(ctx, s, dir, receivers, direct{answered: record})

@@ -193,8 +193,8 @@ var (
 	descBreaker = prometheus.NewDesc("lw_target_held_seconds",
 		"How long this node holds a target's jobs (open breaker or Retry-After); 0 when it calls the target.", []string{"target"}, nil)
 	descStreamLast = prometheus.NewDesc("lw_audit_stream_last_seq", "Last sequence of the AUDIT stream.", nil, nil)
-	descIndexed    = prometheus.NewDesc("lw_audit_indexed_seq", "Last AUDIT sequence in this node's index.", nil, nil)
-	descIxBacklog  = prometheus.NewDesc("lw_audit_index_backlog_records", "AUDIT records not yet in this node's index.", nil, nil)
+	descIndexed    = prometheus.NewDesc("lw_audit_indexed_seq", "Last AUDIT message (stream sequence) in this node's index.", nil, nil)
+	descIxBacklog  = prometheus.NewDesc("lw_audit_index_backlog_records", "AUDIT messages (a record or a group of records) not yet in this node's index.", nil, nil)
 	descIxLag      = prometheus.NewDesc("lw_audit_index_lag_seconds", "Record time to indexed, for the oldest record of the last batch.", nil, nil)
 	descIxBatches  = prometheus.NewDesc("lw_audit_index_batches_total", "Indexer transactions committed.", nil, nil)
 	descCkpts      = prometheus.NewDesc("lw_audit_checkpoints_total", "Signed checkpoints written.", nil, nil)

@@ -11,10 +11,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Indexer projects the AUDIT stream into a Store. It keeps no consumer
-// state on the server: the index itself holds the cursor (its last seq), and
-// an ordered consumer reads from there, so a crash between commit and ack
-// cannot duplicate a record, and a fresh file rebuilds from seq 1.
+// Indexer projects the AUDIT stream into a Store, a row per record (a
+// message carries one or a group, decision 0017). It keeps no consumer
+// state on the server: the index itself holds the cursor (the message of its
+// last row), and an ordered consumer reads from the next, so a crash
+// between commit and ack cannot duplicate a record, and a fresh file
+// rebuilds from message 1.
 type Indexer struct {
 	js        jetstream.JetStream
 	stream    string
