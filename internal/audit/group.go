@@ -83,9 +83,10 @@ type groupCall struct {
 
 var _ Recorder = (*Group)(nil)
 
-// Record queues recs for the next write and waits until it is durable. When
-// no write is in flight the caller writes its group itself; the groups that
-// queue meanwhile are written by a goroutine of their own, one at a time.
+// Record queues recs for the next write and waits until it is durable, or
+// until ctx ends. When no write is in flight a goroutine starts one; it
+// writes what queues meanwhile when it is done, one write at a time, until
+// the queue is empty.
 func (g *Group) Record(ctx context.Context, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -100,7 +101,7 @@ func (g *Group) Record(ctx context.Context, recs ...Record) error {
 	g.writing = true
 	g.mu.Unlock()
 	if lead {
-		g.write(context.WithoutCancel(ctx))
+		go g.write(context.WithoutCancel(ctx))
 	}
 	select {
 	case err := <-c.done:

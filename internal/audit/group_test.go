@@ -232,6 +232,17 @@ func TestGroupCallerGivesUp(t *testing.T) {
 	g := &Group{Next: next, Timeout: time.Hour}
 	queued := watch(g)
 	done := make(chan error, 2)
+	// The caller whose call started the write gives up too.
+	lead, cancelLead := context.WithCancel(context.Background())
+	go func() { done <- g.Record(lead, records(9, 1)...) }()
+	<-next.start
+	queued(t, 1)
+	cancelLead()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the caller that started the write and gave up got %v", err)
+	}
+	next.ok <- struct{}{}
+
 	go func() { done <- g.Record(context.Background(), records(0, 1)...) }()
 	<-next.start
 	queued(t, 1) // the first call's, before its write
