@@ -127,8 +127,12 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 	var many []audit.Record
 	for i := 1; i <= 1500; i++ {
 		r := record(i)
-		if i == 700 {
+		switch i {
+		case 700:
 			r.Detail = audit.Detail(map[string]any{"big": strings.Repeat("x", maxGroupBytes)})
+		case 5: // newlines in a record never reach its encoding
+			r.Detail = json.RawMessage("{\n  \"a\": \"b\"\n}\n")
+			r.Error = "line one\nline two\r\n"
 		}
 		many = append(many, r)
 		want = append(want, r.ID)
@@ -182,6 +186,12 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 	head := indexAll(t, b, path)
 	if head.Seq != uint64(len(want)) || head.StreamSeq != info.State.LastSeq {
 		t.Fatalf("head %d of message %d, want %d of %d", head.Seq, head.StreamSeq, len(want), info.State.LastSeq)
+	}
+
+	var fifth audit.Record
+	if r := rows(t, path)[5]; r.id != record(5).ID || json.Unmarshal([]byte(r.body), &fifth) != nil ||
+		fifth.Error != "line one\nline two\r\n" || string(fifth.Detail) != `{"a":"b"}` {
+		t.Fatalf("the record with newlines came back as %s %q", r.id, r.body)
 	}
 
 	// Then, from elsewhere, messages a worker does not write.
