@@ -12,24 +12,32 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 )
+
+// auditStream is b's AUDIT stream and what it holds now.
+func auditStream(t *testing.T, b *bus.Bus) (jetstream.Stream, *jetstream.StreamInfo) {
+	t.Helper()
+	s, err := b.JetStream().Stream(context.Background(), bus.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, info
+}
 
 // indexAll runs an indexer on the index at path until it has indexed the
 // AUDIT stream up to its last message, and stops it.
 func indexAll(t *testing.T, b *bus.Bus, path string) audit.Head {
 	t.Helper()
 	ctx := context.Background()
-	s, err := b.JetStream().Stream(ctx, bus.StreamAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, info := auditStream(t, b)
 	store, err := audit.OpenStore(ctx, path)
 	if err != nil {
 		t.Fatal(err)
@@ -100,16 +108,7 @@ func rows(t *testing.T, path string) []row {
 // has the same head.
 func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 	ctx := context.Background()
-	b, err := bus.Open(ctx, bus.Config{Embedded: true, StoreDir: t.TempDir(), Name: "test"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	pub, err := b.NewPublisher("test", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	b, pub := openBus(t)
 	sink := Sink{Pub: pub}
 	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	record := func(i int) audit.Record {
@@ -143,14 +142,7 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 
 	// What the stream holds: groups within the bounds, the large record
 	// alone, every record once, in order.
-	s, err := b.JetStream().Stream(ctx, bus.StreamAudit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, info := auditStream(t, b)
 	var stored []string
 	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)

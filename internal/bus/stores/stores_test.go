@@ -17,21 +17,29 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
+// openBus opens an embedded bus in a fresh directory, and a publisher on
+// it; both close when the test ends.
+func openBus(t *testing.T) (*bus.Bus, *bus.Publisher) {
+	t.Helper()
+	b, err := bus.Open(context.Background(), bus.Config{Embedded: true, StoreDir: t.TempDir(), Name: "test"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	pub, err := b.NewPublisher("test", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Close)
+	return b, pub
+}
+
 // Fresh jobs travel in batches per target, cut at revoke.MaxBatch jobs or
 // maxBatchBytes (a user in many groups makes a large job); a continuing job
 // travels alone. Every job is in exactly one message.
 func TestEnqueueBatchesPerTarget(t *testing.T) {
 	ctx := context.Background()
-	b, err := bus.Open(ctx, bus.Config{Embedded: true, StoreDir: t.TempDir(), Name: "test"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	pub, err := b.NewPublisher("test", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	b, pub := openBus(t)
 	var jobs []revoke.Job
 	job := func(target string, i int, groups int) revoke.Job {
 		j := revoke.Job{ID: fmt.Sprintf("okta:%d|%s", i, target), EventID: fmt.Sprint("okta:", i), Target: target, Kind: events.KindDeprovisioned,
