@@ -35,6 +35,12 @@ type Indexer struct {
 	checkpoints atomic.Uint64
 }
 
+// DefaultBatchWait is how long a batch waits to fill: under load a commit
+// per 100 ms instead of per 20 ms took ~4 % off the worker's CPU in the
+// benchmark (each commit writes every page its rows touched, in eight
+// b-trees), and a record is queryable at most that much later.
+const DefaultBatchWait = 100 * time.Millisecond
+
 // IndexerConfig configures an Indexer.
 type IndexerConfig struct {
 	Stream    string
@@ -70,7 +76,7 @@ func NewIndexer(js jetstream.JetStream, store *Store, cfg IndexerConfig, log *sl
 		cfg.BatchSize = 500
 	}
 	if cfg.BatchWait <= 0 {
-		cfg.BatchWait = 20 * time.Millisecond
+		cfg.BatchWait = DefaultBatchWait
 	}
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = 10000

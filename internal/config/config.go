@@ -700,7 +700,7 @@ func (c *Config) setDefaults() {
 		c.Audit.BatchSize = 500
 	}
 	if c.Audit.BatchWait == 0 {
-		c.Audit.BatchWait = 20 * time.Millisecond
+		c.Audit.BatchWait = 100 * time.Millisecond // audit.DefaultBatchWait: why, there
 	}
 	if c.Audit.CheckpointEvery == 0 {
 		c.Audit.CheckpointEvery = 10000
