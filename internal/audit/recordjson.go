@@ -105,17 +105,8 @@ func decodeShort(d *jsonform.Reader, rec *Record) bool {
 	if !d.OptStr(`,"target":`, &rec.Target) || !d.OptStr(`,"driver":`, &rec.Driver) {
 		return false
 	}
-	var n int64
-	if !d.OptInt(`,"attempt":`, &n) {
-		return false
-	}
-	if rec.Attempt = int(n); int64(rec.Attempt) != n {
-		return false
-	}
-	if !d.OptStr(`,"outcome":`, &rec.Outcome) || !d.OptInt(`,"http_status":`, &n) {
-		return false
-	}
-	if rec.HTTPStatus = int(n); int64(rec.HTTPStatus) != n {
+	if !d.OptIntField(`,"attempt":`, &rec.Attempt) || !d.OptStr(`,"outcome":`, &rec.Outcome) ||
+		!d.OptIntField(`,"http_status":`, &rec.HTTPStatus) {
 		return false
 	}
 	if !d.OptInt(`,"latency_ms":`, &rec.LatencyMS) || !d.OptStr(`,"error":`, &rec.Error) {

@@ -234,6 +234,15 @@ func (d *Reader) OptInt(key string, v *int64) bool {
 	return ok
 }
 
+// OptIntField is OptInt for an int field: false also when the number does
+// not fit an int, where json.Unmarshal fails.
+func (d *Reader) OptIntField(key string, v *int) bool {
+	var n int64
+	ok := d.OptInt(key, &n)
+	*v = int(n)
+	return ok && int64(*v) == n
+}
+
 // Time reads a quoted time with the time package's own JSON reader, as
 // json.Unmarshal does.
 func (d *Reader) Time(t *time.Time) bool {

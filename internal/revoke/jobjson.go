@@ -142,11 +142,7 @@ func decodeJob(d *jsonform.Reader, j *Job) bool {
 		!d.Lit(`,"planned_at":`) || !d.Time(&j.PlannedAt) {
 		return false
 	}
-	var n int64
-	if !d.OptInt(`,"replay":`, &n) {
-		return false
-	}
-	if j.Replay = int(n); int64(j.Replay) != n {
+	if !d.OptIntField(`,"replay":`, &j.Replay) {
 		return false
 	}
 	if d.Lit(`,"replay_of":`) {

@@ -100,7 +100,7 @@ func rows(t *testing.T, path string) []row {
 }
 
 // The records of one call travel as few AUDIT messages as fit (a group of
-// up to maxGroupBytes, a larger record alone, a single record as before),
+// up to maxMessageBytes, a larger record alone, a single record as before),
 // and the index takes every message apart into its records, in order, each
 // chained over its bytes as published; messages that are not what a worker
 // writes are indexed too, as what they are. An indexer stopped between
@@ -128,7 +128,7 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 		r := record(i)
 		switch i {
 		case 700:
-			r.Detail = audit.Detail(map[string]any{"big": strings.Repeat("x", maxGroupBytes)})
+			r.Detail = audit.Detail(map[string]any{"big": strings.Repeat("x", maxMessageBytes)})
 		case 5: // newlines in a record never reach its encoding
 			r.Detail = json.RawMessage("{\n  \"a\": \"b\"\n}\n")
 			r.Error = "line one\nline two\r\n"
@@ -153,7 +153,7 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 		if err != nil {
 			t.Fatalf("message %d: %v", seq, err)
 		}
-		if len(bodies) > 1 && (m.Subject != audit.GroupSubject || len(m.Data) > maxGroupBytes || len(bodies) > audit.MaxGroup) {
+		if len(bodies) > 1 && (m.Subject != audit.GroupSubject || len(m.Data) > maxMessageBytes || len(bodies) > audit.MaxGroup) {
 			t.Errorf("message %d: a group of %d records, %d bytes on %s", seq, len(bodies), len(m.Data), m.Subject)
 		}
 		if len(bodies) == 1 && m.Subject != "audit."+string(audit.TypeRevocationSucceeded) {

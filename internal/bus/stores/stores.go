@@ -68,7 +68,8 @@ func (s Sink) PublishEvents(ctx context.Context, evs []events.Event) ([]events.P
 // Record makes recs durable, as few AUDIT messages as they fit in: one
 // record alone is its own message on its type's subject, as every record
 // was before groups; several travel as groups (audit.GroupHeader) of up to
-// audit.MaxGroup records and maxGroupBytes, in their order.
+// audit.MaxGroup records and maxMessageBytes, in their order; a larger
+// record travels alone.
 func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 	bodies := make([][]byte, len(recs))
 	for i, r := range recs {
@@ -85,7 +86,7 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 	var msgs []bus.Message
 	for from := 0; from < len(recs); {
 		to, size := from+1, len(bodies[from])
-		for to < len(recs) && to-from < audit.MaxGroup && size+1+len(bodies[to]) <= maxGroupBytes {
+		for to < len(recs) && to-from < audit.MaxGroup && size+1+len(bodies[to]) <= maxMessageBytes {
 			size += 1 + len(bodies[to])
 			to++
 		}
@@ -102,10 +103,6 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 	}
 	return err
 }
-
-// maxGroupBytes bounds a group message (the server's default largest
-// message is 1 MiB); a larger record travels alone.
-const maxGroupBytes = 256 << 10
 
 // recordMessage is the AUDIT message of recs, encoded as bodies. No message
 // ID: the index marks a record written again (a consumer that ran again)
@@ -146,7 +143,7 @@ func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 		byTarget[j.Target] = append(byTarget[j.Target], i)
 	}
 	for _, target := range order {
-		// A batch ends at revoke.MaxBatch jobs or maxBatchBytes, so that a
+		// A batch ends at revoke.MaxBatch jobs or maxMessageBytes, so that a
 		// batch of jobs with large scopes stays far below the server's
 		// largest message.
 		var b batchWriter
@@ -155,7 +152,7 @@ func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 			if err != nil {
 				return fmt.Errorf("encode job %s: %w", jobs[i].ID, err)
 			}
-			if b.n == revoke.MaxBatch || (b.n > 0 && b.data.Len()+len(data) > maxBatchBytes) {
+			if b.n == revoke.MaxBatch || (b.n > 0 && b.data.Len()+len(data) > maxMessageBytes) {
 				msgs = append(msgs, b.message(target))
 			}
 			b.add(&jobs[i], data)
@@ -168,9 +165,9 @@ func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 	return err
 }
 
-// maxBatchBytes bounds a batch message's jobs (the server's default
-// largest message is 1 MiB).
-const maxBatchBytes = 256 << 10
+// maxMessageBytes bounds a batch message's jobs and a group message's
+// records (the server's default largest message is 1 MiB).
+const maxMessageBytes = 256 << 10
 
 func jobMessage(j revoke.Job) (bus.Message, error) {
 	data, err := revoke.EncodeJob(j)

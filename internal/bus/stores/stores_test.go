@@ -35,7 +35,7 @@ func openBus(t *testing.T) (*bus.Bus, *bus.Publisher) {
 }
 
 // Fresh jobs travel in batches per target, cut at revoke.MaxBatch jobs or
-// maxBatchBytes (a user in many groups makes a large job); a continuing job
+// maxMessageBytes (a user in many groups makes a large job); a continuing job
 // travels alone. Every job is in exactly one message.
 func TestEnqueueBatchesPerTarget(t *testing.T) {
 	ctx := context.Background()
@@ -80,7 +80,7 @@ func TestEnqueueBatchesPerTarget(t *testing.T) {
 			for _, j := range batch.Jobs {
 				seen[j.ID]++
 			}
-			if len(data) > maxBatchBytes+64 {
+			if len(data) > maxMessageBytes+64 {
 				t.Errorf("a batch of %d bytes", len(data))
 			}
 			return true, nil
