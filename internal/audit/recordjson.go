@@ -77,14 +77,7 @@ func decodeShort(d *jsonform.Reader, rec *Record) bool {
 	if rec.ID, ok = d.Str(); !ok {
 		return false
 	}
-	if d.Lit(`,"seq":`) {
-		n, ok := d.Uint()
-		if !ok {
-			return false
-		}
-		rec.Seq = n
-	}
-	if !d.Lit(`,"time":`) || !d.Time(&rec.Time) || !d.Lit(`,"type":`) {
+	if !d.OptUint(`,"seq":`, &rec.Seq) || !d.Lit(`,"time":`) || !d.Time(&rec.Time) || !d.Lit(`,"type":`) {
 		return false
 	}
 	t, ok := d.Str()

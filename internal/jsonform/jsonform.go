@@ -234,6 +234,18 @@ func (d *Reader) OptInt(key string, v *int64) bool {
 	return ok
 }
 
+// OptUint reads key and an unsigned integer into v (0 if key does not come
+// next).
+func (d *Reader) OptUint(key string, v *uint64) bool {
+	*v = 0
+	if !d.Lit(key) {
+		return true
+	}
+	n, ok := d.Uint()
+	*v = n
+	return ok
+}
+
 // OptIntField is OptInt for an int field: false also when the number does
 // not fit an int, where json.Unmarshal fails.
 func (d *Reader) OptIntField(key string, v *int) bool {

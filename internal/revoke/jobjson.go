@@ -142,15 +142,8 @@ func decodeJob(d *jsonform.Reader, j *Job) bool {
 		!d.Lit(`,"planned_at":`) || !d.Time(&j.PlannedAt) {
 		return false
 	}
-	if !d.OptIntField(`,"replay":`, &j.Replay) {
+	if !d.OptIntField(`,"replay":`, &j.Replay) || !d.OptUint(`,"replay_of":`, &j.ReplayOf) {
 		return false
-	}
-	if d.Lit(`,"replay_of":`) {
-		u, ok := d.Uint()
-		if !ok {
-			return false
-		}
-		j.ReplayOf = u
 	}
 	j.Continues = d.Lit(`,"continues":true`)
 	if d.Lit(`,"not_before":`) && !d.Time(&j.NotBefore) {
