@@ -539,10 +539,15 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 		return nil, nil, err
 	}
 	planner.WithMarks(stores.Marks{Pub: sink.Pub, KV: planned})
-	// Messages stored before this start (a margin for the server's clock)
-	// may have been handled by an earlier run: bus.MaybeSeen.
-	since := time.Now().Add(5 * time.Second)
-	planner.Since = since
+	// Messages stored before this start may have been handled by an
+	// earlier run: bus.MaybeSeen. Read before any consumer starts.
+	backlog := map[string]uint64{}
+	for _, stream := range []string{bus.StreamLifecycle, bus.StreamRevoke} {
+		if backlog[stream], err = b.LastSeq(ctx, stream); err != nil {
+			return nil, nil, fmt.Errorf("backlog of %s: %w", stream, err)
+		}
+	}
+	planner.Backlog = backlog[bus.StreamLifecycle]
 	if cfg.Okta.SystemLog.Enabled {
 		// The poller keeps the ID-JAG inventory; plans name the grants.
 		state, err := b.KV(ctx, bus.KVState)
@@ -574,7 +579,7 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 		exec.Yield = prio.yield // per job of a batch, as the gate does per message
 		exec.Stopping = g.draining.Load
 		exec.Progress = stores.Progress{KV: kv}
-		exec.Since = since
+		exec.Backlog = backlog[bus.StreamRevoke]
 		spec := bus.ConsumerSpec{
 			Stream: bus.StreamRevoke, Durable: "exec-" + t.Name, Filter: revoke.Topic(t.Name),
 			MaxAckPending: t.Concurrency,

@@ -298,29 +298,35 @@ func TestSCIMBucketReadsFromTheLeader(t *testing.T) {
 
 // A message may have been handled before when the server counts a second
 // delivery, or when it was stored before this process started (an embedded
-// server killed with the worker may lose its last delivery counts); one
-// stored since, delivered once, is new. Unknown is "maybe".
+// server killed with the worker may lose its last delivery counts): at or
+// below its stream's last sequence then. One stored since, delivered once,
+// is new. Unknown is "maybe"; a backlog of 0 leaves only counted
+// redeliveries.
 func TestMaybeSeen(t *testing.T) {
-	start := time.Unix(1000, 0)
-	msg := func(delivered int, stored time.Time) *message.Message {
+	msg := func(delivered int, seq string) *message.Message {
 		m := message.NewMessage("m", nil)
 		m.Metadata.Set(MetaDelivered, fmt.Sprint(delivered))
-		if !stored.IsZero() {
-			m.Metadata.Set(MetaStored, fmt.Sprint(stored.UnixNano()))
+		if seq != "" {
+			m.Metadata.Set(MetaStreamSeq, seq)
 		}
 		return m
 	}
 	for _, c := range []struct {
-		m    *message.Message
-		want bool
+		m       *message.Message
+		backlog uint64
+		want    bool
 	}{
-		{msg(1, start.Add(time.Second)), false},
-		{msg(1, start.Add(-time.Second)), true},
-		{msg(2, start.Add(time.Second)), true},
-		{msg(1, time.Time{}), true},
+		{msg(1, "101"), 100, false},
+		{msg(1, "100"), 100, true},
+		{msg(1, "7"), 100, true},
+		{msg(2, "101"), 100, true},
+		{msg(1, ""), 100, true},
+		{msg(1, "-5"), 100, true},
+		{msg(1, "1"), 0, false},
+		{msg(3, "1"), 0, true},
 	} {
-		if got := MaybeSeen(c.m, start); got != c.want {
-			t.Errorf("delivered %s stored %q: %v, want %v", c.m.Metadata.Get(MetaDelivered), c.m.Metadata.Get(MetaStored), got, c.want)
+		if got := MaybeSeen(c.m, c.backlog); got != c.want {
+			t.Errorf("delivered %s seq %q backlog %d: %v, want %v", c.m.Metadata.Get(MetaDelivered), c.m.Metadata.Get(MetaStreamSeq), c.backlog, got, c.want)
 		}
 	}
 }

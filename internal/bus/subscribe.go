@@ -20,8 +20,6 @@ const (
 	MetaDelivered = "lw_delivered"
 	// MetaStreamSeq is the message's sequence in its stream.
 	MetaStreamSeq = "lw_stream_seq"
-	// MetaStored is when the stream stored the message (Unix nanoseconds).
-	MetaStored = "lw_stored"
 	// MetaRetryIn, set by a handler before it fails, is how long the
 	// message waits before its redelivery (a Go duration); it overrides the
 	// subscriber's schedule (Retry-After, an open breaker).
@@ -38,18 +36,20 @@ func Delivered(m *message.Message) int {
 }
 
 // MaybeSeen reports whether a consumed message may have been handled
-// before: delivered more than once, or stored before since (the start of
-// this process, plus a few seconds for the server's clock). An embedded server killed with
-// the worker comes back with its consumers' last acks and delivery counts
-// lost, so a message stored before the start may be a redelivery counted
-// as a first one; one stored since can only have been delivered by this
-// server, whose count holds.
-func MaybeSeen(m *message.Message, since time.Time) bool {
+// before: delivered more than once, or stored at or below backlog, its
+// stream's last sequence when this process started. An embedded server
+// killed with the worker comes back with its consumers' last acks and
+// delivery counts lost, so a message stored before the start may be a
+// redelivery counted as a first one; one stored since can only have been
+// delivered by this server, whose count holds. Sequences, not times: the
+// stream numbers its messages in the order it stores them, whatever any
+// clock says (docs/decisions/0018). Unknown is "maybe".
+func MaybeSeen(m *message.Message, backlog uint64) bool {
 	if Delivered(m) > 1 {
 		return true
 	}
-	ns, err := strconv.ParseInt(m.Metadata.Get(MetaStored), 10, 64)
-	return err != nil || time.Unix(0, ns).Before(since)
+	seq, err := strconv.ParseUint(m.Metadata.Get(MetaStreamSeq), 10, 64)
+	return err != nil || seq <= backlog
 }
 
 // RetryIn asks for the message's redelivery after d when the handler fails.
@@ -222,7 +222,6 @@ func toWatermill(m jetstream.Msg) *message.Message {
 	if mdErr == nil {
 		msg.Metadata.Set(MetaDelivered, strconv.FormatUint(md.NumDelivered, 10))
 		msg.Metadata.Set(MetaStreamSeq, strconv.FormatUint(md.Sequence.Stream, 10))
-		msg.Metadata.Set(MetaStored, strconv.FormatInt(md.Timestamp.UnixNano(), 10))
 	}
 	return msg
 }

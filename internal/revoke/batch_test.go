@@ -191,6 +191,7 @@ func TestStoppingBatchHandsOffTheRest(t *testing.T) {
 type memProgress struct {
 	mu      sync.Mutex
 	done    map[string][]string
+	loads   int
 	saves   int
 	deletes int
 }
@@ -198,6 +199,7 @@ type memProgress struct {
 func (m *memProgress) Load(_ context.Context, b string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.loads++
 	return m.done[b], nil
 }
 func (m *memProgress) Save(_ context.Context, b string, done []string) error {
@@ -260,6 +262,43 @@ func TestBatchMessageKeysItsProgressByItsID(t *testing.T) {
 		}
 		if drv.calls["u0@example.com"] != 0 || len(drv.calls) != 2 {
 			t.Errorf("header %q, message ID %q: calls %v, want the saved job skipped", c.header, c.uuid, drv.calls)
+		}
+	}
+}
+
+// A batch loads its saved progress only when it may have run before: stored
+// in REVOKE before this process started (at or below Backlog), whatever
+// its delivery count says, or delivered again. One stored since and
+// delivered once runs every job without a lookup.
+func TestOnlyBatchesFromBeforeTheStartLoadProgress(t *testing.T) {
+	for _, c := range []struct {
+		seq, delivered int
+		load           bool
+	}{
+		{100, 1, true}, // the server lost its count in a crash
+		{101, 1, false},
+		{101, 2, true},
+	} {
+		now := time.Unix(1000, 0)
+		drv := &bySubject{calls: map[string]int{}}
+		e, _, _, _ := executor(t, drv, func() time.Time { return now }, nil)
+		e.Backlog = 100
+		jobs := batchOf(3)
+		prog := &memProgress{done: map[string][]string{"batch/b": {jobs[0].ID}}}
+		e.Progress = prog
+		payload, _ := json.Marshal(Batch{Jobs: jobs})
+		msg := message.NewMessage("m", payload)
+		msg.SetContext(context.Background())
+		msg.Metadata.Set(BatchHeader, "3")
+		msg.Metadata.Set(BatchIDHeader, "batch/b")
+		msg.Metadata.Set(bus.MetaDelivered, fmt.Sprint(c.delivered))
+		msg.Metadata.Set(bus.MetaStreamSeq, fmt.Sprint(c.seq))
+		if err := e.Handler(msg); err != nil {
+			t.Fatal(err)
+		}
+		want := map[bool]int{true: 0, false: 1}[c.load]
+		if (prog.loads == 1) != c.load || drv.calls["u0@example.com"] != want {
+			t.Errorf("seq %d delivered %d: %d loads, saved job called %d times; want loaded %v", c.seq, c.delivered, prog.loads, drv.calls["u0@example.com"], c.load)
 		}
 	}
 }

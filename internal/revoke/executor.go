@@ -38,9 +38,10 @@ type Executor struct {
 	Stopping func() bool
 	// Progress, if set, keeps which jobs of a running batch finished.
 	Progress Progress
-	// Since is when this process started (plus a margin): a batch that
-	// may have run before (bus.MaybeSeen) loads its saved progress.
-	Since time.Time
+	// Backlog is REVOKE's last sequence when this process started: a
+	// batch that may have run before (bus.MaybeSeen) loads its saved
+	// progress.
+	Backlog uint64
 }
 
 // NewExecutor returns the executor of target.
@@ -263,7 +264,7 @@ func (e *Executor) Handler(msg *message.Message) error {
 		if id == "" {
 			id = msg.UUID // published before BatchIDHeader: its message ID
 		}
-		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), id, b.Jobs, delivered, bus.MaybeSeen(msg, e.Since)))
+		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), id, b.Jobs, delivered, bus.MaybeSeen(msg, e.Backlog)))
 	}
 	job, err := DecodeJob(msg.Payload)
 	if err != nil {

@@ -66,9 +66,9 @@ type Planner struct {
 	inventory Inventory
 	group     *commitGroup
 	marks     Marks
-	// Since is when this process started (plus a margin): see
-	// bus.MaybeSeen. Zero: only redeliveries counted by the server.
-	Since time.Time
+	// Backlog is LIFECYCLE's last sequence when this process started:
+	// see bus.MaybeSeen. Zero: only redeliveries counted by the server.
+	Backlog uint64
 }
 
 // WithMarks makes the planner remember the events whose jobs are queued
@@ -337,7 +337,7 @@ func (p *Planner) Handler(msg *message.Message) error {
 			Error: "undecodable lifecycle message: " + err.Error(),
 		})
 	}
-	return p.plan(ctx, ev, bus.MaybeSeen(msg, p.Since))
+	return p.plan(ctx, ev, bus.MaybeSeen(msg, p.Backlog))
 }
 
 func jobRecord(job Job, typ audit.Type, now time.Time) audit.Record {

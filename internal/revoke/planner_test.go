@@ -144,13 +144,15 @@ func TestGroupedPlansCommitTogether(t *testing.T) {
 }
 
 type memMarks struct {
-	mu     sync.Mutex
-	marked map[string]bool
+	mu      sync.Mutex
+	marked  map[string]bool
+	lookups int
 }
 
 func (m *memMarks) Planned(_ context.Context, id string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.lookups++
 	return m.marked[id], nil
 }
 func (m *memMarks) MarkPlanned(_ context.Context, ids []string) error {
@@ -196,6 +198,44 @@ func TestEventDeliveredAgainIsNotQueuedTwice(t *testing.T) {
 	handle("okta:1", 2)
 	if len(q.queued) != 2 {
 		t.Fatalf("unmarked and delivered again: %d jobs, want it planned again", len(q.queued))
+	}
+}
+
+// Only an event that may have been planned before is looked up in the
+// marks: one stored in LIFECYCLE before this process started (at or below
+// Backlog), whatever its delivery count says, or delivered again. One
+// stored since and delivered once is planned without a lookup.
+func TestOnlyEventsFromBeforeTheStartAreLookedUp(t *testing.T) {
+	q, rec, marks := &memQueue{}, &memRecorder{}, &memMarks{marked: map[string]bool{"okta:old": true, "okta:new": true}}
+	as1 := &Target{Name: "as1", Kinds: []events.Kind{events.KindDeprovisioned}}
+	p, err := NewPlanner([]*Target{as1}, q, rec, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.WithMarks(marks)
+	p.Backlog = 100
+	handle := func(id string, seq, delivered int) {
+		t.Helper()
+		payload, _ := json.Marshal(events.Event{ID: id, Kind: events.KindDeprovisioned, Subject: events.Subject{Email: "a@example.com"}})
+		msg := message.NewMessage("m-"+id, payload)
+		msg.Metadata.Set(bus.MetaDelivered, fmt.Sprint(delivered))
+		msg.Metadata.Set(bus.MetaStreamSeq, fmt.Sprint(seq))
+		msg.SetContext(context.Background())
+		if err := p.Handler(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle("okta:old", 100, 1) // the server lost its count: looked up, found planned
+	if marks.lookups != 1 || len(q.queued) != 0 {
+		t.Fatalf("stored before the start: %d lookups, %d jobs; want 1 and none", marks.lookups, len(q.queued))
+	}
+	handle("okta:fresh", 101, 1)
+	if marks.lookups != 1 || len(q.queued) != 1 {
+		t.Fatalf("stored since: %d lookups, %d jobs; want no new lookup and its job", marks.lookups, len(q.queued))
+	}
+	handle("okta:new", 150, 2) // delivered again: looked up, found planned
+	if marks.lookups != 2 || len(q.queued) != 1 {
+		t.Fatalf("delivered again: %d lookups, %d jobs; want 2 and no new job", marks.lookups, len(q.queued))
 	}
 }
 
