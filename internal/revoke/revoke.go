@@ -127,9 +127,12 @@ func RetryAfter(h http.Header, now time.Time, maxWait time.Duration) time.Durati
 	return min(max(d, 0), maxWait)
 }
 
-// jwtShape is a compact JWS/JWT: a peer that echoes our bearer JWT (or any
-// token) in an error body must not get it into the trail.
-var jwtShape = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*`)
+// jwtShape is a compact JWS/JWT/JWE — or two of its segments, or several
+// tokens written back to back: a peer that echoes our bearer JWT (or any
+// token) in an error body must not get it, or what would rebuild it, into
+// the trail. (Three segments alone left the payload and signature of a
+// second token that followed the first without a separator.)
+var jwtShape = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)*`)
 
 // Redact replaces each secret (of 8 characters or more) and anything
 // shaped like a JWT in s.
@@ -138,6 +141,9 @@ func Redact(s string, secrets []string) string {
 		if len(sec) >= 8 {
 			s = strings.ReplaceAll(s, sec, "[redacted]")
 		}
+	}
+	if !strings.Contains(s, "eyJ") {
+		return s // jwtShape starts with it: nothing to replace (and no regexp run per string)
 	}
 	return jwtShape.ReplaceAllString(s, "[redacted-jwt]")
 }
