@@ -83,7 +83,15 @@ type Recorder interface {
 
 // Detail encodes v as a record's detail, dropping it when it cannot be
 // encoded (details are informative; the record itself must not be lost).
+// The bytes are json.Marshal's; a map of strings, integers, booleans,
+// times and string lists — the details the pipeline writes per
+// revocation — takes a short path (appendFlat).
 func Detail(v any) json.RawMessage {
+	if m, ok := v.(map[string]any); ok {
+		if b, ok := appendFlat(make([]byte, 0, 64*len(m)+2), m); ok {
+			return b
+		}
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil

@@ -103,10 +103,8 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 			return fmt.Errorf("rate limit: %w", err)
 		}
 	}
-	resolveCtx, cancel := context.WithTimeout(ctx, t.Timeout)
 	var resolvedFrom string
-	job.Subject, resolvedFrom = t.Resolver.Complete(resolveCtx, t.SubjectFormat, job.Subject)
-	cancel()
+	job.Subject, resolvedFrom = t.Resolver.Complete(ctx, t.Timeout, t.SubjectFormat, job.Subject)
 	// A slot is held for the call only: recording its outcome does not
 	// occupy the target's concurrency.
 	e.slots <- struct{}{}

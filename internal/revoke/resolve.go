@@ -34,8 +34,9 @@ type resolved struct {
 
 // Complete fills s.Email for the email format when the event had none (and
 // the login is not an email). It returns the subject and where the email
-// came from ("" when nothing was needed or found).
-func (r *Resolver) Complete(ctx context.Context, format string, s events.Subject) (events.Subject, string) {
+// came from ("" when nothing was needed or found). A lookup is bounded by
+// timeout.
+func (r *Resolver) Complete(ctx context.Context, timeout time.Duration, format string, s events.Subject) (events.Subject, string) {
 	if r == nil || format != "email" || s.Email != "" || s.ID == "" {
 		return s, ""
 	}
@@ -64,6 +65,10 @@ func (r *Resolver) Complete(ctx context.Context, format string, s events.Subject
 		return s, c.source + " (cached)"
 	}
 	r.mu.Unlock()
+	// Only a lookup is bounded: most jobs carry what they need and return
+	// above without a timer.
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	for _, l := range r.Lookups {
 		email, err := l.Email(ctx, s)
 		if err != nil || email == "" {
