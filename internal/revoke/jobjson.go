@@ -26,16 +26,8 @@ func EncodeJob(j Job) ([]byte, error) {
 	b = jsonform.AppendString(append(b, `,"kind":`...), string(j.Kind))
 	b = jsonform.AppendString(append(b, `,"source":`...), string(j.Source))
 	b = jsonform.AppendString(append(b, `,"cause":`...), j.Cause)
-	s := j.Subject
-	b = jsonform.AppendStrings(append(b, `,"subject":`...), subjectKeys, s.Issuer, s.ID, s.Login, s.Email, s.SCIMID, s.ExternalID)
-	b = append(b, `,"scope":{`...)
-	n := len(b)
-	b = appendRefs(b, `"apps":`, j.Scope.Apps)
-	if len(b) > n && len(j.Scope.Groups) > 0 {
-		b = append(b, ',')
-	}
-	b = appendRefs(b, `"groups":`, j.Scope.Groups)
-	b = append(b, '}')
+	b = events.AppendSubject(append(b, `,"subject":`...), j.Subject)
+	b = events.AppendScope(append(b, `,"scope":`...), j.Scope)
 	var err error
 	for _, t := range [...]struct {
 		key string
@@ -58,27 +50,6 @@ func EncodeJob(j Job) ([]byte, error) {
 		}
 	}
 	return append(b, '}'), nil
-}
-
-var (
-	subjectKeys = []string{`"issuer":`, `"id":`, `"login":`, `"email":`, `"scim_id":`, `"external_id":`}
-	refKeys     = []string{`"id":`, `"name":`}
-)
-
-func appendRefs(b []byte, key string, refs []events.ScopeRef) []byte {
-	if len(refs) == 0 {
-		return b
-	}
-	b = append(append(b, key...), '[')
-	for i, r := range refs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = jsonform.AppendString(append(b, `{"id":`...), r.ID)
-		b = jsonform.AppendField(b, `,"name":`, r.Name)
-		b = append(b, '}')
-	}
-	return append(b, ']')
 }
 
 // DecodeJob reads a job's JSON form: what json.Unmarshal gives, value and
@@ -121,24 +92,10 @@ func decodeJob(d *jsonform.Reader, j *Job) bool {
 		return false
 	}
 	j.Kind, j.Source = events.Kind(kind), events.Source(source)
-	s := &j.Subject
-	if !d.Lit(`,"subject":`) || !d.Strings(subjectKeys, &s.Issuer, &s.ID, &s.Login, &s.Email, &s.SCIMID, &s.ExternalID) {
+	if !d.Lit(`,"subject":`) || !events.ReadSubject(d, &j.Subject) || !d.Lit(`,"scope":`) || !events.ReadScope(d, &j.Scope) {
 		return false
 	}
-	if !d.Lit(`,"scope":{`) {
-		return false
-	}
-	switch {
-	case d.Lit(`"apps":`):
-		if !refs(d, &j.Scope.Apps) || d.Lit(",") && !(d.Lit(`"groups":`) && refs(d, &j.Scope.Groups)) {
-			return false
-		}
-	case d.Lit(`"groups":`):
-		if !refs(d, &j.Scope.Groups) {
-			return false
-		}
-	}
-	if !d.Lit("}") || !d.Lit(`,"occurred_at":`) || !d.Time(&j.OccurredAt) || !d.Lit(`,"received_at":`) || !d.Time(&j.ReceivedAt) ||
+	if !d.Lit(`,"occurred_at":`) || !d.Time(&j.OccurredAt) || !d.Lit(`,"received_at":`) || !d.Time(&j.ReceivedAt) ||
 		!d.Lit(`,"planned_at":`) || !d.Time(&j.PlannedAt) {
 		return false
 	}
@@ -156,24 +113,4 @@ func str(d *jsonform.Reader, v *string) bool {
 	s, ok := d.Str()
 	*v = s
 	return ok
-}
-
-// refs reads a non-empty list of scope references.
-func refs(d *jsonform.Reader, out *[]events.ScopeRef) bool {
-	if !d.Lit("[") {
-		return false
-	}
-	for {
-		var r events.ScopeRef
-		if !d.Lit(`{"id":`) || !str(d, &r.ID) || !d.OptStr(`,"name":`, &r.Name) || !d.Lit("}") {
-			return false
-		}
-		*out = append(*out, r)
-		if d.Lit("]") {
-			return true
-		}
-		if !d.Lit(",") {
-			return false
-		}
-	}
 }

@@ -2,7 +2,6 @@ package revoke
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -330,8 +329,8 @@ func (p *Planner) noteGrants(ctx context.Context, ev events.Event, planned []str
 // does not decode is recorded as rejected and acked: no retry can fix it.
 func (p *Planner) Handler(msg *message.Message) error {
 	ctx := msg.Context()
-	var ev events.Event
-	if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+	ev, err := events.DecodeEvent(msg.Payload)
+	if err != nil {
 		return p.recorder.Record(ctx, audit.Record{
 			ID: "planner/undecodable/" + msg.UUID, Time: p.now().UTC(), Type: audit.TypeEventRejected,
 			Error: "undecodable lifecycle message: " + err.Error(),
