@@ -231,8 +231,9 @@ func (g *guarantees) feed(ctx context.Context, k int, users chan<- int) error {
 		// A batch (revoke.BatchHeader), or one job when its group had one;
 		// read as the executor reads them.
 		var batch revoke.Batch
-		if m.Headers().Get(revoke.BatchHeader) != "" {
-			batch, err = revoke.DecodeBatch(m.Data())
+		if count := m.Headers().Get(revoke.BatchHeader); count != "" {
+			n, _ := strconv.Atoi(count)
+			batch, err = revoke.DecodeBatch(m.Data(), n)
 		} else {
 			batch.Jobs = make([]revoke.Job, 1)
 			batch.Jobs[0], err = revoke.DecodeJob(m.Data())

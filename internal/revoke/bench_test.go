@@ -30,7 +30,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := DecodeBatch(data); err != nil {
+		if _, err := DecodeBatch(data, 50); err != nil {
 			b.Fatal(err)
 		}
 	}

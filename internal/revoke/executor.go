@@ -185,7 +185,9 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 				e.log.WarnContext(ctx, "attempt log not cleared (it expires)", "job", job.ID, "err", err)
 			}
 		}
-		e.log.DebugContext(ctx, "revocation "+rec.Outcome, "job", job.ID, "attempt", attempt, "status", res.HTTPStatus)
+		if e.log.Enabled(ctx, slog.LevelDebug) { // its arguments are built per revocation
+			e.log.DebugContext(ctx, "revocation "+rec.Outcome, "job", job.ID, "attempt", attempt, "status", res.HTTPStatus)
+		}
 		return nil
 	case res.Class == Retry && attempt < t.MaxAttempts:
 		rec.ID = fmt.Sprintf("%s/attempt/%d", job.recordID(), attempt)
@@ -253,8 +255,9 @@ func errString(err error) string {
 func (e *Executor) Handler(msg *message.Message) error {
 	ctx := msg.Context()
 	delivered := bus.Delivered(msg)
-	if msg.Metadata.Get(BatchHeader) != "" {
-		b, err := DecodeBatch(msg.Payload)
+	if count := msg.Metadata.Get(BatchHeader); count != "" {
+		n, _ := strconv.Atoi(count)
+		b, err := DecodeBatch(msg.Payload, n)
 		if err != nil {
 			return e.undecodable(ctx, msg, "undecodable batch: "+err.Error())
 		}

@@ -56,14 +56,19 @@ func EncodeJob(j Job) ([]byte, error) {
 // error.
 func DecodeJob(data []byte) (Job, error) { return jsonform.Decode(data, decodeJob) }
 
-// DecodeBatch reads a batch's JSON form: what json.Unmarshal gives.
-func DecodeBatch(data []byte) (Batch, error) { return jsonform.Decode(data, decodeBatch) }
+// DecodeBatch reads a batch's JSON form: what json.Unmarshal gives. n is
+// how many jobs its header announces (BatchHeader): only a capacity hint,
+// bounded by MaxBatch (a Job is ~400 bytes).
+func DecodeBatch(data []byte, n int) (Batch, error) {
+	n = min(max(n, 0), MaxBatch)
+	return jsonform.Decode(data, func(d *jsonform.Reader, b *Batch) bool { return decodeBatch(d, b, n) })
+}
 
-func decodeBatch(d *jsonform.Reader, b *Batch) bool {
+func decodeBatch(d *jsonform.Reader, b *Batch, n int) bool {
 	if !d.Lit(`{"jobs":[`) {
 		return false
 	}
-	b.Jobs = make([]Job, 0, 64)
+	b.Jobs = make([]Job, 0, n)
 	if !d.Lit("]") {
 		for {
 			b.Jobs = append(b.Jobs, Job{})

@@ -104,7 +104,9 @@ func checkEncodeJob(t *testing.T, j Job)       { t.Helper(); jsonformtest.Encode
 func checkDecodeJob(t *testing.T, data []byte) { t.Helper(); jsonformtest.Decodes(t, data, DecodeJob) }
 func checkDecodeBatch(t *testing.T, data []byte) {
 	t.Helper()
-	jsonformtest.Decodes(t, data, DecodeBatch)
+	for _, n := range []int{0, 1, 100, -1, 1 << 40} { // the header's count is only a hint
+		jsonformtest.Decodes(t, data, func(data []byte) (Batch, error) { return DecodeBatch(data, n) })
+	}
 }
 
 // Forms that are not EncodeJob's decode (or fail) as json.Unmarshal does.
