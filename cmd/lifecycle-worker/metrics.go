@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -122,11 +121,8 @@ func (t *telemetry) observe(r audit.Record) {
 			t.requestTime.WithLabelValues(r.Target).Observe(float64(r.LatencyMS) / 1000)
 		}
 		if r.Type == audit.TypeRevocationSucceeded {
-			var d struct {
-				TimeToRevokeMS *int64 `json:"time_to_revoke_ms"`
-			}
-			if json.Unmarshal(r.Detail, &d) == nil && d.TimeToRevokeMS != nil {
-				t.timeToRevoke.WithLabelValues(r.Target).Observe(float64(*d.TimeToRevokeMS) / 1000)
+			if ms, ok := audit.TimeToRevokeMS(r.Detail); ok {
+				t.timeToRevoke.WithLabelValues(r.Target).Observe(float64(ms) / 1000)
 			}
 		}
 	case audit.TypeRevocationReplayed:

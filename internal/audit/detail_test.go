@@ -95,3 +95,56 @@ func FuzzDetail(f *testing.F) {
 		checkDetail(t, map[string]any{k: s, k + "n": n, k + "t": time.Unix(sec, n%1e9), k + "b": b, k + "l": []string{s, k}})
 	})
 }
+
+// checkTimeToRevoke: TimeToRevokeMS reads what json.Unmarshal reads.
+func checkTimeToRevoke(t *testing.T, detail string) {
+	t.Helper()
+	var d struct {
+		V *int64 `json:"time_to_revoke_ms"`
+	}
+	want, wantOK := int64(0), json.Unmarshal([]byte(detail), &d) == nil && d.V != nil
+	if wantOK {
+		want = *d.V
+	}
+	if got, ok := TimeToRevokeMS(json.RawMessage(detail)); got != want || ok != wantOK {
+		t.Fatalf("TimeToRevokeMS(%s) = %d, %v; want %d, %v", detail, got, ok, want, wantOK)
+	}
+}
+
+// The executor's details are read on the short path; any other detail as
+// encoding/json reads it: names matched ignoring case, the last repeat,
+// null, fractions, strings, overflow, spaces, other values, not objects.
+func TestTimeToRevokeIsEncodingJSON(t *testing.T) {
+	exec := `{"exposure":"unknown: the target declares no max_token_lifetime","jti":"da08c020","sub_id_format":"email","time_to_revoke_ms":301}`
+	if v, ok, sure := flatInt([]byte(exec), "time_to_revoke_ms"); !sure || !ok || v != 301 {
+		t.Fatalf("the executor's detail: %d %v, sure %v", v, ok, sure)
+	}
+	for _, d := range []string{exec,
+		`{"time_to_revoke_ms":0}`, `{"time_to_revoke_ms":-7}`, `{"time_to_revoke_ms":9223372036854775807}`,
+		`{"time_to_revoke_ms":9223372036854775808}`, `{"time_to_revoke_ms":1.5}`, `{"time_to_revoke_ms":1e3}`,
+		`{"time_to_revoke_ms":"301"}`, `{"time_to_revoke_ms":null}`, `{"time_to_revoke_ms":01}`, `{"time_to_revoke_ms":-0}`,
+		`{"Time_To_Revoke_MS":5}`, `{"time_to_revoke_ms":5,"TIME_TO_REVOKE_MS":6}`, `{"TIME_TO_REVOKE_MS":6,"time_to_revoke_ms":5}`,
+		`{"time_to_revoke_ms":5,"time_to_revoke_ms":6}`, `{"time_to_revoke_ms":5,"time_to_revoke_ms":"x"}`,
+		`{"a":true,"b":false,"c":[],"d":["x","y"],"e":-3,"time_to_revoke_ms":4}`, `{"a":[1],"time_to_revoke_ms":4}`,
+		`{"a":{"time_to_revoke_ms":9}}`, `{"a":"\"time_to_revoke_ms\":9"}`, `{"time_to_revoke_ms" : 4}`, `{ "time_to_revoke_ms":4}`,
+		`{"time_to_revoke_ms":4} `, `{"time_to_revoke_ms":4}x`, `{"time_to_revoke_ms":4,}`, `{"time_to_revoke_\u006ds":4}`,
+		`{"a":truex,"time_to_revoke_ms":4}`, `{}`, `{}x`, `[]`, `null`, ``, `4`, `{"time_to_revoke_ms":4`,
+	} {
+		checkTimeToRevoke(t, d)
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	for range 5000 {
+		m := map[string]any{"time_to_revoke_ms": r.Int64N(1e6) - 1000}
+		for range r.IntN(4) {
+			m[strange[r.IntN(len(strange))]] = []any{strange[r.IntN(len(strange))], r.Int64(), r.IntN(2) == 0, []string{"x"}}[r.IntN(4)]
+		}
+		checkTimeToRevoke(t, string(Detail(m)))
+	}
+}
+
+// Any bytes: what json.Unmarshal reads.
+func FuzzTimeToRevoke(f *testing.F) {
+	f.Add(`{"exposure":"unknown","jti":"x","time_to_revoke_ms":301}`)
+	f.Add(`{"Time_To_Revoke_Ms":1,"time_to_revoke_ms":2}`)
+	f.Fuzz(func(t *testing.T, d string) { checkTimeToRevoke(t, d) })
+}
