@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -34,9 +35,21 @@ func BenchmarkEncode(b *testing.B) {
 	}
 }
 
-// BenchmarkAppend indexes revocation records in batches of 256, ten per
-// event, as the indexer does under load.
+// BenchmarkAppend indexes revocation records in batches of 256 into an
+// index that already holds 200,000, ten records per event. "in-order": an
+// event's ten together, events and their subjects in sequence, as the
+// benchmark program's burst makes them. "spread": each record of a random
+// one of 10,000 events in flight, each with a random subject, as records
+// arrive when many people are offboarded at once and targets answer in
+// their own time.
 func BenchmarkAppend(b *testing.B) {
+	for _, spread := range []bool{false, true} {
+		name := map[bool]string{false: "in-order", true: "spread"}[spread]
+		b.Run(name, func(b *testing.B) { benchAppend(b, spread) })
+	}
+}
+
+func benchAppend(b *testing.B, spread bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, err := OpenStore(ctx, filepath.Join(b.TempDir(), "audit.db"))
@@ -44,30 +57,56 @@ func BenchmarkAppend(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	const batch = 256
+	const batch, inFlight = 256, 10000
+	type event struct{ n, key, next int }
+	r := rand.New(rand.NewPCG(1, 2))
 	var seq uint64
-	var event int
+	var events int
+	newEvent := func() event {
+		events++
+		key := events
+		if spread {
+			key = int(r.Int32()) // a subject's place in the indexes: anywhere
+		}
+		return event{n: events, key: key}
+	}
+	flight := make([]event, inFlight)
+	for i := range flight {
+		flight[i] = newEvent()
+	}
 	next := func() []Entry {
 		es := make([]Entry, 0, batch)
 		for len(es) < batch {
-			event++
-			id := fmt.Sprintf("okta:bench-%07d", event)
-			sub := &Subject{Issuer: "https://acme.okta.com", ID: fmt.Sprintf("00u%07d", event), Email: fmt.Sprintf("user%07d@example.com", event)}
+			i := 0
+			if spread {
+				i = r.IntN(inFlight)
+			}
+			ev := &flight[i]
+			id := fmt.Sprintf("okta:bench-%07d", ev.n)
+			sub := &Subject{Issuer: "https://acme.okta.com", ID: fmt.Sprintf("00u%010d", ev.key), Email: fmt.Sprintf("user%010d@example.com", ev.key)}
 			now := time.Now().UTC()
-			for k := 0; k < 10 && len(es) < batch; k++ {
-				seq++
-				e, err := NewEntry(seq, Record{ID: fmt.Sprintf("%s|as%d/succeeded", id, k), Time: now, Type: TypeRevocationSucceeded,
-					EventID: id, Source: "okta-hook", Kind: "deprovisioned", Subject: sub, Target: fmt.Sprintf("as%d", k), Driver: "gtr",
-					Attempt: 1, Outcome: "succeeded", HTTPStatus: 204, LatencyMS: 3, OccurredAt: &now,
-					Detail: json.RawMessage(`{"exposure":"unknown: the target declares no max_token_lifetime","time_to_revoke_ms":242}`)})
-				if err != nil {
-					b.Fatal(err)
-				}
-				es = append(es, e)
+			seq++
+			e, err := NewEntry(seq, Record{ID: fmt.Sprintf("%s|as%d/succeeded", id, ev.next), Time: now, Type: TypeRevocationSucceeded,
+				EventID: id, Source: "okta-hook", Kind: "deprovisioned", Subject: sub, Target: fmt.Sprintf("as%d", ev.next), Driver: "gtr",
+				Attempt: 1, Outcome: "succeeded", HTTPStatus: 204, LatencyMS: 3, OccurredAt: &now,
+				Detail: json.RawMessage(`{"exposure":"unknown: the target declares no max_token_lifetime","time_to_revoke_ms":242}`)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.StreamSeq = seq
+			es = append(es, e)
+			if ev.next++; ev.next == 10 {
+				*ev = newEvent()
 			}
 		}
 		return es
 	}
+	for range 200000 / batch { // the index as it is some way into a day
+		if err := s.Append(ctx, next()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
 	for i := 0; i < b.N; i += batch {
 		b.StopTimer()
 		es := next()
