@@ -39,8 +39,9 @@ func TestSmoke(t *testing.T) {
 		t.Skip("builds and runs the worker")
 	}
 	// The last delivery has one event, so its jobs travel as single-job
-	// messages, not batches.
-	s := Scenario{Users: 29, Targets: 2, Batch: 7, Senders: 2, Concurrency: 4}
+	// messages, not batches. Subjects scattered, so that (d) and (f) map
+	// them back to their users.
+	s := Scenario{Users: 29, Targets: 2, Batch: 7, Senders: 2, Concurrency: 4, RandomSubjects: true}
 	rep, err := run(context.Background(), s, t.TempDir(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -169,5 +170,23 @@ func TestCurveFromFile(t *testing.T) {
 	}
 	if _, err := readCurve(filepath.Join(t.TempDir(), "absent.json")); err == nil {
 		t.Fatal("a missing file read as a curve")
+	}
+}
+
+// With -random-subjects every user has a subject number of its own, and
+// (f) finds the user again from it.
+func TestRandomSubjectsAreABijection(t *testing.T) {
+	for _, s := range []Scenario{{}, {RandomSubjects: true}} {
+		seen := map[int]bool{}
+		for u := range 100_000 {
+			n := s.subject(u)
+			if n < 0 || n >= subjectSpace || seen[n] || s.user(n) != u {
+				t.Fatalf("random %v: user %d has subject %d (seen %v), back to %d", s.RandomSubjects, u, n, seen[n], s.user(n))
+			}
+			seen[n] = true
+		}
+	}
+	if s := (Scenario{RandomSubjects: true}); s.subject(1)-s.subject(0) == 1 {
+		t.Fatal("not scattered")
 	}
 }

@@ -232,7 +232,7 @@ func ceilingJetStream(ctx context.Context, n int, dir string) (Ceiling, error) {
 // ceilingSQLite inserts rows like the audit index's (its own schema and
 // indexes, a body of typical size) in batched transactions of 500 on a
 // fresh WAL database: the write path without hashing or JSON.
-func ceilingSQLite(ctx context.Context, rows int, dir string) (Ceiling, error) {
+func ceilingSQLite(ctx context.Context, s Scenario, rows int, dir string) (Ceiling, error) {
 	path := filepath.Join(dir, "ceiling.db")
 	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate")
 	if err != nil {
@@ -263,7 +263,7 @@ func ceilingSQLite(ctx context.Context, rows int, dir string) (Ceiling, error) {
 			return Ceiling{}, err
 		}
 		for j := i; j < min(i+500, rows); j++ {
-			u := j / 4
+			u := s.subject(j / 4)
 			email := fmt.Sprintf("user%07d@example.com", u)
 			if _, err := stmt.ExecContext(ctx, j+1, fmt.Sprint("r", j), now+int64(j), "revocation.attempted", fmt.Sprint("okta:bench-", u),
 				"okta-hook", "deprovisioned", fmt.Sprint("00u", u), email, email, fmt.Sprint("as", j%10), "succeeded", now, body, hash, hash); err != nil {
@@ -390,7 +390,7 @@ func ceilingFloor(ctx context.Context, s Scenario, dir string, receivers *receiv
 	received := time.Now()
 	rec := &audit.Group{Next: stores.Sink{Pub: pub}}
 	record := func(target, user int) error {
-		return rec.Record(ctx, requestRecord(target, user, received))
+		return rec.Record(ctx, requestRecord(target, s.subject(user), received))
 	}
 	start := time.Now()
 	c, err := sendDirect(ctx, s, dir, receivers, direct{answered: record})
@@ -427,14 +427,15 @@ func startIndex(ctx context.Context, js jetstream.JetStream, path, stream string
 }
 
 // requestRecord is the record floors (d) and (f) keep of a request: the
-// worker's revocation.succeeded record for it.
-func requestRecord(target, user int, received time.Time) audit.Record {
+// worker's revocation.succeeded record for it; n is the user's subject
+// number (Scenario.subject).
+func requestRecord(target, n int, received time.Time) audit.Record {
 	now := time.Now().UTC()
-	ev := fmt.Sprintf("okta:bench-%07d", user)
+	ev := fmt.Sprintf("okta:bench-%07d", n)
 	occurred := now
 	return audit.Record{ID: fmt.Sprintf("%s|as%d/succeeded", ev, target), Time: now, Type: audit.TypeRevocationSucceeded, EventID: ev,
 		Source: string(events.SourceOktaHook), Kind: string(events.KindDeprovisioned), Target: fmt.Sprint("as", target),
-		Subject: &audit.Subject{ID: fmt.Sprintf("00u%07d", user), Login: fmt.Sprintf("user%07d@example.com", user), Email: fmt.Sprintf("user%07d@example.com", user)},
+		Subject: &audit.Subject{ID: fmt.Sprintf("00u%07d", n), Login: fmt.Sprintf("user%07d@example.com", n), Email: fmt.Sprintf("user%07d@example.com", n)},
 		Driver:  "gtr", Attempt: 1, Outcome: "succeeded", HTTPStatus: 204, LatencyMS: 3, OccurredAt: &occurred,
 		Detail: audit.Detail(map[string]any{"time_to_revoke_ms": now.Sub(received).Milliseconds(), "exposed_until": now.Add(time.Hour)})}
 }

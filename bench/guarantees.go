@@ -245,7 +245,8 @@ func (g *guarantees) feed(ctx context.Context, k int, users chan<- int) error {
 		us := make([]int, len(batch.Jobs))
 		g.mu.Lock()
 		for i, j := range batch.Jobs {
-			u, err := strconv.Atoi(strings.TrimPrefix(j.Subject.ID, "00u"))
+			n, err := strconv.Atoi(strings.TrimPrefix(j.Subject.ID, "00u"))
+			u := g.s.user(n)
 			if err != nil {
 				g.mu.Unlock()
 				return fmt.Errorf("(f): job for %q", j.Subject.ID)
@@ -269,7 +270,7 @@ func (g *guarantees) feed(ctx context.Context, k int, users chan<- int) error {
 // answered puts the request's record on AUDIT and acks its batch when it
 // was the batch's last.
 func (g *guarantees) answered(k, u int) error {
-	if err := g.sink.Record(context.Background(), requestRecord(k, u, g.received)); err != nil {
+	if err := g.sink.Record(context.Background(), requestRecord(k, g.s.subject(u), g.received)); err != nil {
 		return err
 	}
 	g.mu.Lock()

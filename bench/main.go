@@ -60,6 +60,7 @@ func main() {
 	flag.IntVar(&s.Senders, "senders", 8, "C: hook deliveries in flight")
 	flag.IntVar(&s.Concurrency, "target-concurrency", 8, "jobs in flight per target (worker config and ceiling a)")
 	flag.Float64Var(&s.Rate, "rate", 0, "pace hook deliveries at this many per second (0: as fast as the senders go)")
+	flag.BoolVar(&s.RandomSubjects, "random-subjects", false, "scatter the users' IDs, emails and event IDs over their range, as an IdP's are, instead of numbering them in the order they are deactivated (the audit indexes then take keys anywhere)")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	flag.BoolVar(&pipelineOnly, "pipeline-only", false, "run the pipeline and skip the ceilings (for comparing builds or settings of the worker quickly; no ratios)")
 	flag.BoolVar(&natsOwnProcess, "nats-server", false, "with -pipeline-only: run NATS as a process of its own (nats-server of the worker's version, loopback) instead of embedded, and report its memory and CPU apart from the worker's")
@@ -194,7 +195,7 @@ func run(ctx context.Context, s Scenario, dir string, progress io.Writer) (*Repo
 		return nil, err
 	}
 	fmt.Fprintln(progress, "ceiling (c): raw SQLite")
-	c, err := ceilingSQLite(ctx, p.AuditRows, dir)
+	c, err := ceilingSQLite(ctx, s, p.AuditRows, dir)
 	if err != nil {
 		return nil, err
 	}

@@ -33,6 +33,37 @@ type Scenario struct {
 	Senders     int     // C: hook deliveries in flight
 	Concurrency int     // per-target concurrency of the worker
 	Rate        float64 // hook deliveries per second; 0 = unpaced
+	// RandomSubjects scatters the users' IDs, emails and event IDs over
+	// their range, as an IdP's are, instead of numbering them in the order
+	// they are deactivated: every index of the audit trail then takes its
+	// keys anywhere, not at its end.
+	RandomSubjects bool `json:",omitempty"`
+}
+
+// A bijection of [0, subjectSpace): u·scatterMul + scatterAdd, inverted by
+// scatterInv (scatterMul's inverse modulo subjectSpace).
+const (
+	subjectSpace = 10_000_000 // the users' numbers have seven digits
+	scatterMul   = 7919
+	scatterAdd   = 1_234_567
+	scatterInv   = 17679
+)
+
+// subject is the number in user u's IDs, email and event ID: u itself, or
+// with RandomSubjects a bijection of it.
+func (s Scenario) subject(u int) int {
+	if !s.RandomSubjects {
+		return u
+	}
+	return (u*scatterMul + scatterAdd) % subjectSpace
+}
+
+// user is the user whose subject number is n.
+func (s Scenario) user(n int) int {
+	if !s.RandomSubjects {
+		return n
+	}
+	return (n - scatterAdd + subjectSpace) % subjectSpace * scatterInv % subjectSpace
 }
 
 const (
@@ -249,7 +280,8 @@ func deliveries(s Scenario) [][]byte {
 	for start := 0; start < s.Users; start += s.Batch {
 		var evs []string
 		for u := start; u < min(start+s.Batch, s.Users); u++ {
-			evs = append(evs, fmt.Sprintf(`{"uuid":"bench-%07d","published":"2026-11-26T09:00:00.000Z","eventType":"user.lifecycle.deactivate","version":"0","severity":"INFO","displayMessage":"Deactivate Okta User","actor":{"id":"00uadmin","type":"User","alternateId":"admin@example.com","displayName":"Admin"},"outcome":{"result":"SUCCESS","reason":null},"target":[{"id":"00u%07d","type":"User","alternateId":"user%07d@example.com","displayName":"User %d","detailEntry":null}],"transaction":{"type":"WEB","id":"bench"}}`, u, u, u, u))
+			n := s.subject(u)
+			evs = append(evs, fmt.Sprintf(`{"uuid":"bench-%07d","published":"2026-11-26T09:00:00.000Z","eventType":"user.lifecycle.deactivate","version":"0","severity":"INFO","displayMessage":"Deactivate Okta User","actor":{"id":"00uadmin","type":"User","alternateId":"admin@example.com","displayName":"Admin"},"outcome":{"result":"SUCCESS","reason":null},"target":[{"id":"00u%07d","type":"User","alternateId":"user%07d@example.com","displayName":"User %d","detailEntry":null}],"transaction":{"type":"WEB","id":"bench"}}`, n, n, n, n))
 		}
 		out = append(out, []byte(fmt.Sprintf(`{"eventType":"com.okta.event_hook","eventTypeVersion":"1.0","cloudEventsVersion":"0.1","source":"https://acme.okta.com/api/v1/eventHooks/whobench","eventId":"bench-delivery-%d","eventTime":"2026-11-26T09:00:01.000Z","contentType":"application/json","data":{"events":[%s]}}`, start, strings.Join(evs, ","))))
 	}
