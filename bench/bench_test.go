@@ -39,8 +39,9 @@ func TestSmoke(t *testing.T) {
 		t.Skip("builds and runs the worker")
 	}
 	// The last delivery has one event, so its jobs travel as single-job
-	// messages, not batches. Subjects scattered, so that (d) and (f) map
-	// them back to their users.
+	// messages, not batches. Subjects scattered, so that the worker, (d)
+	// and (f) run on that path too (TestRandomSubjectsAreABijection holds
+	// the mapping itself).
 	s := Scenario{Users: 29, Targets: 2, Batch: 7, Senders: 2, Concurrency: 4, RandomSubjects: true}
 	rep, err := run(context.Background(), s, t.TempDir(), io.Discard)
 	if err != nil {

@@ -246,11 +246,11 @@ func (g *guarantees) feed(ctx context.Context, k int, users chan<- int) error {
 		g.mu.Lock()
 		for i, j := range batch.Jobs {
 			n, err := strconv.Atoi(strings.TrimPrefix(j.Subject.ID, "00u"))
-			u := g.s.user(n)
 			if err != nil {
 				g.mu.Unlock()
 				return fmt.Errorf("(f): job for %q", j.Subject.ID)
 			}
+			u := g.s.user(n)
 			us[i] = u
 			g.pending[k][u] = ack
 		}

@@ -16,10 +16,10 @@ func DecodeEvent(data []byte) (Event, error) { return jsonform.Decode(data, deco
 // else.
 func decodeEvent(d *jsonform.Reader, e *Event) bool {
 	var source, kind string
-	if !d.Lit(`{"id":`) || !str(d, &e.ID) || !d.Lit(`,"source":`) || !str(d, &source) || !d.Lit(`,"kind":`) || !str(d, &kind) ||
+	if !d.Lit(`{"id":`) || !d.StrTo(&e.ID) || !d.Lit(`,"source":`) || !d.StrTo(&source) || !d.Lit(`,"kind":`) || !d.StrTo(&kind) ||
 		!d.Lit(`,"subject":`) || !ReadSubject(d, &e.Subject) || !d.Lit(`,"scope":`) || !ReadScope(d, &e.Scope) ||
 		!d.Lit(`,"occurred_at":`) || !d.Time(&e.OccurredAt) || !d.Lit(`,"received_at":`) || !d.Time(&e.ReceivedAt) ||
-		!d.Lit(`,"cause":`) || !str(d, &e.Cause) {
+		!d.Lit(`,"cause":`) || !d.StrTo(&e.Cause) {
 		return false
 	}
 	e.Source, e.Kind = Source(source), Kind(kind)
@@ -98,7 +98,7 @@ func readRefs(d *jsonform.Reader, out *[]ScopeRef) bool {
 	}
 	for {
 		var r ScopeRef
-		if !d.Lit(`{"id":`) || !str(d, &r.ID) || !d.OptStr(`,"name":`, &r.Name) || !d.Lit("}") {
+		if !d.Lit(`{"id":`) || !d.StrTo(&r.ID) || !d.OptStr(`,"name":`, &r.Name) || !d.Lit("}") {
 			return false
 		}
 		*out = append(*out, r)
@@ -109,10 +109,4 @@ func readRefs(d *jsonform.Reader, out *[]ScopeRef) bool {
 			return false
 		}
 	}
-}
-
-func str(d *jsonform.Reader, v *string) bool {
-	s, ok := d.Str()
-	*v = s
-	return ok
 }

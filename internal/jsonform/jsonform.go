@@ -158,6 +158,13 @@ func (d *Reader) Str() (string, bool) {
 	return d.text[from : from+end], true
 }
 
+// StrTo reads a string, as Str does, into v.
+func (d *Reader) StrTo(v *string) bool {
+	s, ok := d.Str()
+	*v = s
+	return ok
+}
+
 // Strings reads an object AppendStrings writes, setting vals of the keys
 // present.
 func (d *Reader) Strings(keys []string, vals ...*string) bool {
@@ -182,12 +189,7 @@ func (d *Reader) Strings(keys []string, vals ...*string) bool {
 
 // OptStr reads key and a string into v, if key comes next.
 func (d *Reader) OptStr(key string, v *string) bool {
-	if !d.Lit(key) {
-		return true
-	}
-	s, ok := d.Str()
-	*v = s
-	return ok
+	return !d.Lit(key) || d.StrTo(v)
 }
 
 // Int reads an integer as JSON writes one: an optional minus, no leading

@@ -90,9 +90,9 @@ func decodeBatch(d *jsonform.Reader, b *Batch, n int) bool {
 // else.
 func decodeJob(d *jsonform.Reader, j *Job) bool {
 	var kind, source string
-	ok := d.Lit(`{"id":`) && str(d, &j.ID) && d.Lit(`,"event_id":`) && str(d, &j.EventID) &&
-		d.Lit(`,"target":`) && str(d, &j.Target) && d.Lit(`,"kind":`) && str(d, &kind) &&
-		d.Lit(`,"source":`) && str(d, &source) && d.Lit(`,"cause":`) && str(d, &j.Cause)
+	ok := d.Lit(`{"id":`) && d.StrTo(&j.ID) && d.Lit(`,"event_id":`) && d.StrTo(&j.EventID) &&
+		d.Lit(`,"target":`) && d.StrTo(&j.Target) && d.Lit(`,"kind":`) && d.StrTo(&kind) &&
+		d.Lit(`,"source":`) && d.StrTo(&source) && d.Lit(`,"cause":`) && d.StrTo(&j.Cause)
 	if !ok {
 		return false
 	}
@@ -112,10 +112,4 @@ func decodeJob(d *jsonform.Reader, j *Job) bool {
 		return false
 	}
 	return d.Lit("}")
-}
-
-func str(d *jsonform.Reader, v *string) bool {
-	s, ok := d.Str()
-	*v = s
-	return ok
 }
