@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -240,14 +241,21 @@ func ceilingSQLite(ctx context.Context, s Scenario, rows int, dir string) (Ceili
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	// The index's own schema (its first migration), so the ceiling pays for
-	// the same indexes as the pipeline's writer.
-	ddl, err := fs.ReadFile(schema.Migrations, "0001_records.sql")
+	// The index's own schema (its migrations), so the ceiling pays for the
+	// same indexes as the pipeline's writer.
+	names, err := fs.Glob(schema.Migrations, "*.sql")
 	if err != nil {
 		return Ceiling{}, err
 	}
-	if _, err := db.ExecContext(ctx, string(ddl)); err != nil {
-		return Ceiling{}, err
+	sort.Strings(names)
+	for _, name := range names {
+		ddl, err := fs.ReadFile(schema.Migrations, name)
+		if err != nil {
+			return Ceiling{}, err
+		}
+		if _, err := db.ExecContext(ctx, string(ddl)); err != nil {
+			return Ceiling{}, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	body := []byte(strings.Repeat("b", 520))
 	hash := make([]byte, 32)
@@ -258,19 +266,30 @@ func ceilingSQLite(ctx context.Context, s Scenario, rows int, dir string) (Ceili
 		if err != nil {
 			return Ceiling{}, err
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO records (seq, id, time_ms, type, event_id, source, kind, subject_id, subject_login,
+			subject_email, target, outcome, indexed_ms, body, prev_hash, hash, duplicate_of, stream_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`)
+		if err != nil {
+			return Ceiling{}, err
+		}
+		keys, err := tx.PrepareContext(ctx, `INSERT INTO subject_keys (key, event_id, seq) VALUES (?, ?, ?), (?, ?, ?), (?, ?, ?)`)
 		if err != nil {
 			return Ceiling{}, err
 		}
 		for j := i; j < min(i+500, rows); j++ {
 			u := s.subject(j / 4)
-			email := fmt.Sprintf("user%07d@example.com", u)
-			if _, err := stmt.ExecContext(ctx, j+1, fmt.Sprint("r", j), now+int64(j), "revocation.attempted", fmt.Sprint("okta:bench-", u),
-				"okta-hook", "deprovisioned", fmt.Sprint("00u", u), email, email, fmt.Sprint("as", j%10), "succeeded", now, body, hash, hash); err != nil {
+			email, event, id := fmt.Sprintf("user%07d@example.com", u), fmt.Sprint("okta:bench-", u), fmt.Sprint("00u", u)
+			if _, err := stmt.ExecContext(ctx, j+1, fmt.Sprint("r", j), now+int64(j), "revocation.attempted", event,
+				"okta-hook", "deprovisioned", id, email, email, fmt.Sprint("as", j%10), "succeeded", now, body, hash, hash, j+1); err != nil {
 				return Ceiling{}, err
+			}
+			if j%4 == 0 { // an event's first row: its subject's keys (docs/decisions/0019)
+				if _, err := keys.ExecContext(ctx, "e:"+email, event, j+1, "l:"+email, event, j+1, "i:"+id, event, j+1); err != nil {
+					return Ceiling{}, err
+				}
 			}
 		}
 		stmt.Close()
+		keys.Close()
 		if err := tx.Commit(); err != nil {
 			return Ceiling{}, err
 		}

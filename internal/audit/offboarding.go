@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 )
 
@@ -91,29 +90,36 @@ type OffboardingFilter struct {
 	Limit int
 }
 
-// Offboardings returns the deprovisionings planned in the window, oldest
-// first, and their totals.
-func (r *Reader) Offboardings(ctx context.Context, f OffboardingFilter) ([]Offboarding, Totals, error) {
-	q := `SELECT event_id FROM records WHERE type = 'revocation.planned' AND kind = 'deprovisioned' AND duplicate_of = 0`
+// query is the SQL that selects the offboardings' event IDs, and its
+// arguments.
+func (f OffboardingFilter) query() (string, []any) {
+	from, where := "records", `type = 'revocation.planned' AND kind = 'deprovisioned' AND duplicate_of = 0`
 	var args []any
 	if !f.Since.IsZero() {
-		q += ` AND time_ms >= ?`
+		where += ` AND time_ms >= ?`
 		args = append(args, f.Since.UnixMilli())
 	}
 	if !f.Until.IsZero() {
-		q += ` AND time_ms < ?`
+		where += ` AND time_ms < ?`
 		args = append(args, f.Until.UnixMilli())
 	}
 	if f.Subject != "" {
-		s := strings.ToLower(f.Subject)
-		q += ` AND (subject_email = ? OR subject_login = ? OR subject_id = ?)`
-		args = append(args, s, s, f.Subject)
+		from += " NOT INDEXED" // the subject's rows, by seq: see Filter.query
+		cond, a := subjectMatch(f.Subject)
+		where += ` AND ` + cond
+		args = append(args, a...)
 	}
 	if f.Limit > 0 {
-		q = `SELECT event_id FROM (` + strings.Replace(q, "SELECT event_id", "SELECT event_id, seq", 1) + ` ORDER BY seq DESC LIMIT ?)`
-		args = append(args, f.Limit)
+		return `SELECT event_id FROM (SELECT event_id, seq FROM ` + from + ` WHERE ` + where + ` ORDER BY seq DESC LIMIT ?) ORDER BY seq`, append(args, f.Limit)
 	}
-	rows, err := r.db.QueryContext(ctx, q+` ORDER BY seq`, args...)
+	return `SELECT event_id FROM ` + from + ` WHERE ` + where + ` ORDER BY seq`, args
+}
+
+// Offboardings returns the deprovisionings planned in the window, oldest
+// first, and their totals.
+func (r *Reader) Offboardings(ctx context.Context, f OffboardingFilter) ([]Offboarding, Totals, error) {
+	q, args := f.query()
+	rows, err := r.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, Totals{}, fmt.Errorf("offboardings: %w", err)
 	}

@@ -213,12 +213,17 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 		return fmt.Errorf("prepare audit insert: %w", err)
 	}
 	defer stmt.Close()
+	keyStmt, err := tx.PrepareContext(ctx, `INSERT INTO subject_keys (key, event_id, seq) VALUES (?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("prepare audit subject insert: %w", err)
+	}
+	defer keyStmt.Close()
 	// Statements run under a context that cannot be cancelled: for one
 	// that can, the driver starts a goroutine per statement to watch it. A
 	// cancelled ctx still rolls the transaction back between statements
 	// (database/sql), and a batch is bounded.
 	qctx := context.WithoutCancel(ctx)
-	first, err := s.firstCopies(qctx, tx, entries)
+	first, known, err := s.earlierRows(qctx, tx, entries)
 	if err != nil {
 		return err
 	}
@@ -248,9 +253,22 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 		if r.Subject != nil {
 			sub = *r.Subject
 		}
+		login, email := strings.ToLower(sub.Login), strings.ToLower(sub.Email)
 		if _, err := stmt.ExecContext(qctx, e.Seq, r.ID, r.Time.UnixMilli(), string(r.Type), r.EventID, r.Source, r.Kind,
-			sub.ID, strings.ToLower(sub.Login), strings.ToLower(sub.Email), r.Target, r.Outcome, indexed, e.Body, prev, hash, e.DuplicateOf, e.StreamSeq); err != nil {
+			sub.ID, login, email, r.Target, r.Outcome, indexed, e.Body, prev, hash, e.DuplicateOf, e.StreamSeq); err != nil {
 			return fmt.Errorf("insert audit record %d: %w", e.Seq, err)
+		}
+		for _, key := range identityKeys(sub.ID, login, email) {
+			if r.EventID != "" {
+				ek := [2]string{r.EventID, key}
+				if known[ek] {
+					continue
+				}
+				known[ek] = true
+			}
+			if _, err := keyStmt.ExecContext(qctx, key, r.EventID, e.Seq); err != nil {
+				return fmt.Errorf("insert audit subject of record %d: %w", e.Seq, err)
+			}
 		}
 		seq, prev, msg = e.Seq, hash, e.StreamSeq
 	}
@@ -265,13 +283,33 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 // parameters; the batch size allows 10,000 records).
 const lookupChunk = 500
 
-// firstCopies returns, for the events of entries, the seq of the first row
-// of each of their record IDs already indexed. Records are written again
-// only by a consumer that ran again, and those records belong to an event:
-// the event's few rows are where a first copy can be. One query per batch
-// (per lookupChunk events) reads them, not one per record.
-func (s *Store) firstCopies(ctx context.Context, tx *sql.Tx, entries []Entry) (map[[2]string]uint64, error) {
-	first := make(map[[2]string]uint64, len(entries))
+// identityKeys are the keys of subject_keys for a record's identifiers
+// (login and email already lowercased), the empty ones left out.
+func identityKeys(id, login, email string) []string {
+	keys := make([]string, 0, 3)
+	if email != "" {
+		keys = append(keys, "e:"+email)
+	}
+	if login != "" {
+		keys = append(keys, "l:"+login)
+	}
+	if id != "" {
+		keys = append(keys, "i:"+id)
+	}
+	return keys
+}
+
+// earlierRows reads, for the events of entries, what their rows already
+// indexed say: the seq of the first row of each record ID (first), and
+// which subject keys each event already has in subject_keys (known: every
+// identifier of every row of an event is keyed for it, which verify holds).
+// Records are written again only by a consumer that ran again, and those
+// records belong to an event: the event's few rows are where a first copy
+// can be. One query per batch (per lookupChunk events) reads them, not one
+// per record.
+func (s *Store) earlierRows(ctx context.Context, tx *sql.Tx, entries []Entry) (first map[[2]string]uint64, known map[[2]string]bool, err error) {
+	first = make(map[[2]string]uint64, len(entries))
+	known = make(map[[2]string]bool, len(entries))
 	seen := make(map[string]bool)
 	var events []any
 	for _, e := range entries {
@@ -283,30 +321,34 @@ func (s *Store) firstCopies(ctx context.Context, tx *sql.Tx, entries []Entry) (m
 	for len(events) > 0 {
 		chunk := events[:min(len(events), lookupChunk)]
 		events = events[len(chunk):]
-		rows, err := tx.QueryContext(ctx, `SELECT event_id, id, seq FROM records WHERE duplicate_of = 0 AND event_id IN (?`+
+		rows, err := tx.QueryContext(ctx, `SELECT event_id, id, seq, duplicate_of, subject_id, subject_login, subject_email FROM records WHERE event_id IN (?`+
 			strings.Repeat(",?", len(chunk)-1)+`)`, chunk...)
 		if err != nil {
-			return nil, fmt.Errorf("audit first copies: %w", err)
+			return nil, nil, fmt.Errorf("audit earlier rows: %w", err)
 		}
 		for rows.Next() {
 			var key [2]string
-			var seq uint64
-			if err := rows.Scan(&key[0], &key[1], &seq); err != nil {
+			var seq, dup uint64
+			var id, login, email string
+			if err := rows.Scan(&key[0], &key[1], &seq, &dup, &id, &login, &email); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("audit first copies: %w", err)
+				return nil, nil, fmt.Errorf("audit earlier rows: %w", err)
 			}
-			if at, ok := first[key]; !ok || seq < at {
+			if at, ok := first[key]; dup == 0 && (!ok || seq < at) {
 				first[key] = seq
+			}
+			for _, k := range identityKeys(id, login, email) {
+				known[[2]string{key[0], k}] = true
 			}
 		}
 		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("audit first copies: %w", err)
+			return nil, nil, fmt.Errorf("audit earlier rows: %w", err)
 		}
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("audit first copies: %w", err)
+			return nil, nil, fmt.Errorf("audit earlier rows: %w", err)
 		}
 	}
-	return first, nil
+	return first, known, nil
 }
 
 // Checkpoint truncates the WAL so that readers cannot grow it without bound.

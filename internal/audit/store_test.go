@@ -299,3 +299,203 @@ func TestAppendTakesWholeMessagesInOrder(t *testing.T) {
 		t.Fatalf("verify: %+v", res)
 	}
 }
+
+// subjectEntries are the records of two events and of none: the IdP names
+// Jane by id and login, the executor's record adds the email it resolved;
+// a record of event e1 is written again (a consumer that ran again); a
+// record of no event names Bob.
+func subjectEntries(t *testing.T) []Entry {
+	t.Helper()
+	jane := &Subject{ID: "00uJane", Login: "Jane.Doe@Example.com"}
+	resolved := &Subject{ID: "00uJane", Login: "Jane.Doe@Example.com", Email: "JANE@example.com"}
+	bob := &Subject{Email: "bob@example.com"}
+	var out []Entry
+	for _, r := range []Record{
+		{ID: "e1", Type: TypeEventReceived, EventID: "okta:e1", Subject: jane},
+		{ID: "e1|as1/planned", Type: TypeRevocationPlanned, EventID: "okta:e1", Subject: jane, Target: "as1"},
+		{ID: "e1|as1/succeeded", Type: TypeRevocationSucceeded, EventID: "okta:e1", Subject: resolved, Target: "as1"},
+		{ID: "auth", Type: TypeEventRejected, Subject: bob},
+		{ID: "e1|as1/planned", Type: TypeRevocationPlanned, EventID: "okta:e1", Subject: jane, Target: "as1"},
+		{ID: "e2", Type: TypeEventReceived, EventID: "okta:e2", Subject: resolved},
+		{ID: "auth", Type: TypeEventRejected, Subject: bob},
+	} {
+		seq := uint64(len(out) + 1)
+		r.Time = time.Unix(1700000000+int64(seq), 0).UTC()
+		e, err := NewEntry(seq, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func subjectKeyRows(t *testing.T, path string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT key, event_id, seq FROM subject_keys ORDER BY seq, key`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var key, event string
+		var seq int
+		if err := rows.Scan(&key, &event, &seq); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%d %s %s", seq, event, key))
+	}
+	return strings.Join(out, "; ")
+}
+
+// Who a record is about is keyed once per event (decision 0019): an
+// identifier gets a row when the first record of its event carries it —
+// in the same batch or a later one — and a record of no event gets rows of
+// its own. Subject queries find through those rows what they found through
+// an index on every row, and an index written before the table existed
+// migrates to the same rows.
+func TestSubjectsAreKeyedOncePerEvent(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := OpenStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := subjectEntries(t)
+	for _, b := range [][]Entry{entries[:2], entries[2:6], entries[6:]} {
+		if err := s.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	const want = "1 okta:e1 i:00uJane; 1 okta:e1 l:jane.doe@example.com; 3 okta:e1 e:jane@example.com; 4  e:bob@example.com; " +
+		"6 okta:e2 e:jane@example.com; 6 okta:e2 i:00uJane; 6 okta:e2 l:jane.doe@example.com; 7  e:bob@example.com"
+	if got := subjectKeyRows(t, path); got != want {
+		t.Fatalf("subject_keys:\n got %s\nwant %s", got, want)
+	}
+
+	r, err := OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, c := range []struct {
+		f    Filter
+		want string
+	}{
+		{Filter{Subject: "jane@EXAMPLE.com"}, "[3 6]"}, // the rows that carry the email
+		{Filter{Subject: "jane.doe@example.com"}, "[1 2 3 6]"},
+		{Filter{Subject: "jane.doe@example.com", Repeats: true}, "[1 2 3 5 6]"},
+		{Filter{Subject: "00uJane", Type: string(TypeRevocationPlanned)}, "[2]"},
+		{Filter{Subject: "00ujane"}, "[]"}, // an IdP id is exact
+		{Filter{Subject: "bob@example.com"}, "[4 7]"},
+		{Filter{Subject: "bob@example.com", After: 4}, "[7]"},
+		{Filter{Subject: "jane.doe@example.com", After: 1, Limit: 2}, "[2 3]"},
+		{Filter{Subject: "eve@example.com"}, "[]"},
+	} {
+		recs, err := r.Query(ctx, c.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs := []uint64{}
+		for _, x := range recs {
+			seqs = append(seqs, x.Seq)
+		}
+		if fmt.Sprint(seqs) != c.want {
+			t.Errorf("%+v: got %v, want %s", c.f, seqs, c.want)
+		}
+	}
+	if res := verifyWith(t, path, VerifyOptions{}); res.Problem != nil || res.Records != 7 {
+		t.Fatalf("verify: %+v", res)
+	}
+
+	// The same trail as an index made before migration 0005: no table, an
+	// index per identifier. Opening it migrates to the same rows.
+	exec(t, path, `DROP TABLE subject_keys`, `DELETE FROM schema_migrations WHERE name = '0005_subject_keys.sql'`,
+		`CREATE INDEX records_subject_email ON records (subject_email)`, `CREATE INDEX records_subject_login ON records (subject_login)`,
+		`CREATE INDEX records_subject_id ON records (subject_id)`)
+	s, err = OpenStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if got := subjectKeyRows(t, path); got != want {
+		t.Fatalf("subject_keys after migration:\n got %s\nwant %s", got, want)
+	}
+	if res := verifyWith(t, path, VerifyOptions{}); res.Problem != nil {
+		t.Fatalf("verify after migration: %+v", res)
+	}
+}
+
+// A subject query reads the subject's rows by seq, whatever else it
+// filters on: with an index on another filter's column, or a seq range,
+// the planner could otherwise read every row of that type, target or range.
+func TestSubjectQueriesReadRowsBySeq(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := OpenStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []Entry
+	for i := 1; i <= 2000; i++ {
+		entries = append(entries, rec(t, uint64(i), TypeRevocationSucceeded, fmt.Sprintf("u%d@example.com", i/10), "as1"))
+	}
+	if err := s.Append(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	r, err := OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	since := time.Unix(1700000000, 0)
+	filters := []Filter{
+		{Subject: "u7@example.com"},
+		{Subject: "u7@example.com", Type: string(TypeRevocationSucceeded)},
+		{Subject: "u7@example.com", Target: "as1", Outcome: "succeeded"},
+		{Subject: "u7@example.com", EventID: "okta:e1"},
+		{Subject: "u7@example.com", Since: since, Until: since.Add(time.Hour)},
+		{Subject: "u7@example.com", After: 3, Repeats: true},
+	}
+	queries := []func() (string, []any){
+		OffboardingFilter{Subject: "u7@example.com", Since: since}.query,
+		OffboardingFilter{Subject: "u7@example.com", Until: since, Limit: 5}.query,
+	}
+	for _, f := range filters {
+		queries = append(queries, f.query)
+	}
+	for _, query := range queries {
+		q, args := query()
+		rows, err := r.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		var outer []string
+		for _, d := range plan {
+			if strings.Contains(d, " records ") || strings.HasSuffix(d, " records") {
+				outer = append(outer, d)
+			}
+		}
+		if len(outer) != 1 || outer[0] != "SEARCH records USING INTEGER PRIMARY KEY (rowid=?)" {
+			t.Errorf("%s reads records by %q; plan:\n%s", q, outer, strings.Join(plan, "\n"))
+		}
+	}
+}

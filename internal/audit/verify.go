@@ -82,6 +82,9 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, 
 	if res.Problem, err = r.checkRepeats(ctx); err != nil || res.Problem != nil {
 		return res, err
 	}
+	if res.Problem, err = r.checkSubjects(ctx); err != nil || res.Problem != nil {
+		return res, err
+	}
 	if len(opts.Keys) == 0 {
 		return res, nil
 	}
@@ -141,6 +144,38 @@ func (r *Reader) checkRepeats(ctx context.Context) (*Problem, error) {
 	return nil, nil
 }
 
+// checkSubjects holds subject_keys, which subject queries go through and
+// the chain does not cover, against the rows (whose subject columns the
+// chunks held against the records): every identifier a row carries must be
+// keyed for its event (for the row itself, when it has none) — a key
+// deleted would hide the subject's records from queries with the chain
+// intact — and every key must name a row of its event that carries it — a
+// key added would show another person's records as the subject's.
+func (r *Reader) checkSubjects(ctx context.Context) (*Problem, error) {
+	const keyed = `SELECT r.seq FROM records r WHERE r.%[1]s <> '' AND NOT EXISTS
+		(SELECT 1 FROM subject_keys k WHERE k.key = '%[2]s:' || r.%[1]s AND k.event_id = r.event_id AND (r.event_id <> '' OR k.seq = r.seq))
+		ORDER BY r.seq LIMIT 1`
+	checks := []struct{ query, reason string }{
+		{fmt.Sprintf(keyed, "subject_email", "e"), "its subject's email is not in subject_keys for its event (hidden from subject queries)"},
+		{fmt.Sprintf(keyed, "subject_login", "l"), "its subject's login is not in subject_keys for its event (hidden from subject queries)"},
+		{fmt.Sprintf(keyed, "subject_id", "i"), "its subject's id is not in subject_keys for its event (hidden from subject queries)"},
+		{`SELECT k.seq FROM subject_keys k WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.seq = k.seq AND r.event_id = k.event_id AND
+			((r.subject_email <> '' AND k.key = 'e:' || r.subject_email) OR (r.subject_login <> '' AND k.key = 'l:' || r.subject_login) OR
+			 (r.subject_id <> '' AND k.key = 'i:' || r.subject_id)))
+			ORDER BY k.seq LIMIT 1`, "subject_keys names this record for a subject or event it does not carry (another's records shown as the subject's)"},
+	}
+	for _, c := range checks {
+		var seq uint64
+		switch err := r.db.QueryRowContext(ctx, c.query).Scan(&seq); {
+		case err == nil:
+			return &Problem{Seq: seq, Reason: c.reason}, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+	}
+	return nil, nil
+}
+
 // checkCoverage fails a trail whose head no signed checkpoint pins: the
 // chain alone can be recomputed by whoever rewrites the index, so records
 // past the newest checkpoint are only as good as the time the worker had to
@@ -175,7 +210,7 @@ func (r *Reader) checkCoverage(ctx context.Context, res VerifyResult, opts Verif
 // verifyChunk checks the rows after seq after, continuing the chain at
 // prev and the AUDIT messages at msg.
 func (r *Reader) verifyChunk(ctx context.Context, after uint64, prev *[]byte, msg *uint64, res *VerifyResult) (int, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT seq, id, time_ms, type, event_id, target, outcome, subject_email, body, prev_hash, hash, stream_seq
+	rows, err := r.db.QueryContext(ctx, `SELECT seq, id, time_ms, type, event_id, target, outcome, subject_id, subject_login, subject_email, body, prev_hash, hash, stream_seq
 		FROM records WHERE seq > ? ORDER BY seq LIMIT ?`, after, verifyChunk)
 	if err != nil {
 		return 0, fmt.Errorf("verify: %w", err)
@@ -186,9 +221,9 @@ func (r *Reader) verifyChunk(ctx context.Context, after uint64, prev *[]byte, ms
 		n++
 		var seq, streamSeq uint64
 		var timeMS int64
-		var id, typ, eventID, target, outcome, email string
+		var id, typ, eventID, target, outcome, subID, login, email string
 		var body, prevHash, hash []byte
-		if err := rows.Scan(&seq, &id, &timeMS, &typ, &eventID, &target, &outcome, &email, &body, &prevHash, &hash, &streamSeq); err != nil {
+		if err := rows.Scan(&seq, &id, &timeMS, &typ, &eventID, &target, &outcome, &subID, &login, &email, &body, &prevHash, &hash, &streamSeq); err != nil {
 			return n, fmt.Errorf("verify: %w", err)
 		}
 		bad := func(format string, args ...any) (int, error) {
@@ -210,12 +245,13 @@ func (r *Reader) verifyChunk(ctx context.Context, after uint64, prev *[]byte, ms
 		}
 		var rec Record
 		if json.Unmarshal(body, &rec) == nil {
-			var recEmail string
+			var sub Subject
 			if rec.Subject != nil {
-				recEmail = strings.ToLower(rec.Subject.Email)
+				sub = *rec.Subject
 			}
 			if rec.ID != id || string(rec.Type) != typ || rec.Time.UnixMilli() != timeMS || rec.EventID != eventID ||
-				rec.Target != target || rec.Outcome != outcome || recEmail != email {
+				rec.Target != target || rec.Outcome != outcome ||
+				sub.ID != subID || strings.ToLower(sub.Login) != login || strings.ToLower(sub.Email) != email {
 				return bad("query columns differ from the record")
 			}
 		}

@@ -90,7 +90,14 @@ func TestVerifyNamesTheFirstBadRecord(t *testing.T) {
 	}{
 		{"record changed", []string{`UPDATE records SET body = replace(body, 'as1', 'as9') WHERE seq = 4`}, 4, "hash does not match"},
 		{"column changed", []string{`UPDATE records SET outcome = 'succeeded!' WHERE seq = 6`}, 6, "columns differ"},
+		{"subject column changed", []string{`UPDATE records SET subject_login = 'eve@example.com' WHERE seq = 6`}, 6, "columns differ"},
 		{"record deleted", []string{`DELETE FROM records WHERE seq = 5`}, 5, "missing"},
+		// Subject queries go through subject_keys, which the chain does not
+		// cover: a key deleted would hide Jane's records, one added would
+		// show them as Eve's.
+		{"subject key deleted", []string{`DELETE FROM subject_keys WHERE event_id = 'okta:e1' AND key LIKE 'e:%'`}, 1, "email is not in subject_keys"},
+		{"subject key moved", []string{`UPDATE subject_keys SET event_id = 'okta:e0' WHERE event_id = 'okta:e2'`}, 2, "not in subject_keys"},
+		{"subject key added", []string{`INSERT INTO subject_keys VALUES ('e:eve@example.com', 'okta:e2', 5)`}, 5, "names this record for a subject"},
 		{"two swapped", []string{
 			`UPDATE records SET seq = 100 WHERE seq = 3`, `UPDATE records SET seq = 3 WHERE seq = 7`, `UPDATE records SET seq = 7 WHERE seq = 100`,
 		}, 3, "does not link"},
