@@ -677,11 +677,20 @@ type uaTransport struct {
 }
 
 func (t uaTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("User-Agent") == "" {
-		r = r.Clone(r.Context())
-		r.Header.Set("User-Agent", t.ua)
+	if r.Header.Get("User-Agent") != "" {
+		return t.base.RoundTrip(r)
 	}
-	return t.base.RoundTrip(r)
+	// A RoundTripper must not change the request it is given: a copy with a
+	// header map of its own, sharing the values (nothing changes them) —
+	// not Request.Clone, which also copies every value, the URL and the
+	// trailer, on each of the executors' calls.
+	c := *r
+	c.Header = make(http.Header, len(r.Header)+1)
+	for k, v := range r.Header {
+		c.Header[k] = v
+	}
+	c.Header["User-Agent"] = []string{t.ua}
+	return t.base.RoundTrip(&c)
 }
 
 func outboundTransport() *http.Transport {
