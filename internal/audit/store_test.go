@@ -75,18 +75,24 @@ func TestStoreChainsAndQueries(t *testing.T) {
 		{Filter{Since: time.Unix(1700000003, 0)}, "[3 4]"},
 		{Filter{EventID: "okta:e1"}, "[1 4]"},
 	} {
-		recs, err := r.Query(ctx, c.f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var seqs []uint64
-		for _, x := range recs {
-			seqs = append(seqs, x.Seq)
-		}
-		if fmt.Sprint(seqs) != c.want {
-			t.Errorf("%+v: got %v, want %s", c.f, seqs, c.want)
+		if got := querySeqs(t, r, c.f); got != c.want {
+			t.Errorf("%+v: got %s, want %s", c.f, got, c.want)
 		}
 	}
+}
+
+// querySeqs is what a query returns, as the list of the records' seqs.
+func querySeqs(t *testing.T, r *Reader, f Filter) string {
+	t.Helper()
+	recs, err := r.Query(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := []uint64{}
+	for _, x := range recs {
+		seqs = append(seqs, x.Seq)
+	}
+	return fmt.Sprint(seqs)
 }
 
 func TestParseTime(t *testing.T) {
@@ -399,16 +405,8 @@ func TestSubjectsAreKeyedOncePerEvent(t *testing.T) {
 		{Filter{Subject: "jane.doe@example.com", After: 1, Limit: 2}, "[2 3]"},
 		{Filter{Subject: "eve@example.com"}, "[]"},
 	} {
-		recs, err := r.Query(ctx, c.f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seqs := []uint64{}
-		for _, x := range recs {
-			seqs = append(seqs, x.Seq)
-		}
-		if fmt.Sprint(seqs) != c.want {
-			t.Errorf("%+v: got %v, want %s", c.f, seqs, c.want)
+		if got := querySeqs(t, r, c.f); got != c.want {
+			t.Errorf("%+v: got %s, want %s", c.f, got, c.want)
 		}
 	}
 	if res := verifyWith(t, path, VerifyOptions{}); res.Problem != nil || res.Records != 7 {

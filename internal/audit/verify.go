@@ -125,14 +125,23 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, 
 // not marked must have no such earlier row. Marking a record a repeat would
 // otherwise hide it from every query with the chain intact.
 func (r *Reader) checkRepeats(ctx context.Context) (*Problem, error) {
-	for _, c := range []struct{ query, reason string }{
+	return r.firstProblem(ctx, []rowCheck{
 		{`SELECT a.seq FROM records a WHERE a.duplicate_of <> 0 AND NOT EXISTS
 			(SELECT 1 FROM records b WHERE b.seq = a.duplicate_of AND b.seq < a.seq AND b.event_id = a.event_id AND b.id = a.id AND b.duplicate_of = 0)
 			ORDER BY a.seq LIMIT 1`, "marked as a repeat of a record it does not repeat (hidden from queries)"},
 		{`SELECT a.seq FROM records a WHERE a.duplicate_of = 0 AND a.event_id <> '' AND EXISTS
 			(SELECT 1 FROM records b WHERE b.event_id = a.event_id AND b.id = a.id AND b.seq < a.seq)
 			ORDER BY a.seq LIMIT 1`, "repeats an earlier record but is not marked as a repeat"},
-	} {
+	})
+}
+
+// rowCheck is a query for the first row (its seq) that has a problem, and
+// the problem.
+type rowCheck struct{ query, reason string }
+
+// firstProblem runs checks in order and returns the first problem found.
+func (r *Reader) firstProblem(ctx context.Context, checks []rowCheck) (*Problem, error) {
+	for _, c := range checks {
 		var seq uint64
 		switch err := r.db.QueryRowContext(ctx, c.query).Scan(&seq); {
 		case err == nil:
@@ -155,7 +164,7 @@ func (r *Reader) checkSubjects(ctx context.Context) (*Problem, error) {
 	const keyed = `SELECT r.seq FROM records r WHERE r.%[1]s <> '' AND NOT EXISTS
 		(SELECT 1 FROM subject_keys k WHERE k.key = '%[2]s:' || r.%[1]s AND k.event_id = r.event_id AND (r.event_id <> '' OR k.seq = r.seq))
 		ORDER BY r.seq LIMIT 1`
-	checks := []struct{ query, reason string }{
+	return r.firstProblem(ctx, []rowCheck{
 		{fmt.Sprintf(keyed, "subject_email", "e"), "its subject's email is not in subject_keys for its event (hidden from subject queries)"},
 		{fmt.Sprintf(keyed, "subject_login", "l"), "its subject's login is not in subject_keys for its event (hidden from subject queries)"},
 		{fmt.Sprintf(keyed, "subject_id", "i"), "its subject's id is not in subject_keys for its event (hidden from subject queries)"},
@@ -163,17 +172,7 @@ func (r *Reader) checkSubjects(ctx context.Context) (*Problem, error) {
 			((r.subject_email <> '' AND k.key = 'e:' || r.subject_email) OR (r.subject_login <> '' AND k.key = 'l:' || r.subject_login) OR
 			 (r.subject_id <> '' AND k.key = 'i:' || r.subject_id)))
 			ORDER BY k.seq LIMIT 1`, "subject_keys names this record for a subject or event it does not carry (another's records shown as the subject's)"},
-	}
-	for _, c := range checks {
-		var seq uint64
-		switch err := r.db.QueryRowContext(ctx, c.query).Scan(&seq); {
-		case err == nil:
-			return &Problem{Seq: seq, Reason: c.reason}, nil
-		case !errors.Is(err, sql.ErrNoRows):
-			return nil, fmt.Errorf("verify: %w", err)
-		}
-	}
-	return nil, nil
+	})
 }
 
 // checkCoverage fails a trail whose head no signed checkpoint pins: the
