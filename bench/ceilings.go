@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,7 +27,6 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/keys"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke/gtr"
-	"github.com/lifecycle-worker/lifecycle-worker/schema"
 )
 
 // Ceiling is what one part underneath can do alone, on this machine, now.
@@ -235,28 +232,21 @@ func ceilingJetStream(ctx context.Context, n int, dir string) (Ceiling, error) {
 // fresh WAL database: the write path without hashing or JSON.
 func ceilingSQLite(ctx context.Context, s Scenario, rows int, dir string) (Ceiling, error) {
 	path := filepath.Join(dir, "ceiling.db")
+	// The index's own schema (the store migrates a new file), so the
+	// ceiling pays for the same indexes as the pipeline's writer.
+	store, err := audit.OpenStore(ctx, path)
+	if err != nil {
+		return Ceiling{}, err
+	}
+	if err := store.Close(); err != nil {
+		return Ceiling{}, err
+	}
 	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate")
 	if err != nil {
 		return Ceiling{}, err
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	// The index's own schema (its migrations), so the ceiling pays for the
-	// same indexes as the pipeline's writer.
-	names, err := fs.Glob(schema.Migrations, "*.sql")
-	if err != nil {
-		return Ceiling{}, err
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		ddl, err := fs.ReadFile(schema.Migrations, name)
-		if err != nil {
-			return Ceiling{}, err
-		}
-		if _, err := db.ExecContext(ctx, string(ddl)); err != nil {
-			return Ceiling{}, fmt.Errorf("%s: %w", name, err)
-		}
-	}
 	body := []byte(strings.Repeat("b", 520))
 	hash := make([]byte, 32)
 	now := time.Now().UnixMilli()
