@@ -201,8 +201,19 @@ type ConsumerSpec struct {
 // had enough attempts and moves it to the dead-letter stream, so the server
 // never drops one silently. MaxAckPending bounds the messages in flight
 // across all replicas.
+//
+// A consumer of the REVOKE work queue on an embedded server keeps its state
+// in memory (docs/decisions/0020): the server writes a file-backed
+// consumer's state up to ten times a second, and there it would only
+// restate what the stream holds. A work queue deletes what is acked, so a
+// new consumer delivering all of it resumes where the old one stood; the
+// server lives and dies with this process, which provisions the consumer
+// again at every start, and what a restart may deliver again is told by
+// sequence (bus.MaybeSeen), never by the server's counts. A consumer
+// created with the other storage is replaced (its messages stay in the
+// stream).
 func (b *Bus) EnsureConsumer(ctx context.Context, spec ConsumerSpec) error {
-	_, err := b.js.CreateOrUpdateConsumer(ctx, spec.Stream, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       spec.Durable,
 		FilterSubject: spec.Filter,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -211,8 +222,18 @@ func (b *Bus) EnsureConsumer(ctx context.Context, spec ConsumerSpec) error {
 		MaxDeliver:    -1,
 		MaxAckPending: spec.MaxAckPending,
 		Replicas:      b.cfg.Replicas,
-	})
-	if err != nil {
+		MemoryStorage: b.server != nil && spec.Stream == StreamRevoke,
+	}
+	if info, err := b.js.Consumer(ctx, spec.Stream, spec.Durable); err == nil && info.CachedInfo().Config.MemoryStorage != cfg.MemoryStorage {
+		// The server cannot change a consumer's storage in place.
+		if spec.Stream != StreamRevoke {
+			return fmt.Errorf("provision consumer %s/%s: its storage differs and only a work queue's consumer may be replaced", spec.Stream, spec.Durable)
+		}
+		if err := b.js.DeleteConsumer(ctx, spec.Stream, spec.Durable); err != nil {
+			return fmt.Errorf("replace consumer %s/%s: %w", spec.Stream, spec.Durable, err)
+		}
+	}
+	if _, err := b.js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg); err != nil {
 		return fmt.Errorf("provision consumer %s/%s: %w", spec.Stream, spec.Durable, err)
 	}
 	return nil
