@@ -22,13 +22,34 @@ import (
 
 // Store is the writable audit index. One process writes a given file; it
 // keeps a single connection with immediate transactions so the chain's
-// read-then-write never races (reference/sqlite.md §5).
+// read-then-write never races.
 type Store struct {
 	db       *sql.DB
 	path     string
 	headSeq  uint64
 	headHash []byte
 	headMsg  uint64 // the AUDIT message the head record came in
+	// recent remembers what the rows of the events of the last batches
+	// say (see earlierRows), so that an event whose records arrive over
+	// several batches — one per target — is read from the index once.
+	// Only committed rows are in it; at most recentMax events, the oldest
+	// forgotten first (ring).
+	recent    map[string]*eventRows
+	ring      []string
+	ringNext  int
+	recentMax int
+}
+
+// recentEvents is how many events' rows a store remembers: a few seconds of
+// a burst of offboardings (~1.5 KB each).
+const recentEvents = 2048
+
+// eventRows is what the indexed rows of one event say: the seq of the first
+// copy of each record ID, and the subject keys the event has in
+// subject_keys.
+type eventRows struct {
+	first map[string]uint64
+	keys  map[string]bool
 }
 
 // Head is the last indexed record's sequence and chain hash, and the AUDIT
@@ -64,7 +85,7 @@ func OpenStore(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, recent: map[string]*eventRows{}, recentMax: recentEvents}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -223,10 +244,18 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 	// cancelled ctx still rolls the transaction back between statements
 	// (database/sql), and a batch is bounded.
 	qctx := context.WithoutCancel(ctx)
-	first, known, err := s.earlierRows(qctx, tx, entries)
+	events, err := s.earlierRows(qctx, tx, entries)
 	if err != nil {
 		return err
 	}
+	committed := false
+	defer func() {
+		if !committed { // what the batch added to its events was not kept
+			for id := range events {
+				delete(s.recent, id)
+			}
+		}
+	}()
 	seq, prev, msg := s.headSeq, s.headHash, s.headMsg
 	indexed := time.Now().UnixMilli()
 	for i := range entries {
@@ -239,13 +268,13 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 		if e.StreamSeq != msg+1 && (i == 0 || e.StreamSeq != msg) {
 			return fmt.Errorf("%w: have message %d, got %d", ErrGap, msg, e.StreamSeq)
 		}
+		ev := events[r.EventID] // nil for a record of no event
 		e.DuplicateOf = 0
-		if r.EventID != "" {
-			key := [2]string{r.EventID, r.ID}
-			if at, ok := first[key]; ok {
+		if ev != nil {
+			if at, ok := ev.first[r.ID]; ok {
 				e.DuplicateOf = at
 			} else {
-				first[key] = e.Seq
+				ev.first[strings.Clone(r.ID)] = e.Seq
 			}
 		}
 		hash := ChainHash(prev, e.Seq, e.Body)
@@ -259,12 +288,11 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 			return fmt.Errorf("insert audit record %d: %w", e.Seq, err)
 		}
 		for _, key := range identityKeys(sub.ID, login, email) {
-			if r.EventID != "" {
-				ek := [2]string{r.EventID, key}
-				if known[ek] {
+			if ev != nil {
+				if ev.keys[key] {
 					continue
 				}
-				known[ek] = true
+				ev.keys[key] = true
 			}
 			if _, err := keyStmt.ExecContext(qctx, key, r.EventID, e.Seq); err != nil {
 				return fmt.Errorf("insert audit subject of record %d: %w", e.Seq, err)
@@ -275,8 +303,27 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit audit batch: %w", err)
 	}
+	committed = true
 	s.headSeq, s.headHash, s.headMsg = seq, prev, msg
+	s.remember(events)
 	return nil
+}
+
+// remember keeps the committed rows of events for the next batches.
+func (s *Store) remember(events map[string]*eventRows) {
+	for id, ev := range events {
+		if _, ok := s.recent[id]; ok {
+			continue // updated in place
+		}
+		if len(s.ring) < s.recentMax {
+			s.ring = append(s.ring, id)
+		} else {
+			delete(s.recent, s.ring[s.ringNext])
+			s.ring[s.ringNext] = id
+			s.ringNext = (s.ringNext + 1) % len(s.ring)
+		}
+		s.recent[id] = ev
+	}
 }
 
 // lookupChunk bounds the event IDs of one lookup (SQLite allows 32,766
@@ -299,56 +346,64 @@ func identityKeys(id, login, email string) []string {
 	return keys
 }
 
-// earlierRows reads, for the events of entries, what their rows already
-// indexed say: the seq of the first row of each record ID (first), and
-// which subject keys each event already has in subject_keys (known: every
-// identifier of every row of an event is keyed for it, which verify holds).
-// Records are written again only by a consumer that ran again, and those
-// records belong to an event: the event's few rows are where a first copy
-// can be. One query per batch (per lookupChunk events) reads them, not one
-// per record.
-func (s *Store) earlierRows(ctx context.Context, tx *sql.Tx, entries []Entry) (first map[[2]string]uint64, known map[[2]string]bool, err error) {
-	first = make(map[[2]string]uint64, len(entries))
-	known = make(map[[2]string]bool, len(entries))
-	seen := make(map[string]bool)
-	var events []any
+// earlierRows returns, for each event of entries, what its rows already
+// indexed say: the seq of the first row of each record ID, and which subject
+// keys the event already has in subject_keys (every identifier of every row
+// of an event is keyed for it, which verify holds). Records are written
+// again only by a consumer that ran again, and those records belong to an
+// event: the event's few rows are where a first copy can be. Events the
+// store remembers (recent) are not read again; the others are read with one
+// query per batch (per lookupChunk events), not one per record.
+func (s *Store) earlierRows(ctx context.Context, tx *sql.Tx, entries []Entry) (map[string]*eventRows, error) {
+	events := make(map[string]*eventRows)
+	var missing []any
 	for _, e := range entries {
-		if id := e.Record.EventID; id != "" && !seen[id] {
-			seen[id] = true
-			events = append(events, id)
+		id := e.Record.EventID
+		if id == "" || events[id] != nil {
+			continue
 		}
+		if ev := s.recent[id]; ev != nil {
+			events[id] = ev
+			continue
+		}
+		id = strings.Clone(id)
+		events[id] = &eventRows{first: map[string]uint64{}, keys: map[string]bool{}}
+		missing = append(missing, id)
 	}
-	for len(events) > 0 {
-		chunk := events[:min(len(events), lookupChunk)]
-		events = events[len(chunk):]
+	for len(missing) > 0 {
+		chunk := missing[:min(len(missing), lookupChunk)]
+		missing = missing[len(chunk):]
 		rows, err := tx.QueryContext(ctx, `SELECT event_id, id, seq, duplicate_of, subject_id, subject_login, subject_email FROM records WHERE event_id IN (?`+
 			strings.Repeat(",?", len(chunk)-1)+`)`, chunk...)
 		if err != nil {
-			return nil, nil, fmt.Errorf("audit earlier rows: %w", err)
+			return nil, fmt.Errorf("audit earlier rows: %w", err)
 		}
 		for rows.Next() {
-			var key [2]string
+			var event, rid, id, login, email string
 			var seq, dup uint64
-			var id, login, email string
-			if err := rows.Scan(&key[0], &key[1], &seq, &dup, &id, &login, &email); err != nil {
+			if err := rows.Scan(&event, &rid, &seq, &dup, &id, &login, &email); err != nil {
 				rows.Close()
-				return nil, nil, fmt.Errorf("audit earlier rows: %w", err)
+				return nil, fmt.Errorf("audit earlier rows: %w", err)
 			}
-			if at, ok := first[key]; dup == 0 && (!ok || seq < at) {
-				first[key] = seq
+			ev := events[event]
+			if ev == nil {
+				continue // IN compares exactly: not reached
+			}
+			if at, ok := ev.first[rid]; dup == 0 && (!ok || seq < at) {
+				ev.first[rid] = seq
 			}
 			for _, k := range identityKeys(id, login, email) {
-				known[[2]string{key[0], k}] = true
+				ev.keys[k] = true
 			}
 		}
 		if err := rows.Close(); err != nil {
-			return nil, nil, fmt.Errorf("audit earlier rows: %w", err)
+			return nil, fmt.Errorf("audit earlier rows: %w", err)
 		}
 		if err := rows.Err(); err != nil {
-			return nil, nil, fmt.Errorf("audit earlier rows: %w", err)
+			return nil, fmt.Errorf("audit earlier rows: %w", err)
 		}
 	}
-	return first, known, nil
+	return events, nil
 }
 
 // Checkpoint truncates the WAL so that readers cannot grow it without bound.

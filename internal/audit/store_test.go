@@ -497,3 +497,59 @@ func TestSubjectQueriesReadRowsBySeq(t *testing.T) {
 		}
 	}
 }
+
+// The store remembers the rows of recent events so that an event's later
+// records need not read them again; it remembers committed rows only, at
+// most recentMax events, and an event it has forgotten is read from the
+// index. A batch that fails halfway leaves nothing behind: the same record
+// indexed afterwards is a first copy, keyed for its event.
+func TestRecentEventsHoldOnlyCommittedRows(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := OpenStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.recentMax = 2
+	jane := &Subject{ID: "00uJane", Email: "jane@example.com"}
+	entry := func(seq uint64, event, id string, sub *Subject) Entry {
+		e, err := NewEntry(seq, Record{ID: id, Time: time.Unix(1700000000+int64(seq), 0).UTC(), Type: TypeRevocationSucceeded,
+			EventID: event, Subject: sub, Target: "as1", Outcome: "succeeded"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	append1 := func(e Entry, want uint64) {
+		t.Helper()
+		b := []Entry{e}
+		if err := s.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if b[0].DuplicateOf != want {
+			t.Errorf("record %d (%s): a repeat of %d, want %d", b[0].Seq, b[0].Record.ID, b[0].DuplicateOf, want)
+		}
+	}
+	append1(entry(1, "okta:e1", "e1|as1/succeeded", jane), 0)
+	jdoe := &Subject{Login: "jdoe"}
+	if err := s.Append(ctx, []Entry{entry(2, "okta:e1", "e1|as2/succeeded", jdoe), entry(4, "okta:x", "x", nil)}); !errors.Is(err, ErrGap) {
+		t.Fatalf("a batch with a gap: %v", err)
+	}
+	append1(entry(2, "okta:e1", "e1|as2/succeeded", jdoe), 0) // not a repeat of the batch that failed
+	append1(entry(3, "okta:e1", "e1|as1/succeeded", jane), 1) // remembered
+	append1(entry(4, "okta:e2", "e2", nil), 0)
+	append1(entry(5, "okta:e3", "e3", nil), 0) // okta:e1 forgotten
+	if len(s.recent) != 2 || s.recent["okta:e1"] != nil {
+		t.Errorf("the store remembers %d events (okta:e1: %v), want okta:e2 and okta:e3", len(s.recent), s.recent["okta:e1"] != nil)
+	}
+	append1(entry(6, "okta:e1", "e1|as1/succeeded", &Subject{ID: "00uJane", Login: "JDoe"}), 1) // read from the index
+	append1(entry(7, "okta:e1", "e1|as3/succeeded", &Subject{Login: "jdoe2"}), 0)
+	const want = "1 okta:e1 e:jane@example.com; 1 okta:e1 i:00uJane; 2 okta:e1 l:jdoe; 7 okta:e1 l:jdoe2"
+	if got := subjectKeyRows(t, path); got != want {
+		t.Fatalf("subject_keys:\n got %s\nwant %s", got, want)
+	}
+	if res := verifyWith(t, path, VerifyOptions{}); res.Problem != nil || res.Records != 7 {
+		t.Fatalf("verify: %+v", res)
+	}
+}
