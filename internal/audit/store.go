@@ -41,7 +41,7 @@ type Store struct {
 }
 
 // recentEvents is how many events' rows a store remembers: a few seconds of
-// a burst of offboardings (~1.5 KB each).
+// a burst of offboardings (~1.2 KB each).
 const recentEvents = 2048
 
 // eventRows is what the indexed rows of one event say: the seq of the first
