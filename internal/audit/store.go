@@ -311,6 +311,9 @@ func (s *Store) Append(ctx context.Context, entries []Entry) error {
 
 // remember keeps the committed rows of events for the next batches.
 func (s *Store) remember(events map[string]*eventRows) {
+	if s.recentMax <= 0 {
+		return
+	}
 	for id, ev := range events {
 		if _, ok := s.recent[id]; ok {
 			continue // updated in place

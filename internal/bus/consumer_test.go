@@ -119,9 +119,12 @@ func TestWorkQueueConsumersKeepStateInMemory(t *testing.T) {
 	}
 }
 
-// A server of its own outlives the worker, so its consumers keep their
-// state on file, REVOKE's included.
-func TestExternalServerConsumersStayOnFile(t *testing.T) {
+// Where other processes can reach the server — an external one, or an
+// embedded one with a listener — every consumer keeps its state on file,
+// REVOKE's included: that server may outlive this process, and every
+// process that reaches it must make the same choice, or each would replace
+// the consumer the other is reading.
+func TestReachableServersKeepConsumersOnFile(t *testing.T) {
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
@@ -131,16 +134,24 @@ func TestExternalServerConsumersStayOnFile(t *testing.T) {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("server not ready")
 	}
-	b, err := Open(t.Context(), Config{URLs: []string{srv.ClientURL()}, Name: "test"}, slog.New(slog.DiscardHandler))
+	external, err := Open(t.Context(), Config{URLs: []string{srv.ClientURL()}, Name: "test"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	spec := ConsumerSpec{Stream: StreamRevoke, Durable: "exec-t1", Filter: "revoke.t1", MaxAckPending: 8, AckWait: time.Minute}
-	if err := b.EnsureConsumer(t.Context(), spec); err != nil {
+	defer external.Close()
+	listening, err := Open(t.Context(), Config{Embedded: true, StoreDir: t.TempDir(), Name: "test", Listen: "127.0.0.1:-1",
+		Users: []User{{Name: "tools", Password: "a-password-of-some-length", Roles: []string{RoleAdmin}}}}, slog.New(slog.DiscardHandler))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if memoryStorage(t, b, StreamRevoke, spec.Durable) {
-		t.Error("a REVOKE consumer on an external server keeps its state in memory")
+	defer listening.Close()
+	spec := ConsumerSpec{Stream: StreamRevoke, Durable: "exec-t1", Filter: "revoke.t1", MaxAckPending: 8, AckWait: time.Minute}
+	for name, b := range map[string]*Bus{"external": external, "embedded with a listener": listening} {
+		if err := b.EnsureConsumer(t.Context(), spec); err != nil {
+			t.Fatal(err)
+		}
+		if memoryStorage(t, b, StreamRevoke, spec.Durable) {
+			t.Errorf("%s: a REVOKE consumer keeps its state in memory", name)
+		}
 	}
 }

@@ -202,16 +202,18 @@ type ConsumerSpec struct {
 // never drops one silently. MaxAckPending bounds the messages in flight
 // across all replicas.
 //
-// A consumer of the REVOKE work queue on an embedded server keeps its state
-// in memory (docs/decisions/0020): the server writes a file-backed
-// consumer's state up to ten times a second, and there it would only
-// restate what the stream holds. A work queue deletes what is acked, so a
-// new consumer delivering all of it resumes where the old one stood; the
-// server lives and dies with this process, which provisions the consumer
-// again at every start, and what a restart may deliver again is told by
-// sequence (bus.MaybeSeen), never by the server's counts. A consumer
-// created with the other storage is replaced (its messages stay in the
-// stream).
+// A consumer of the REVOKE work queue keeps its state in memory when this
+// process alone can reach the server — embedded, with no listener
+// (docs/decisions/0020): the server writes a file-backed consumer's state
+// up to ten times a second, and there it would only restate what the stream
+// holds. A work queue deletes what is acked, so a new consumer delivering all
+// of it resumes where the old one stood; the server lives and dies with this
+// process, which provisions the consumer again at every start, and what a
+// restart may deliver again is told by sequence (bus.MaybeSeen), never by
+// the server's counts. Every process that can reach a server makes the same
+// choice, so none replaces another's consumer: one left on file there (by an
+// earlier version, or a start with a listener) is replaced, its messages
+// staying in the stream.
 func (b *Bus) EnsureConsumer(ctx context.Context, spec ConsumerSpec) error {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       spec.Durable,
@@ -222,15 +224,14 @@ func (b *Bus) EnsureConsumer(ctx context.Context, spec ConsumerSpec) error {
 		MaxDeliver:    -1,
 		MaxAckPending: spec.MaxAckPending,
 		Replicas:      b.cfg.Replicas,
-		MemoryStorage: b.server != nil && spec.Stream == StreamRevoke,
+		MemoryStorage: spec.Stream == StreamRevoke && b.server != nil && b.cfg.Listen == "",
 	}
-	if info, err := b.js.Consumer(ctx, spec.Stream, spec.Durable); err == nil && info.CachedInfo().Config.MemoryStorage != cfg.MemoryStorage {
+	if cfg.MemoryStorage {
 		// The server cannot change a consumer's storage in place.
-		if spec.Stream != StreamRevoke {
-			return fmt.Errorf("provision consumer %s/%s: its storage differs and only a work queue's consumer may be replaced", spec.Stream, spec.Durable)
-		}
-		if err := b.js.DeleteConsumer(ctx, spec.Stream, spec.Durable); err != nil {
-			return fmt.Errorf("replace consumer %s/%s: %w", spec.Stream, spec.Durable, err)
+		if have, err := b.js.Consumer(ctx, spec.Stream, spec.Durable); err == nil && !have.CachedInfo().Config.MemoryStorage {
+			if err := b.js.DeleteConsumer(ctx, spec.Stream, spec.Durable); err != nil {
+				return fmt.Errorf("replace consumer %s/%s: %w", spec.Stream, spec.Durable, err)
+			}
 		}
 	}
 	if _, err := b.js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg); err != nil {
