@@ -21,14 +21,22 @@ func rec(t *testing.T, seq uint64, typ Type, email, target string) Entry {
 	return e
 }
 
-func TestStoreChainsAndQueries(t *testing.T) {
-	ctx := context.Background()
+// newStore opens a new index in a test's temp dir, closed when the test
+// ends (closing it sooner is fine).
+func newStore(t *testing.T) (*Store, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.db")
-	s, err := OpenStore(ctx, path)
+	s, err := OpenStore(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func TestStoreChainsAndQueries(t *testing.T) {
+	ctx := context.Background()
+	s, path := newStore(t)
 	batch := []Entry{
 		rec(t, 1, TypeEventReceived, "Jane@Example.com", ""),
 		rec(t, 2, TypeRevocationPlanned, "jane@example.com", "as1"),
@@ -51,10 +59,11 @@ func TestStoreChainsAndQueries(t *testing.T) {
 	// Reopening finds the same head.
 	head := s.Head()
 	s.Close()
-	s, err = OpenStore(ctx, path)
+	s, err := OpenStore(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	if h := s.Head(); h.Seq != 4 || fmt.Sprintf("%x", h.Hash) != fmt.Sprintf("%x", head.Hash) {
 		t.Fatalf("head after reopen %d %x, want 4 %x", h.Seq, h.Hash, head.Hash)
 	}
@@ -121,11 +130,7 @@ func TestParseTime(t *testing.T) {
 // events a query): a repeat whose event is in any chunk is found.
 func TestRepeatsFoundAcrossLookupChunks(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenStore(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := newStore(t)
 	n := 2*lookupChunk + 7
 	batch := func(from uint64) []Entry {
 		es := make([]Entry, n)
@@ -156,11 +161,7 @@ func TestRepeatsFoundAcrossLookupChunks(t *testing.T) {
 
 func TestRepeatedRecordsAreIndexedOnceForQueries(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "audit.db")
-	s, err := OpenStore(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, path := newStore(t)
 	entry := func(seq uint64, id, event string) Entry {
 		e, err := NewEntry(seq, Record{ID: id, Time: time.Unix(1700000000+int64(seq), 0).UTC(), Type: TypeRevocationSucceeded,
 			EventID: event, Kind: "deprovisioned", Subject: &Subject{Email: "jane@example.com"}, Target: "as1", Outcome: "succeeded"})
@@ -249,18 +250,15 @@ func groupEntries(t *testing.T, msg, seq uint64, n int) []Entry {
 // own message, at its seq) continues where it was.
 func TestAppendTakesWholeMessagesInOrder(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "audit.db")
-	s, err := OpenStore(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, path := newStore(t)
 	// Records 1..3, each its own message, as an earlier version wrote them.
 	if err := s.Append(ctx, []Entry{rec(t, 1, TypeEventReceived, "", ""), rec(t, 2, TypeEventReceived, "", ""), rec(t, 3, TypeEventReceived, "", "")}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	exec(t, path, `UPDATE records SET stream_seq = 0`)
-	if s, err = OpenStore(ctx, path); err != nil {
+	s, err := OpenStore(ctx, path)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
@@ -368,11 +366,7 @@ func subjectKeyRows(t *testing.T, path string) string {
 // migrates to the same rows.
 func TestSubjectsAreKeyedOncePerEvent(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "audit.db")
-	s, err := OpenStore(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, path := newStore(t)
 	entries := subjectEntries(t)
 	for _, b := range [][]Entry{entries[:2], entries[2:6], entries[6:]} {
 		if err := s.Append(ctx, b); err != nil {
@@ -436,11 +430,7 @@ func TestSubjectsAreKeyedOncePerEvent(t *testing.T) {
 // the planner could otherwise read every row of that type, target or range.
 func TestSubjectQueriesReadRowsBySeq(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "audit.db")
-	s, err := OpenStore(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, path := newStore(t)
 	var entries []Entry
 	for i := 1; i <= 2000; i++ {
 		entries = append(entries, rec(t, uint64(i), TypeRevocationSucceeded, fmt.Sprintf("u%d@example.com", i/10), "as1"))
@@ -505,12 +495,7 @@ func TestSubjectQueriesReadRowsBySeq(t *testing.T) {
 // indexed afterwards is a first copy, keyed for its event.
 func TestRecentEventsHoldOnlyCommittedRows(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "audit.db")
-	s, err := OpenStore(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := newStore(t)
 	s.recentMax = 2
 	jane := &Subject{ID: "00uJane", Email: "jane@example.com"}
 	entry := func(seq uint64, event, id string, sub *Subject) Entry {
