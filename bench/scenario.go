@@ -413,7 +413,10 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	want := s.Users * s.Targets
 
 	if pprofAddr != "" {
-		go saveProfile("http://"+pprofAddr+"/debug/pprof/profile?seconds=20", filepath.Join(dir, "cpu.pprof"))
+		// 10 s from the first delivery: within the default run on a fast
+		// machine too (the server cannot end a profile early, and a profile
+		// cut off by the worker's exit is lost).
+		go saveProfile("http://"+pprofAddr+"/debug/pprof/profile?seconds=10", filepath.Join(dir, "cpu.pprof"))
 	}
 	start := time.Now()
 	lat, err := sendHooks(ctx, w.url, bodies, s.Senders, s.Rate)
