@@ -17,6 +17,10 @@ type Attempt struct {
 	LatencyMS  int64     `json:"latency_ms"`
 	Outcome    string    `json:"outcome"`
 	Error      string    `json:"error,omitempty"`
+	// Due is when the next attempt may run (its backoff, a Retry-After, an
+	// open breaker): kept with the attempts so that a redelivery that comes
+	// sooner — the server's delay lost with a restart — still waits.
+	Due time.Time `json:"due,omitzero"`
 }
 
 // AttemptLog stores the attempts of unfinished jobs (a NATS KV bucket, so

@@ -92,6 +92,15 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 		}
 		history = h
 	}
+	if n := len(history); n > 0 {
+		// Redelivered before the wait the last attempt set was over (a
+		// restart lost the server's delay, docs/decisions/0020): wait the
+		// rest, not an attempt. A second early is not worth a round trip.
+		if wait := history[n-1].Due.Sub(e.now()); wait > time.Second {
+			release()
+			return &RetryError{In: wait, Reason: "attempt " + strconv.Itoa(n) + " failed; the next is not due yet"}
+		}
+	}
 	attempt := len(history) + 1
 	if attempt > t.MaxAttempts {
 		release()
@@ -197,12 +206,13 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 		if err := e.recorder.Record(ctx, rec); err != nil {
 			return fmt.Errorf("record %s: %w", job.ID, err)
 		}
-		if err := e.attempts.Save(ctx, job.attemptKey(), history); err != nil {
-			return fmt.Errorf("save attempts of %s: %w", job.ID, err)
-		}
 		in := t.backoff(attempt)
 		if t.Breaker != nil {
 			in = max(in, t.Breaker.Remaining()) // a Retry-After, an opened breaker
+		}
+		history[len(history)-1].Due = rec.Time.Add(in)
+		if err := e.attempts.Save(ctx, job.attemptKey(), history); err != nil {
+			return fmt.Errorf("save attempts of %s: %w", job.ID, err)
 		}
 		e.log.WarnContext(ctx, "revocation will be retried", "job", job.ID, "attempt", attempt, "status", res.HTTPStatus, "err", res.Err, "in", in)
 		return &RetryError{In: in, Reason: "attempt " + strconv.Itoa(attempt) + " failed"}

@@ -138,9 +138,43 @@ func TestAttemptsAreCountedNotDeliveries(t *testing.T) {
 	e, q, _, _ := executor(t, drv, func() time.Time { return now }, nil)
 	for delivered := 1; delivered <= 7; delivered += 3 { // deliveries 1, 4, 7: three attempts
 		_ = e.Execute(context.Background(), job, delivered)
+		now = now.Add(2 * time.Minute) // each after its backoff
 	}
 	if drv.calls != 3 || len(q.dead) != 1 || len(q.dead[0].History) != 3 || q.dead[0].Attempts != 3 || q.dead[0].History[2].HTTPStatus != 503 {
 		t.Fatalf("calls %d, dead letters %+v", drv.calls, q.dead)
+	}
+}
+
+// The wait an attempt sets is kept with its attempts: a job delivered again
+// before it is over — the server's redelivery delay lost with a restart, as
+// a consumer whose state is in memory loses it (decision 0020) — waits the
+// rest without calling the target or spending an attempt, and runs once due.
+func TestWaitsOutliveTheRedeliveryDelay(t *testing.T) {
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	drv := &scripted{res: []Result{{Class: Retry, HTTPStatus: 429, RetryAfter: 10 * time.Minute}, {Class: Succeeded, HTTPStatus: 204}}}
+	e, _, rec, att := executor(t, drv, clock, nil)
+	var re *RetryError
+	if err := e.Execute(context.Background(), job, 1); !errors.As(err, &re) || re.In < 9*time.Minute {
+		t.Fatalf("first attempt: %v, want a retry after Retry-After", err)
+	}
+	// A restart: a new executor (its breaker knows nothing), the same log.
+	e, _, rec2, _ := executor(t, drv, clock, nil)
+	e.attempts = att
+	now = now.Add(time.Minute)
+	if err := e.Execute(context.Background(), job, 2); !errors.As(err, &re) || re.In < 8*time.Minute || re.In > 10*time.Minute {
+		t.Fatalf("delivered again a minute later: %v, want the rest of the wait", err)
+	}
+	if drv.calls != 1 || len(rec2.recs) != 0 || len(att[job.attemptKey()]) != 1 {
+		t.Fatalf("the early delivery called the target %d times, wrote %d records, left %d attempts; want 1, 0, 1",
+			drv.calls, len(rec2.recs), len(att[job.attemptKey()]))
+	}
+	now = now.Add(10 * time.Minute)
+	if err := e.Execute(context.Background(), job, 2); err != nil {
+		t.Fatalf("once due: %v", err)
+	}
+	if last := rec2.recs[len(rec2.recs)-1]; last.Type != audit.TypeRevocationSucceeded || last.Attempt != 2 || len(rec.recs) != 1 {
+		t.Errorf("end record %+v, want succeeded on attempt 2", last)
 	}
 }
 
