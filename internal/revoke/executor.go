@@ -95,8 +95,9 @@ func (e *Executor) Execute(ctx context.Context, job Job, delivered int) error {
 	if n := len(history); n > 0 {
 		// Redelivered before the wait the last attempt set was over (a
 		// restart lost the server's delay, docs/decisions/0020): wait the
-		// rest, not an attempt. A second early is not worth a round trip.
-		if wait := history[n-1].Due.Sub(e.now()); wait > time.Second {
+		// rest, not an attempt. A second early is not worth a round trip;
+		// a wait longer than any attempt sets is not ours, and not kept.
+		if wait := history[n-1].Due.Sub(e.now()); wait > time.Second && wait <= t.longestWait() {
 			release()
 			return &RetryError{In: wait, Reason: "attempt " + strconv.Itoa(n) + " failed; the next is not due yet"}
 		}

@@ -176,6 +176,15 @@ func TestWaitsOutliveTheRedeliveryDelay(t *testing.T) {
 	if last := rec2.recs[len(rec2.recs)-1]; last.Type != audit.TypeRevocationSucceeded || last.Attempt != 2 || len(rec.recs) != 1 {
 		t.Errorf("end record %+v, want succeeded on attempt 2", last)
 	}
+
+	// A due time no attempt could have set (a day off, when the longest
+	// wait is an hour's Retry-After) does not hold the job.
+	other := job
+	other.ID = "okta:2|as1"
+	att[other.attemptKey()] = []Attempt{{N: 1, At: now, Outcome: "retry", Due: now.Add(24 * time.Hour)}}
+	if err := e.Execute(context.Background(), other, 2); err != nil || drv.calls != 3 {
+		t.Fatalf("a job with a forged due time: %v (calls %d), want it attempted", err, drv.calls)
+	}
 }
 
 // A rate limit is waited on before the call; a job that cannot get a slot

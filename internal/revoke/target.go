@@ -112,6 +112,20 @@ func (t *Target) backoff(n int) time.Duration {
 	return jitter(t.Backoff[max(i, 0)])
 }
 
+// longestWait bounds the wait an attempt can set before the next: its
+// backoff with jitter, a Retry-After (capped), an open breaker's cooldown.
+// A due time further off than that was not set by an attempt.
+func (t *Target) longestWait() time.Duration {
+	d := t.MaxRetryAfter
+	for _, b := range t.Backoff {
+		d = max(d, b+b/10)
+	}
+	if t.Breaker != nil {
+		d = max(d, t.Breaker.Cooldown, t.Breaker.MaxCooldown)
+	}
+	return d
+}
+
 // RetryDelay is the redelivery delay when a handler failed without saying
 // when (an error before the attempt, e.g. the broker): the backoff by
 // delivery count, at least until an open breaker closes.
