@@ -47,7 +47,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Pipeline.Revocations != 58 || rep.Pipeline.Rejected != 0 || rep.Pipeline.Deliveries != 5 || rep.Pipeline.RSSFileMB == 0 {
+	if rep.Pipeline.Revocations != 58 || rep.Pipeline.Rejected != 0 || rep.Pipeline.Deliveries != 5 || rep.Pipeline.RSSFileMB == 0 || rep.Pipeline.CoresBusy <= 0 {
 		t.Errorf("pipeline %+v", rep.Pipeline)
 	}
 	for name, c := range rep.Ceilings {

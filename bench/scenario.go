@@ -106,6 +106,11 @@ type Pipeline struct {
 	// NATSServer is NATS's own process, when it runs apart (-nats-server):
 	// the worker's figures are then its own only.
 	NATSServer *Usage `json:"nats_server,omitempty"`
+	// CoresBusy is the CPU the worker, the receivers (and NATS apart) used
+	// from the first delivery until everything was indexed, per second of
+	// that time: near the machine's cores when the run is CPU-bound, well
+	// under them when it stalled or the machine was taken from it.
+	CoresBusy float64 `json:"cores_busy"`
 
 	bin string // the worker binary, for floor (e)
 }
@@ -486,10 +491,13 @@ func runPipeline(ctx context.Context, s Scenario, dir string, progress io.Writer
 	p.CPUSeconds = cpu1 - cpu0
 	p.CPUPer1000 = p.CPUSeconds / (float64(want) / 1000)
 	p.ReceiversCPUSeconds = rcpu1 - rcpu0
+	busy := p.CPUSeconds + p.ReceiversCPUSeconds
 	if nats != nil {
 		ncpu1, nrss, nfile := procStats(nats.cmd.Process.Pid)
 		p.NATSServer = &Usage{PeakRSSMB: nrss, RSSFileMB: nfile, CPUSeconds: ncpu1 - ncpu0}
+		busy += p.NATSServer.CPUSeconds
 	}
+	p.CoresBusy = busy / indexedAt.Sub(start).Seconds()
 	st, err := receivers.Status()
 	if err != nil {
 		return p, receivers, cleanup, err
