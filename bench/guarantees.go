@@ -18,6 +18,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus/stores"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/packed"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
@@ -233,7 +234,10 @@ func (g *guarantees) feed(ctx context.Context, k int, users chan<- int) error {
 		var batch revoke.Batch
 		if count := m.Headers().Get(revoke.BatchHeader); count != "" {
 			n, _ := strconv.Atoi(count)
-			batch, err = revoke.DecodeBatch(m.Data(), n)
+			var data []byte
+			if data, err = packed.Unpack(m.Data(), m.Headers().Values(packed.EncodingHeader)); err == nil {
+				batch, err = revoke.DecodeBatch(data, n)
+			}
 		} else {
 			batch.Jobs = make([]revoke.Job, 1)
 			batch.Jobs[0], err = revoke.DecodeJob(m.Data())

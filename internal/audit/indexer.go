@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lifecycle-worker/lifecycle-worker/internal/packed"
 )
 
 // Indexer projects the AUDIT stream into a Store, a row per record (a
@@ -266,7 +269,8 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 }
 
 // appendEntries appends the records of one AUDIT message to batch, the
-// first at seq next: one, or a group (GroupHeader). A record that does not
+// first at seq next: one, or a group (GroupHeader), packed or not
+// (packed.EncodingHeader). A record that does not
 // decode, or a message whose group is malformed, is still indexed, with its
 // bytes as they are and columns that say so, so that the chain has no hole
 // and the damage is visible.
@@ -275,9 +279,19 @@ func appendEntries(batch []Entry, m jetstream.Msg, next uint64) ([]Entry, error)
 	if err != nil {
 		return batch, fmt.Errorf("audit message metadata: %w", err)
 	}
-	bodies, groupErr := SplitGroup(m.Data(), m.Headers().Values(GroupHeader))
-	if groupErr != nil {
-		bodies = [][]byte{m.Data()}
+	encoding := m.Headers().Values(packed.EncodingHeader)
+	data, groupErr := packed.Unpack(m.Data(), encoding)
+	var bodies [][]byte
+	switch {
+	case groupErr != nil:
+		// The row keeps the bytes and the header that made them
+		// unreadable: bytes alone might read as a record, which its
+		// columns do not describe.
+		bodies = [][]byte{append([]byte(packed.EncodingHeader+": "+strings.Join(encoding, ", ")+"\n"), m.Data()...)}
+	default:
+		if bodies, groupErr = SplitGroup(data, m.Headers().Values(GroupHeader)); groupErr != nil {
+			bodies = [][]byte{data}
+		}
 	}
 	for _, body := range bodies {
 		e := Entry{Seq: next, StreamSeq: md.Sequence.Stream, Body: body}

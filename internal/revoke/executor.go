@@ -2,6 +2,7 @@ package revoke
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/packed"
 )
 
 // Executor runs one target's jobs.
@@ -268,9 +270,19 @@ func (e *Executor) Handler(msg *message.Message) error {
 	delivered := bus.Delivered(msg)
 	if count := msg.Metadata.Get(BatchHeader); count != "" {
 		n, _ := strconv.Atoi(count)
-		b, err := DecodeBatch(msg.Payload, n)
+		var encoding []string
+		if v := msg.Metadata.Get(packed.EncodingHeader); v != "" {
+			encoding = []string{v}
+		}
+		payload, err := packed.Unpack(msg.Payload, encoding)
 		if err != nil {
-			return e.undecodable(ctx, msg, "undecodable batch: "+err.Error())
+			// Its bytes are not text: kept in base64.
+			return e.undecodable(ctx, msg, []byte(base64.StdEncoding.EncodeToString(msg.Payload)),
+				"undecodable batch (its bytes in base64): "+err.Error())
+		}
+		b, err := DecodeBatch(payload, n)
+		if err != nil {
+			return e.undecodable(ctx, msg, payload, "undecodable batch: "+err.Error())
 		}
 		id := msg.Metadata.Get(BatchIDHeader)
 		if id == "" {
@@ -280,7 +292,7 @@ func (e *Executor) Handler(msg *message.Message) error {
 	}
 	job, err := DecodeJob(msg.Payload)
 	if err != nil {
-		return e.undecodable(ctx, msg, "undecodable job: "+err.Error())
+		return e.undecodable(ctx, msg, msg.Payload, "undecodable job: "+err.Error())
 	}
 	if wait := job.NotBefore.Sub(e.now()); wait > 0 {
 		return e.retryIn(msg, &RetryError{In: wait, Reason: "not due yet"})
@@ -293,8 +305,8 @@ func (e *Executor) Handler(msg *message.Message) error {
 
 // undecodable dead-letters a message nobody can read, keeping its bytes: it
 // still gets a dead letter and a record, never a silent drop.
-func (e *Executor) undecodable(ctx context.Context, msg *message.Message, reason string) error {
-	job := Job{ID: "undecodable/" + msg.UUID, Target: e.target.Name, Cause: string(msg.Payload)}
+func (e *Executor) undecodable(ctx context.Context, msg *message.Message, body []byte, reason string) error {
+	job := Job{ID: "undecodable/" + msg.UUID, Target: e.target.Name, Cause: string(body)}
 	return e.deadLetter(ctx, job, nil, reason, nil)
 }
 

@@ -14,8 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/packed"
 )
 
 // auditStream is b's AUDIT stream and what it holds now.
@@ -149,12 +151,20 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bodies, err := audit.SplitGroup(m.Data, m.Header.Values(audit.GroupHeader))
+		data, err := packed.Unpack(m.Data, m.Header.Values(packed.EncodingHeader))
 		if err != nil {
 			t.Fatalf("message %d: %v", seq, err)
 		}
-		if len(bodies) > 1 && (m.Subject != audit.GroupSubject || len(m.Data) > maxMessageBytes || len(bodies) > audit.MaxGroup) {
-			t.Errorf("message %d: a group of %d records, %d bytes on %s", seq, len(bodies), len(m.Data), m.Subject)
+		bodies, err := audit.SplitGroup(data, m.Header.Values(audit.GroupHeader))
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		if len(bodies) > 1 && (m.Subject != audit.GroupSubject || len(data) > maxMessageBytes || len(bodies) > audit.MaxGroup) {
+			t.Errorf("message %d: a group of %d records, %d bytes on %s", seq, len(bodies), len(data), m.Subject)
+		}
+		// Groups travel packed (decision 0021), a single record as it is.
+		if isPacked := m.Header.Get(packed.EncodingHeader) != ""; isPacked != (len(bodies) > 1) || isPacked && len(m.Data) > len(data)/3 {
+			t.Errorf("message %d: %d records, %d bytes, %d as stored, packed %v", seq, len(bodies), len(data), len(m.Data), isPacked)
 		}
 		if len(bodies) == 1 && m.Subject != "audit."+string(audit.TypeRevocationSucceeded) {
 			t.Errorf("message %d: one record on %s", seq, m.Subject)
@@ -190,22 +200,39 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 	good0, _ := audit.Encode(record(2000))
 	good1, _ := audit.Encode(record(2001))
 	pretty, _ := json.MarshalIndent(record(2002), "", "  ")
+	s2Of := func(data string) string { return string(s2.Encode(nil, []byte(data))) }
+	bomb := s2Of(strings.Repeat("\n", 2<<20)) // valid S2 of 2 MiB: more than a body may be
 	for _, m := range []struct {
-		data   string
-		header string
+		data     string
+		header   string
+		encoding string
 	}{
-		{string(good0) + "\n" + string(good1), "3"},        // says 3, has 2: one undecodable record
-		{string(good0) + "\n{\"id\":", "2"},                // the second does not decode
-		{string(pretty), ""},                               // no header: one record, newlines and all
-		{string(good0) + "\n" + string(good1) + "\n", "3"}, // a third, empty record
-		{string(good1) + "\n" + string(good0), "2, 2"},     // not a count
-		{strings.Repeat("\n", audit.MaxGroup), "1025"},     // more than MaxGroup
-		{string(good0) + "\n" + string(good1), "02"},       // not how a count is written
-		{string(good0) + "\n" + string(good1), "2"},        // a group like the worker's
+		{string(good0) + "\n" + string(good1), "3", ""},        // says 3, has 2: one undecodable record
+		{string(good0) + "\n{\"id\":", "2", ""},                // the second does not decode
+		{string(pretty), "", ""},                               // no header: one record, newlines and all
+		{string(good0) + "\n" + string(good1) + "\n", "3", ""}, // a third, empty record
+		{string(good1) + "\n" + string(good0), "2, 2", ""},     // not a count
+		{strings.Repeat("\n", audit.MaxGroup), "1025", ""},     // more than MaxGroup
+		{string(good0) + "\n" + string(good1), "02", ""},       // not how a count is written
+		{string(good0) + "\n" + string(good1), "2", ""},        // a group like the worker's
+		// Packed (decision 0021): a group as the worker packs it, one
+		// record packed, and what cannot be unpacked — each of those one
+		// undecodable record with the message's bytes.
+		{s2Of(string(good0) + "\n" + string(good1)), "2", packed.S2},
+		{s2Of(string(good1)), "", packed.S2},
+		{string(good0), "", "gzip"},
+		{string(good0) + "\n" + string(good1), "2", packed.S2},
+		{bomb, "", packed.S2},
+		{s2Of(string(good0)), "", packed.S2 + "," + packed.S2},
 	} {
 		msg := &nats.Msg{Subject: audit.GroupSubject, Data: []byte(m.data), Header: nats.Header{}}
 		if m.header != "" {
 			msg.Header.Set(audit.GroupHeader, m.header)
+		}
+		for _, e := range strings.Split(m.encoding, ",") {
+			if e != "" {
+				msg.Header.Add(packed.EncodingHeader, e)
+			}
 		}
 		if _, err := b.JetStream().PublishMsg(ctx, msg); err != nil {
 			t.Fatal(err)
@@ -225,6 +252,12 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 		{undecodable(8), strings.Repeat("\n", audit.MaxGroup)},
 		{undecodable(9), string(good0) + "\n" + string(good1)},
 		{record(2000).ID, string(good0)}, {record(2001).ID, string(good1)},
+		{record(2000).ID, string(good0)}, {record(2001).ID, string(good1)},
+		{record(2001).ID, string(good1)},
+		{undecodable(15), "Lw-Encoding: gzip\n" + string(good0)},
+		{undecodable(16), "Lw-Encoding: s2\n" + string(good0) + "\n" + string(good1)},
+		{undecodable(17), "Lw-Encoding: s2\n" + bomb},
+		{undecodable(18), "Lw-Encoding: s2, s2\n" + s2Of(string(good0))},
 	}
 	if len(tail) != len(exp) {
 		t.Fatalf("%d rows for the foreign messages, want %d", len(tail), len(exp))

@@ -25,6 +25,7 @@ import (
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/oktalog"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events/scim"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/packed"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
@@ -111,8 +112,18 @@ func recordMessage(recs []audit.Record, bodies [][]byte) bus.Message {
 	if len(recs) == 1 {
 		return bus.Message{Subject: recs[0].Topic(), ID: recs[0].ID, Data: bodies[0], Kept: true}
 	}
-	return bus.Message{Subject: audit.GroupSubject, ID: "group/" + recs[0].ID, Data: audit.JoinGroup(bodies), Kept: true,
-		Header: nats.Header{audit.GroupHeader: []string{strconv.Itoa(len(recs))}}}
+	return packMessage(bus.Message{Subject: audit.GroupSubject, ID: "group/" + recs[0].ID, Data: audit.JoinGroup(bodies), Kept: true,
+		Header: nats.Header{audit.GroupHeader: []string{strconv.Itoa(len(recs))}}})
+}
+
+// packMessage packs the body of m, a group or a batch, where that is worth
+// it (docs/decisions/0021).
+func packMessage(m bus.Message) bus.Message {
+	if data, ok := packed.Pack(m.Data); ok {
+		m.Data = data
+		m.Header.Set(packed.EncodingHeader, packed.S2)
+	}
+	return m
 }
 
 // Enqueue makes jobs durable: the fresh jobs of one target travel together,
@@ -224,8 +235,8 @@ func (b *batchWriter) message(target string) bus.Message {
 	}
 	b.data.WriteString(`]}`)
 	id := "batch/" + hex.EncodeToString(b.ids.Sum(nil)[:16])
-	return bus.Message{Subject: revoke.Topic(target), ID: id, Data: b.data.Bytes(), Kept: true,
-		Header: nats.Header{revoke.BatchHeader: []string{strconv.Itoa(b.n)}, revoke.BatchIDHeader: []string{id}}}
+	return packMessage(bus.Message{Subject: revoke.Topic(target), ID: id, Data: b.data.Bytes(), Kept: true,
+		Header: nats.Header{revoke.BatchHeader: []string{strconv.Itoa(b.n)}, revoke.BatchIDHeader: []string{id}}})
 }
 
 func (s Sink) DeadLetter(ctx context.Context, dl revoke.DeadLetter) error {

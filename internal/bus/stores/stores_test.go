@@ -14,6 +14,7 @@ import (
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
+	"github.com/lifecycle-worker/lifecycle-worker/internal/packed"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/revoke"
 )
 
@@ -95,9 +96,17 @@ func TestEnqueueBatchesPerTarget(t *testing.T) {
 	}
 	batchIDs := map[string]bool{}
 	for m := range batch.Messages() {
-		_, err := each(m.Data())
+		data, err := packed.Unpack(m.Data(), m.Headers().Values(packed.EncodingHeader))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if _, err := each(data); err != nil {
+			t.Fatal(err)
+		}
+		// Batches of these jobs travel packed, to a fraction of their size
+		// (decision 0021); a single job as it is.
+		if isPacked := m.Headers().Get(packed.EncodingHeader) != ""; isPacked != (m.Headers().Get(revoke.BatchHeader) != "") || isPacked && len(m.Data()) > len(data)/3 {
+			t.Errorf("a message of %d bytes, %d as stored, packed %v, headers %v", len(data), len(m.Data()), isPacked, m.Headers())
 		}
 		// A batch carries its ID in a header, not as its message ID (the
 		// stream keeps no dedup entry for it); a single job keeps its ID.
