@@ -75,3 +75,25 @@ func TestUnpackAllocatesNothingForAnOversizedClaim(t *testing.T) {
 		t.Errorf("%d bytes allocated refusing an oversized claim 10 times", n)
 	}
 }
+
+// Whatever a stream holds, Unpack returns a body of at most MaxBody bytes
+// or ErrBody, and what Pack packs comes back as it was.
+func FuzzUnpack(f *testing.F) {
+	group := []byte(strings.Repeat(`{"id":"okta:1|as1/succeeded","type":"revocation.succeeded"}`+"\n", 30))
+	p, _ := Pack(group)
+	f.Add(p, group)
+	f.Add([]byte{0xff, 0xff, 0xff, 0x7f, 0x00}, []byte("x"))
+	f.Add([]byte("plain"), []byte{})
+	f.Fuzz(func(t *testing.T, data, body []byte) {
+		got, err := Unpack(data, []string{S2})
+		if err != nil && !errors.Is(err, ErrBody) || err == nil && len(got) > MaxBody {
+			t.Fatalf("%d bytes, %v", len(got), err)
+		}
+		if p, ok := Pack(body); ok {
+			back, err := Unpack(p, []string{S2})
+			if err != nil || !bytes.Equal(back, body) {
+				t.Fatalf("packed %d bytes, unpacked %d, %v", len(body), len(back), err)
+			}
+		}
+	})
+}
