@@ -254,7 +254,11 @@ func printReport(w io.Writer, r *Report) {
 	if n := p.NATSServer; n != nil {
 		fmt.Fprintf(w, "  NATS server              peak RSS %.0f MB (%.0f MB file-backed), CPU %.1f s (its own process, same cores)\n", n.PeakRSSMB, n.RSSFileMB, n.CPUSeconds)
 	}
-	fmt.Fprintf(w, "  cores busy               %.2f of %d (all of the above, first delivery -> all indexed; well under the cores: a stall)\n", p.CoresBusy, runtime.NumCPU())
+	stall := ""
+	if p.CoresBusy < 0.8*float64(runtime.NumCPU()) {
+		stall = "; well under the cores: a stall, or the machine taken from the run"
+	}
+	fmt.Fprintf(w, "  cores busy               %.2f of %d (all of the above, first delivery -> all indexed%s)\n", p.CoresBusy, runtime.NumCPU(), stall)
 	fmt.Fprintln(w)
 	if len(r.Ceilings) == 0 {
 		return
