@@ -303,9 +303,19 @@ func (e *Executor) Handler(msg *message.Message) error {
 	return e.retryIn(msg, e.Execute(context.WithoutCancel(ctx), job, delivered))
 }
 
+// keptUndecodable is how much of an undecodable message its dead letter
+// keeps: a quarter of the server's default largest message, so that the
+// dead letter, its bytes escaped or in base64, fits in one.
+const keptUndecodable = 256 << 10
+
 // undecodable dead-letters a message nobody can read, keeping its bytes: it
 // still gets a dead letter and a record, never a silent drop.
 func (e *Executor) undecodable(ctx context.Context, msg *message.Message, body []byte, reason string) error {
+	if len(body) > keptUndecodable {
+		// The dead letter must fit in a message of its own.
+		reason = fmt.Sprintf("%s (its first %d of %d bytes kept)", reason, keptUndecodable, len(body))
+		body = body[:keptUndecodable]
+	}
 	job := Job{ID: "undecodable/" + msg.UUID, Target: e.target.Name, Cause: string(body)}
 	return e.deadLetter(ctx, job, nil, reason, nil)
 }
