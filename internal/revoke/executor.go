@@ -264,22 +264,22 @@ func errString(err error) string {
 }
 
 // Handler is the Watermill handler over the target's REVOKE messages: a
-// batch (BatchHeader) or one job.
+// batch (BatchHeader) or one job, packed (packed.EncodingHeader) or not.
 func (e *Executor) Handler(msg *message.Message) error {
 	ctx := msg.Context()
 	delivered := bus.Delivered(msg)
+	var encoding []string
+	if v := msg.Metadata.Get(packed.EncodingHeader); v != "" {
+		encoding = []string{v}
+	}
+	payload, err := packed.Unpack(msg.Payload, encoding)
+	if err != nil {
+		// Its bytes are not text: kept in base64.
+		return e.undecodable(ctx, msg, []byte(base64.StdEncoding.EncodeToString(msg.Payload)),
+			"undecodable message (its bytes in base64): "+err.Error())
+	}
 	if count := msg.Metadata.Get(BatchHeader); count != "" {
 		n, _ := strconv.Atoi(count)
-		var encoding []string
-		if v := msg.Metadata.Get(packed.EncodingHeader); v != "" {
-			encoding = []string{v}
-		}
-		payload, err := packed.Unpack(msg.Payload, encoding)
-		if err != nil {
-			// Its bytes are not text: kept in base64.
-			return e.undecodable(ctx, msg, []byte(base64.StdEncoding.EncodeToString(msg.Payload)),
-				"undecodable batch (its bytes in base64): "+err.Error())
-		}
 		b, err := DecodeBatch(payload, n)
 		if err != nil {
 			return e.undecodable(ctx, msg, payload, "undecodable batch: "+err.Error())
@@ -290,9 +290,9 @@ func (e *Executor) Handler(msg *message.Message) error {
 		}
 		return e.retryIn(msg, e.ExecuteBatch(context.WithoutCancel(ctx), id, b.Jobs, delivered, bus.MaybeSeen(msg, e.Backlog)))
 	}
-	job, err := DecodeJob(msg.Payload)
+	job, err := DecodeJob(payload)
 	if err != nil {
-		return e.undecodable(ctx, msg, msg.Payload, "undecodable job: "+err.Error())
+		return e.undecodable(ctx, msg, payload, "undecodable job: "+err.Error())
 	}
 	if wait := job.NotBefore.Sub(e.now()); wait > 0 {
 		return e.retryIn(msg, &RetryError{In: wait, Reason: "not due yet"})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/klauspost/compress/s2"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/packed"
 )
@@ -52,6 +53,20 @@ func TestPackedBatchesRunAndUnreadableOnesAreDeadLettered(t *testing.T) {
 		}
 	}
 
+	// A single job packed (the sink packs only batches; a reader takes both).
+	one, err := json.Marshal(jobs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := message.NewMessage("REVOKE/2", s2.Encode(nil, one))
+	single.Metadata.Set(packed.EncodingHeader, packed.S2)
+	if err := e.Handler(single); err != nil {
+		t.Fatal(err)
+	}
+	if drv.calls[jobs[0].Subject.Email] != 2 || len(q.dead) != 0 {
+		t.Fatalf("a packed single job: %d calls, %d dead letters", drv.calls[jobs[0].Subject.Email], len(q.dead))
+	}
+
 	// Unreadable: not S2 under an S2 header, an unknown encoding, and a
 	// packed body that claims more than a body may be.
 	bomb, _ := packed.Pack([]byte(strings.Repeat("x", packed.MaxBody)))
@@ -61,7 +76,7 @@ func TestPackedBatchesRunAndUnreadableOnesAreDeadLettered(t *testing.T) {
 		encoding string
 		reason   string
 	}{
-		{plain, packed.S2, "undecodable batch (its bytes in base64): unreadable packed body"},
+		{plain, packed.S2, "undecodable message (its bytes in base64): unreadable packed body"},
 		{plain, "gzip", `unreadable packed body: encoding "gzip"`},
 		{bomb, packed.S2, "more than 1048576"},
 		// Nearly the largest message: its dead letter keeps the first 256 KiB.
