@@ -128,7 +128,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 	defer pipelinePub.Close()
 	tele := newTelemetry()
 	act := newActivity(log.With("component", "activity"))
-	sink, intakeSink := stores.Sink{Pub: pipelinePub, Recorded: act.record}, stores.Sink{Pub: intakePub, Recorded: act.record}
+	plain := !cfg.NATS.PackMessages() // decision 0021
+	sink, intakeSink := stores.Sink{Pub: pipelinePub, Recorded: act.record, Plain: plain}, stores.Sink{Pub: intakePub, Recorded: act.record, Plain: plain}
 	// Refusals at the public endpoints are on record, bounded in size, but
 	// a flood of them is summarised rather than written one by one; near
 	// the streams' caps only summaries are written.

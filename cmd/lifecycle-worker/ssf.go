@@ -226,7 +226,7 @@ func cmdSSFStreams(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer pub.Close()
-		registry := &stream.Registry{State: stores.State{KV: stateKV}, Recorder: stores.Sink{Pub: pub}, Now: time.Now, Log: log}
+		registry := &stream.Registry{State: stores.State{KV: stateKV}, Recorder: stores.Sink{Pub: pub, Plain: !cfg.NATS.PackMessages()}, Now: time.Now, Log: log}
 		evs := tc.Stream.EventsRequested
 		if len(evs) == 0 {
 			if evs, err = streamEvents(cfg); err != nil {

@@ -38,8 +38,13 @@ targets:
 	if tg.SubjectFormat != "email" || tg.Concurrency != 8 || tg.Timeout != 10*time.Second || tg.MaxAttempts != 12 {
 		t.Errorf("target defaults not applied: %+v", tg)
 	}
-	if cfg.DataDir != "./data" || cfg.Listen != "127.0.0.1:8080" || cfg.PublicURL != "http://127.0.0.1:8080" || !cfg.NATS.EmbeddedServer() {
+	if cfg.DataDir != "./data" || cfg.Listen != "127.0.0.1:8080" || cfg.PublicURL != "http://127.0.0.1:8080" || !cfg.NATS.EmbeddedServer() ||
+		!cfg.NATS.PackMessages() {
 		t.Errorf("top-level defaults not applied: %+v", cfg)
+	}
+	plain, err := Parse([]byte("okta:\n  hook: { secrets: [\"0123456789abcdef\"] }\nnats:\n  pack: false\n"))
+	if err != nil || plain.NATS.PackMessages() {
+		t.Errorf("nats.pack: false: packs %v, %v", plain.NATS.PackMessages(), err)
 	}
 }
 

@@ -112,11 +112,7 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 	ctx := context.Background()
 	b, pub := openBus(t)
 	sink := Sink{Pub: pub}
-	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
-	record := func(i int) audit.Record {
-		return audit.Record{ID: fmt.Sprintf("okta:%d|as1/succeeded", i), EventID: fmt.Sprint("okta:", i), Time: at, Type: audit.TypeRevocationSucceeded,
-			Target: "as1", Subject: &audit.Subject{Email: fmt.Sprintf("u%d@example.com", i)}, Detail: audit.Detail(map[string]any{"n": i})}
-	}
+	record := succeeded
 
 	// 1: one record, its own message.
 	var want []string
@@ -286,4 +282,11 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 	if again.Seq != head.Seq || fmt.Sprintf("%x", again.Hash) != fmt.Sprintf("%x", head.Hash) || again.StreamSeq != head.StreamSeq {
 		t.Fatalf("rebuilt head %d %x (message %d), want %d %x (message %d)", again.Seq, again.Hash, again.StreamSeq, head.Seq, head.Hash, head.StreamSeq)
 	}
+}
+
+// succeeded is the i-th record of a test: event okta:i succeeded at as1.
+func succeeded(i int) audit.Record {
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	return audit.Record{ID: fmt.Sprintf("okta:%d|as1/succeeded", i), EventID: fmt.Sprint("okta:", i), Time: at, Type: audit.TypeRevocationSucceeded,
+		Target: "as1", Subject: &audit.Subject{Email: fmt.Sprintf("u%d@example.com", i)}, Detail: audit.Detail(map[string]any{"n": i})}
 }

@@ -35,6 +35,9 @@ type Sink struct {
 	Pub *bus.Publisher
 	// Recorded is told of each record once it is durable (nil: nobody).
 	Recorded func(audit.Record)
+	// Plain writes batches and record groups unpacked (nats.pack: false;
+	// decision 0021).
+	Plain bool
 }
 
 var (
@@ -91,7 +94,7 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 			size += 1 + len(bodies[to])
 			to++
 		}
-		msgs = append(msgs, recordMessage(recs[from:to], bodies[from:to]))
+		msgs = append(msgs, s.recordMessage(recs[from:to], bodies[from:to]))
 		from = to
 	}
 	_, err := s.Pub.Publish(ctx, msgs)
@@ -108,17 +111,20 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 // recordMessage is the AUDIT message of recs, encoded as bodies. No message
 // ID: the index marks a record written again (a consumer that ran again)
 // instead of the server remembering every ID for a day (docs/decisions/0014).
-func recordMessage(recs []audit.Record, bodies [][]byte) bus.Message {
+func (s Sink) recordMessage(recs []audit.Record, bodies [][]byte) bus.Message {
 	if len(recs) == 1 {
 		return bus.Message{Subject: recs[0].Topic(), ID: recs[0].ID, Data: bodies[0], Kept: true}
 	}
-	return packMessage(bus.Message{Subject: audit.GroupSubject, ID: "group/" + recs[0].ID, Data: audit.JoinGroup(bodies), Kept: true,
+	return s.pack(bus.Message{Subject: audit.GroupSubject, ID: "group/" + recs[0].ID, Data: audit.JoinGroup(bodies), Kept: true,
 		Header: nats.Header{audit.GroupHeader: []string{strconv.Itoa(len(recs))}}})
 }
 
-// packMessage packs the body of m, a group or a batch, where that is worth
-// it (docs/decisions/0021).
-func packMessage(m bus.Message) bus.Message {
+// pack packs the body of m, a group or a batch, where that is worth it
+// (docs/decisions/0021), unless the sink writes plain.
+func (s Sink) pack(m bus.Message) bus.Message {
+	if s.Plain {
+		return m
+	}
 	if data, ok := packed.Pack(m.Data); ok {
 		m.Data = data
 		m.Header.Set(packed.EncodingHeader, packed.S2)
@@ -164,12 +170,12 @@ func (s Sink) Enqueue(ctx context.Context, jobs []revoke.Job) error {
 				return fmt.Errorf("encode job %s: %w", jobs[i].ID, err)
 			}
 			if b.n == revoke.MaxBatch || (b.n > 0 && b.data.Len()+len(data) > maxMessageBytes) {
-				msgs = append(msgs, b.message(target))
+				msgs = append(msgs, b.message(target, s.pack))
 			}
 			b.add(&jobs[i], data)
 		}
 		if b.n > 0 {
-			msgs = append(msgs, b.message(target))
+			msgs = append(msgs, b.message(target, s.pack))
 		}
 	}
 	_, err := s.Pub.Publish(ctx, msgs)
@@ -227,15 +233,15 @@ func (b *batchWriter) add(j *revoke.Job, data []byte) {
 }
 
 // message ends the batch and starts the next: a batch of one job is that
-// job's own message.
-func (b *batchWriter) message(target string) bus.Message {
+// job's own message; a batch of several goes through pack.
+func (b *batchWriter) message(target string, pack func(bus.Message) bus.Message) bus.Message {
 	defer func() { b.n, b.first, b.data1 = 0, nil, nil; b.data = bytes.Buffer{}; b.ids.Reset() }()
 	if b.n == 1 {
 		return encodedJobMessage(*b.first, b.data1)
 	}
 	b.data.WriteString(`]}`)
 	id := "batch/" + hex.EncodeToString(b.ids.Sum(nil)[:16])
-	return packMessage(bus.Message{Subject: revoke.Topic(target), ID: id, Data: b.data.Bytes(), Kept: true,
+	return pack(bus.Message{Subject: revoke.Topic(target), ID: id, Data: b.data.Bytes(), Kept: true,
 		Header: nats.Header{revoke.BatchHeader: []string{strconv.Itoa(b.n)}, revoke.BatchIDHeader: []string{id}}})
 }
 

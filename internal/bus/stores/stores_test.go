@@ -1,6 +1,7 @@
 package stores
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/bus"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/packed"
@@ -134,6 +136,40 @@ func TestEnqueueBatchesPerTarget(t *testing.T) {
 	for id, n := range seen {
 		if n != 1 {
 			t.Errorf("job %s in %d messages", id, n)
+		}
+	}
+}
+
+// nats.pack: false — batches and record groups are written plain, as a
+// version before packing wrote them (decision 0021).
+func TestPlainSinkWritesUnpacked(t *testing.T) {
+	ctx := context.Background()
+	b, pub := openBus(t)
+	sink := Sink{Pub: pub, Plain: true}
+	var jobs []revoke.Job
+	var recs []audit.Record
+	for i := range 50 {
+		jobs = append(jobs, revoke.Job{ID: fmt.Sprintf("okta:%d|as1", i), EventID: fmt.Sprint("okta:", i), Target: "as1",
+			Kind: events.KindDeprovisioned, Subject: events.Subject{Email: fmt.Sprintf("u%d@example.com", i)}})
+		recs = append(recs, succeeded(i))
+	}
+	if err := sink.Enqueue(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Record(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, stream := range []string{bus.StreamRevoke, bus.StreamAudit} {
+		s, err := b.JetStream().Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := s.GetMsg(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get(packed.EncodingHeader) != "" || !json.Valid(bytes.SplitN(m.Data, []byte("\n"), 2)[0]) || len(m.Data) < 5000 {
+			t.Errorf("%s: %d bytes, headers %v; want a plain batch or group", stream, len(m.Data), m.Header)
 		}
 	}
 }
