@@ -5,16 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/okta/okta-sdk-golang/v5/okta"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/audit"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
@@ -55,7 +51,7 @@ type Config struct {
 // Poller polls the System Log.
 type Poller struct {
 	cfg    Config
-	client *okta.APIClient
+	client *oktaapi.Client
 	filter string
 	issuer string
 	// leaseRev is our lease's KV revision while we hold it.
@@ -90,9 +86,8 @@ func New(cfg Config) (*Poller, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	// The SDK retries a 429 itself, sleeping until X-Rate-Limit-Reset
-	// (+1 s), at most MaxBackoff seconds; past that the poll waits it out.
-	client, err := oktaapi.New(oktaapi.Config{OrgURL: cfg.OrgURL, Token: cfg.Token, Client: cfg.HTTPClient, MaxRetries: 3, MaxBackoff: 60})
+	// A 429 ends the poll, which waits until X-Rate-Limit-Reset (failed).
+	client, err := oktaapi.New(oktaapi.Config{OrgURL: cfg.OrgURL, Token: cfg.Token, Client: cfg.HTTPClient})
 	if err != nil {
 		return nil, fmt.Errorf("oktalog: %w", err)
 	}
@@ -185,22 +180,22 @@ func (p *Poller) PollOnce(ctx context.Context) error {
 		if found {
 			_ = json.Unmarshal(val, &cur)
 		}
-		req := p.client.SystemLogAPI.ListLogEvents(ctx).Filter(p.filter).Limit(1000).SortOrder("ASCENDING")
+		// GET /api/v1/logs: since and after are mutually exclusive.
+		q := url.Values{"filter": {p.filter}, "limit": {"1000"}, "sortOrder": {"ASCENDING"}}
 		if cur.After != "" {
-			req = req.After(cur.After) // "since and after are mutually exclusive"
+			q.Set("after", cur.After)
 		} else {
-			req = req.Since(p.cfg.Now().Add(-p.cfg.Lookback).UTC())
+			q.Set("since", p.cfg.Now().Add(-p.cfg.Lookback).UTC().Format("2006-01-02T15:04:05.000Z"))
 		}
-		_, resp, err := req.Execute()
+		resp, err := p.client.Do(ctx, http.MethodGet, "/api/v1/logs", q)
 		if err != nil {
-			return p.failed(ctx, resp, err)
+			return fmt.Errorf("system log: %w", err)
 		}
-		raw, err := io.ReadAll(resp.Body) // the SDK leaves the bytes it read
-		if err != nil {
-			return fmt.Errorf("read system log page: %w", err)
+		if !resp.OK() {
+			return p.failed(ctx, resp)
 		}
 		var page []json.RawMessage
-		if err := json.Unmarshal(raw, &page); err != nil {
+		if err := json.Unmarshal(resp.Body, &page); err != nil {
 			return fmt.Errorf("decode system log page: %w", err)
 		}
 		if err := p.handle(ctx, page); err != nil {
@@ -222,14 +217,15 @@ func (p *Poller) PollOnce(ctx context.Context) error {
 	}
 }
 
-// failed waits out a 429 the SDK gave up on, until X-Rate-Limit-Reset.
-func (p *Poller) failed(ctx context.Context, resp *okta.APIResponse, err error) error {
-	if resp == nil || resp.Response == nil || resp.StatusCode != http.StatusTooManyRequests {
-		return fmt.Errorf("system log: %w", err)
+// failed reports an answer that is not a page; a 429 is waited out until
+// X-Rate-Limit-Reset (+1 s, between 1 s and 5 min).
+func (p *Poller) failed(ctx context.Context, resp *oktaapi.Response) error {
+	if resp.Status != http.StatusTooManyRequests {
+		return resp.Err("system log")
 	}
 	wait := p.cfg.Interval
-	if reset, perr := strconv.ParseInt(resp.Header.Get("X-Rate-Limit-Reset"), 10, 64); perr == nil {
-		wait = time.Until(time.Unix(reset, 0)) + time.Second
+	if reset := resp.RateLimitReset(); !reset.IsZero() {
+		wait = time.Until(reset) + time.Second
 	}
 	wait = min(max(wait, time.Second), 5*time.Minute)
 	p.cfg.Log.WarnContext(ctx, "system log rate-limited; waiting for the reset", "wait", wait)
@@ -311,26 +307,35 @@ func InventoryKey(userID string) string {
 // noteIDJAG records that a user received an ID-JAG, per audience: the
 // inventory of MCP authorization servers that may hold tokens for them.
 func (p *Poller) noteIDJAG(ctx context.Context, raw json.RawMessage) error {
-	var le okta.LogEvent
+	type actor struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	}
+	var le struct {
+		Published    time.Time `json:"published"`
+		Actor        actor     `json:"actor"`
+		Target       []actor   `json:"target"`
+		DebugContext struct {
+			DebugData map[string]any `json:"debugData"`
+		} `json:"debugContext"`
+	}
 	if err := json.Unmarshal(raw, &le); err != nil {
 		return nil
 	}
 	var user, audience, client string
-	if le.Actor != nil && le.Actor.GetType() == "User" {
-		user = le.Actor.GetId()
+	if le.Actor.Type == "User" {
+		user = le.Actor.ID
 	}
 	for _, t := range le.Target {
-		switch t.GetType() {
+		switch t.Type {
 		case "User":
-			user = t.GetId()
+			user = t.ID
 		case "AppInstance":
-			client = t.GetId()
+			client = t.ID
 		}
 	}
-	if le.DebugContext != nil {
-		if aud, ok := le.DebugContext.DebugData["audience"].(string); ok {
-			audience = aud
-		}
+	if aud, ok := le.DebugContext.DebugData["audience"].(string); ok {
+		audience = aud
 	}
 	if user == "" || audience == "" {
 		return nil
@@ -344,7 +349,7 @@ func (p *Poller) noteIDJAG(ctx context.Context, raw json.RawMessage) error {
 	if found {
 		_ = json.Unmarshal(val, &grants)
 	}
-	when := le.GetPublished()
+	when := le.Published
 	i := slices.IndexFunc(grants, func(g Grant) bool { return g.Audience == audience })
 	if i < 0 {
 		grants = append(grants, Grant{Audience: audience, Client: client, Last: when})

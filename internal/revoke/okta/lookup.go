@@ -2,11 +2,11 @@ package okta
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
-
-	sdk "github.com/okta/okta-sdk-golang/v5/okta"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/events"
 	"github.com/lifecycle-worker/lifecycle-worker/internal/oktaapi"
@@ -15,7 +15,7 @@ import (
 // Lookup resolves a user's email with GET /api/v1/users/{id}, for subjects
 // of this org only.
 type Lookup struct {
-	api    *sdk.APIClient
+	api    *oktaapi.Client
 	issuer string
 }
 
@@ -36,10 +36,20 @@ func (l *Lookup) Email(ctx context.Context, s events.Subject) (string, error) {
 	if s.Issuer != "" && strings.TrimRight(s.Issuer, "/") != l.issuer {
 		return "", errors.New("subject of another issuer")
 	}
-	u, _, err := l.api.UserAPI.GetUser(ctx, s.ID).Execute()
+	resp, err := l.api.Do(ctx, http.MethodGet, oktaapi.UserPath(s.ID), nil)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("okta user lookup: %w", err)
 	}
-	p := u.GetProfile()
-	return p.GetEmail(), nil
+	if !resp.OK() {
+		return "", resp.Err("okta user lookup")
+	}
+	var u struct {
+		Profile struct {
+			Email string `json:"email"`
+		} `json:"profile"`
+	}
+	if err := json.Unmarshal(resp.Body, &u); err != nil {
+		return "", fmt.Errorf("okta user lookup: %w", err)
+	}
+	return u.Profile.Email, nil
 }

@@ -88,7 +88,7 @@ func TestOktaDriver(t *testing.T) {
 	}
 }
 
-// The SDK reads OKTA_CLIENT_* variables (and ~/.okta/okta.yaml); a
+// Okta's SDKs read OKTA_CLIENT_* variables (and ~/.okta/okta.yaml); a
 // developer's own Okta settings must never redirect our calls.
 func TestOktaDriverIgnoresAmbientConfig(t *testing.T) {
 	t.Setenv("OKTA_CLIENT_ORGURL", "https://someone-elses.okta.com")
