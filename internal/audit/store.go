@@ -60,8 +60,14 @@ type Head struct {
 	StreamSeq uint64
 }
 
+// writerDSN: the writer appends (rowids and times in order; the subject
+// and event keys wherever they fall), so its page cache holds the B-trees'
+// right edges and little else worth keeping; pages it misses come from the
+// kernel's page cache, which is not the process's memory. 4 MiB instead of
+// 16 took the benchmark's peak RSS down 8-14 MB at N=10k (an index of
+// 137 MB) with no change in CPU per revocation, numbered or random subjects.
 func writerDSN(path string) string {
-	return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=on&_cache_size=-16384"
+	return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate&_foreign_keys=on&_cache_size=-4096"
 }
 
 func readerDSN(path string) string {
