@@ -30,7 +30,11 @@ func TestRequestAndAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.Do(context.Background(), http.MethodDelete, oktaapi.UserPath("jane/../x?y@example.com", "sessions"), url.Values{"oauthTokens": {"true"}})
+	path, err := oktaapi.UserPath("jane/../x?y@example.com", "sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(context.Background(), http.MethodDelete, path, url.Values{"oauthTokens": {"true"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +53,23 @@ func TestRequestAndAnswer(t *testing.T) {
 	if e := (&oktaapi.Response{Status: 502, Body: []byte("<html>bad gateway</html>")}).Err("x").Error(); e != "x: HTTP 502" {
 		t.Errorf("error of a body that is not Okta's %q", e)
 	}
-	if p := oktaapi.UserPath("00u1"); p != "/api/v1/users/00u1" {
-		t.Errorf("UserPath %q", p)
+	if p, err := oktaapi.UserPath("00u1"); p != "/api/v1/users/00u1" || err != nil {
+		t.Errorf("UserPath %q, %v", p, err)
+	}
+}
+
+// A user that a dot-segment-resolving server or proxy would read as a step
+// up the path is no path at all.
+func TestUserPathRefusesDotSegments(t *testing.T) {
+	for _, id := range []string{"", ".", ".."} {
+		if p, err := oktaapi.UserPath(id, "sessions"); err == nil {
+			t.Errorf("%q: %q", id, p)
+		}
+	}
+	for _, id := range []string{"...", ".jane", "jane.", "%2e%2e"} {
+		if _, err := oktaapi.UserPath(id, "sessions"); err != nil {
+			t.Errorf("%q refused: %v", id, err)
+		}
 	}
 }
 

@@ -70,9 +70,15 @@ var funcs = template.FuncMap{
 // urlPart percent-encodes every byte but RFC 3986's unreserved characters,
 // so that a value is one path segment or one query value wherever the
 // template puts it: a subject such as "a@x/../admin?all=1" cannot change
-// the path, add a query parameter or move the request to another host.
-func urlPart(v any) string {
+// the path, add a query parameter or move the request to another host. A
+// value of "." or ".." is refused: dots are unreserved (and "%2E" is the
+// same character to a normalizing server), so as a whole path segment it
+// would step up the path.
+func urlPart(v any) (string, error) {
 	s := fmt.Sprint(v)
+	if s == "." || s == ".." {
+		return "", fmt.Errorf("%q cannot go into a URL", s)
+	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -82,7 +88,7 @@ func urlPart(v any) string {
 			fmt.Fprintf(&b, "%%%02X", c)
 		}
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 // escapeActions pipes every action of the URL template through urlpart.

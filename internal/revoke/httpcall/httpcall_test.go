@@ -112,6 +112,17 @@ func TestRenderedURLMustStayAllowed(t *testing.T) {
 	if res.Class != revoke.Succeeded || len(*got) != 1 || (*got)[0].uri != want {
 		t.Errorf("class %s, request %+v, want %s", res.Class, *got, want)
 	}
+	// A value that is a dot segment would step up the path at a server
+	// that resolves them: refused, nothing sent.
+	for _, email := range []string{".", ".."} {
+		res = d.Revoke(context.Background(), revoke.Job{EventID: "okta:2", Subject: events.Subject{Email: email}})
+		if res.Class != revoke.Permanent || res.Err == nil {
+			t.Errorf("email %q: class %s err %v, want a permanent refusal", email, res.Class, res.Err)
+		}
+	}
+	if len(*got) != 1 {
+		t.Errorf("a dot-segment subject was sent: %+v", *got)
+	}
 }
 
 func TestBadTemplatesAreRefusedAtStart(t *testing.T) {

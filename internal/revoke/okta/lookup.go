@@ -36,7 +36,11 @@ func (l *Lookup) Email(ctx context.Context, s events.Subject) (string, error) {
 	if s.Issuer != "" && strings.TrimRight(s.Issuer, "/") != l.issuer {
 		return "", errors.New("subject of another issuer")
 	}
-	resp, err := l.api.Do(ctx, http.MethodGet, oktaapi.UserPath(s.ID), nil)
+	path, err := oktaapi.UserPath(s.ID)
+	if err != nil {
+		return "", err
+	}
+	resp, err := l.api.Do(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return "", fmt.Errorf("okta user lookup: %w", err)
 	}

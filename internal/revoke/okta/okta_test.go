@@ -112,3 +112,26 @@ func TestOktaDriverIgnoresAmbientConfig(t *testing.T) {
 		t.Errorf("with ambient Okta settings: class %s (%v), calls %v, problems %v", res.Class, res.Err, api.calls, api.problems)
 	}
 }
+
+// A subject whose login is a dot segment is refused before any call: a
+// server or proxy resolving it would send the DELETE somewhere else.
+func TestOktaDriverRefusesDotSegmentUsers(t *testing.T) {
+	api := &oktaAPI{sessions: 204, grants: 204}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	d, err := okta.New(okta.Config{OrgURL: srv.URL, Token: "okta-token", Client: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, login := range []string{".", ".."} {
+		res := d.Revoke(context.Background(), revoke.Job{Subject: events.Subject{Issuer: "https://other.example", ID: "00uother", Login: login}})
+		if res.Class != revoke.Permanent || res.Err == nil {
+			t.Errorf("login %q: class %s (%v)", login, res.Class, res.Err)
+		}
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if len(api.calls) != 0 {
+		t.Errorf("calls were made: %v", api.calls)
+	}
+}

@@ -102,6 +102,10 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 	if id == "" {
 		return revoke.Result{Class: revoke.NotApplicable, Detail: detail, Err: errors.New("no such user at the application")}
 	}
+	if id == "." || id == ".." {
+		// A dot segment would step up the path at a server that resolves them.
+		return revoke.Result{Class: revoke.Permanent, Detail: detail, Err: fmt.Errorf("the application's id for the user, %q, cannot be a path segment", id)}
+	}
 	if d.cfg.Action == Deactivate && !active {
 		return revoke.Result{Class: revoke.NotApplicable, Detail: detail, Err: errors.New("the user is inactive already")}
 	}

@@ -311,3 +311,16 @@ func TestFilterValueIsAJSONString(t *testing.T) {
 		t.Errorf("filter %s, want %s", got, want)
 	}
 }
+
+// An id the application gives that is a dot segment is not put in a path:
+// PATCH …/Users/.. would reach another resource at a server that resolves
+// dot segments.
+func TestDotSegmentIDRefused(t *testing.T) {
+	a, srv := newApp(t, "okta")
+	a.users = append(a.users, &user{ID: "..", UserName: "dots", Email: "dots@corp.example", Active: true})
+	d := driver(t, srv, Config{})
+	r := d.Revoke(context.Background(), job(events.Subject{Email: "dots@corp.example"}))
+	if r.Class != revoke.Permanent || r.Err == nil || !a.byID("..").Active {
+		t.Errorf("class %v (%v); active %v", r.Class, r.Err, a.byID("..").Active)
+	}
+}
