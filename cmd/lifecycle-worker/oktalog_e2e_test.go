@@ -42,6 +42,7 @@ type oktaLogRequest struct {
 	at       time.Time
 	status   int
 	retryFor string
+	agent    string
 	reset    time.Time
 }
 
@@ -68,7 +69,7 @@ func (d *oktaLogDouble) serve(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	q := r.URL.Query()
-	rec := oktaLogRequest{query: q, at: time.Now(), retryFor: r.Header.Get("X-Okta-Retry-For")}
+	rec := oktaLogRequest{query: q, at: time.Now(), retryFor: r.Header.Get("X-Okta-Retry-For"), agent: r.Header.Get("User-Agent")}
 	fail := func(status int, code, summary string) {
 		rec.status = status
 		d.requests = append(d.requests, rec)
@@ -192,6 +193,12 @@ func TestSystemLogBackstop(t *testing.T) {
 	for _, r := range first[1:] {
 		if r.status == 200 && r.query.Get("after") == "" {
 			t.Errorf("a later poll did not follow the cursor: %v", r.query)
+		}
+	}
+	for _, r := range first {
+		if !strings.HasPrefix(r.agent, "lifecycle-worker/") {
+			t.Errorf("a poll's User-Agent is %q, not the worker's", r.agent)
+			break
 		}
 	}
 

@@ -297,6 +297,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger, started func
 			OrgURL: cfg.Okta.OrgURL, Token: cfg.Okta.APIToken, Interval: cfg.Okta.SystemLog.Interval, Lookback: cfg.Okta.SystemLog.Lookback,
 			Mapping: mapping, Owner: fmt.Sprintf("%s/%d/%d", host, os.Getpid(), time.Now().UnixNano()),
 			Publisher: intakeSink, Recorder: intakeSink, State: stores.State{KV: state}, Now: now, Log: log.With("component", "oktalog"),
+			HTTPClient: &http.Client{Transport: withUA(outboundTransport()), Timeout: 30 * time.Second},
 		})
 		if err != nil {
 			return err
