@@ -54,6 +54,18 @@ func (o *oktaAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 }
 
+// driverFor serves api and returns a driver for it and its URL.
+func driverFor(t *testing.T, api *oktaAPI) (*okta.Driver, string) {
+	t.Helper()
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	d, err := okta.New(okta.Config{OrgURL: srv.URL, Token: "okta-token", Client: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, srv.URL
+}
+
 func TestOktaDriver(t *testing.T) {
 	jane := events.Subject{Issuer: "", ID: "00ujane", Login: "jane@example.com"}
 	for _, c := range []struct {
@@ -69,12 +81,8 @@ func TestOktaDriver(t *testing.T) {
 		{403, 204, revoke.Permanent, 1},
 	} {
 		api := &oktaAPI{sessions: c.sessions, grants: c.grants}
-		srv := httptest.NewServer(api)
-		d, err := okta.New(okta.Config{OrgURL: srv.URL, Token: "okta-token", Client: srv.Client()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jane.Issuer = srv.URL
+		d, url := driverFor(t, api)
+		jane.Issuer = url
 		res := d.Revoke(context.Background(), revoke.Job{Subject: jane})
 		api.mu.Lock()
 		if res.Class != c.want || len(api.calls) != c.calls || len(api.problems) > 0 {
@@ -84,7 +92,6 @@ func TestOktaDriver(t *testing.T) {
 			t.Errorf("429: X-Rate-Limit-Reset not carried (%s)", res.RetryAfter)
 		}
 		api.mu.Unlock()
-		srv.Close()
 	}
 }
 
@@ -99,13 +106,8 @@ func TestOktaDriverIgnoresAmbientConfig(t *testing.T) {
 	t.Setenv("OKTA_CLIENT_REQUEST_TIMEOUT", "1")
 	t.Setenv("OKTA_CLIENT_RATE_LIMIT_MAX_RETRIES", "9")
 	api := &oktaAPI{sessions: 204, grants: 204}
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	d, err := okta.New(okta.Config{OrgURL: srv.URL, Token: "okta-token", Client: srv.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := d.Revoke(context.Background(), revoke.Job{Subject: events.Subject{Issuer: srv.URL, ID: "00ujane"}})
+	d, url := driverFor(t, api)
+	res := d.Revoke(context.Background(), revoke.Job{Subject: events.Subject{Issuer: url, ID: "00ujane"}})
 	api.mu.Lock()
 	defer api.mu.Unlock()
 	if res.Class != revoke.Succeeded || len(api.calls) != 2 || len(api.problems) > 0 {
@@ -117,12 +119,7 @@ func TestOktaDriverIgnoresAmbientConfig(t *testing.T) {
 // server or proxy resolving it would send the DELETE somewhere else.
 func TestOktaDriverRefusesDotSegmentUsers(t *testing.T) {
 	api := &oktaAPI{sessions: 204, grants: 204}
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	d, err := okta.New(okta.Config{OrgURL: srv.URL, Token: "okta-token", Client: srv.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, _ := driverFor(t, api)
 	for _, login := range []string{".", ".."} {
 		res := d.Revoke(context.Background(), revoke.Job{Subject: events.Subject{Issuer: "https://other.example", ID: "00uother", Login: login}})
 		if res.Class != revoke.Permanent || res.Err == nil {
