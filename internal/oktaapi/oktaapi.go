@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxBody bounds an answer's body: a System Log page of 1,000 events is a
@@ -63,16 +64,32 @@ type Response struct {
 func (r *Response) OK() bool { return r.Status/100 == 2 }
 
 // Err describes a non-2xx answer with Okta's error code and summary
-// (errorCode, errorSummary), when the body has them.
+// (errorCode, errorSummary), when the body has them, cut to maxSummary
+// bytes: the error goes into logs and the audit trail, and the body is the
+// peer's to choose.
 func (r *Response) Err(what string) error {
 	var e struct {
 		Code    string `json:"errorCode"`
 		Summary string `json:"errorSummary"`
 	}
 	if json.Unmarshal(r.Body, &e) == nil && e.Code != "" {
-		return fmt.Errorf("%s: HTTP %d: %s %s", what, r.Status, e.Code, e.Summary)
+		return fmt.Errorf("%s: HTTP %d: %s %s", what, r.Status, cut(e.Code, 40), cut(e.Summary, maxSummary))
 	}
 	return fmt.Errorf("%s: HTTP %d", what, r.Status)
+}
+
+// maxSummary bounds the errorSummary an error carries.
+const maxSummary = 300
+
+// cut returns s cut to at most n bytes on a rune boundary, marked when cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // RateLimitReset is X-Rate-Limit-Reset (epoch seconds), zero if absent.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lifecycle-worker/lifecycle-worker/internal/oktaapi"
 )
@@ -52,6 +53,10 @@ func TestRequestAndAnswer(t *testing.T) {
 	}
 	if e := (&oktaapi.Response{Status: 502, Body: []byte("<html>bad gateway</html>")}).Err("x").Error(); e != "x: HTTP 502" {
 		t.Errorf("error of a body that is not Okta's %q", e)
+	}
+	long := []byte(`{"errorCode":"E0000001","errorSummary":"` + strings.Repeat("é", 1<<20) + `"}`)
+	if e := (&oktaapi.Response{Status: 400, Body: long}).Err("x").Error(); len(e) > 400 || !utf8.ValidString(e) || !strings.HasSuffix(e, "…") {
+		t.Errorf("a 2 MB summary made an error of %d bytes (valid UTF-8: %v)", len(e), utf8.ValidString(e))
 	}
 	if p, err := oktaapi.UserPath("00u1"); p != "/api/v1/users/00u1" || err != nil {
 		t.Errorf("UserPath %q, %v", p, err)
