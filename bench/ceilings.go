@@ -241,7 +241,7 @@ func ceilingSQLite(ctx context.Context, s Scenario, rows int, dir string) (Ceili
 	if err := store.Close(); err != nil {
 		return Ceiling{}, err
 	}
-	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_txlock=immediate")
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate")
 	if err != nil {
 		return Ceiling{}, err
 	}

@@ -142,6 +142,14 @@ func (ix *Indexer) checkpoint(ctx context.Context, final bool) error {
 	return nil
 }
 
+// ErrStreamBehind means the index holds AUDIT messages the stream no longer
+// has: its server came back from a power loss without its last messages
+// (it syncs its files every two minutes unless nats.sync_always), or the
+// stream was made anew. The stream's next messages take the numbers the
+// index already has, so reading on from the index's head would pass over
+// them unseen; the indexer stops instead.
+var ErrStreamBehind = errors.New("audit: the index is ahead of the AUDIT stream")
+
 // Run indexes until ctx ends, restarting its consumer after errors.
 func (ix *Indexer) Run(ctx context.Context) error {
 	for {
@@ -152,11 +160,19 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		ix.log.Error("audit indexer stopped; restarting from the index head", "err", err)
+		wait := time.Second
+		if errors.Is(err, ErrStreamBehind) {
+			// Nothing is indexed until an operator acts: the index is the
+			// only copy of the records the stream lost.
+			ix.log.Error("audit indexer stopped: keep this index (it holds records the stream lost), and rebuild one from the stream (audit rebuild) or restore the stream", "err", err)
+			wait = 30 * time.Second
+		} else {
+			ix.log.Error("audit indexer stopped; restarting from the index head", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -165,6 +181,15 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	head := ix.store.Head()
+	if head.StreamSeq > 0 {
+		s, err := ix.js.Stream(ctx, ix.stream)
+		if err != nil {
+			return fmt.Errorf("audit stream: %w", err)
+		}
+		if last := s.CachedInfo().State.LastSeq; last < head.StreamSeq {
+			return fmt.Errorf("%w: the index holds messages up to %d, the stream ends at %d", ErrStreamBehind, head.StreamSeq, last)
+		}
+	}
 	next := head.Seq + 1 // the next record's place in the trail
 	start := head.StreamSeq + 1
 	cons, err := ix.js.OrderedConsumer(ctx, ix.stream, jetstream.OrderedConsumerConfig{

@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -182,6 +185,9 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "audit.db")
 	head := indexAll(t, b, path)
+	// This index as it is now, for a copy that loses what comes next.
+	earlier := filepath.Join(t.TempDir(), "earlier.db")
+	copyIndex(t, path, earlier)
 	if head.Seq != uint64(len(want)) || head.StreamSeq != info.State.LastSeq {
 		t.Fatalf("head %d of message %d, want %d of %d", head.Seq, head.StreamSeq, len(want), info.State.LastSeq)
 	}
@@ -277,10 +283,36 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 	if res, err := rd.Verify(ctx, audit.VerifyOptions{}); err != nil || res.Problem != nil || res.HeadSeq != head.Seq {
 		t.Fatalf("verify: %+v %v", res, err)
 	}
-	// A fresh index of the same stream is the same trail.
-	again := indexAll(t, b, filepath.Join(t.TempDir(), "again.db"))
-	if again.Seq != head.Seq || fmt.Sprintf("%x", again.Hash) != fmt.Sprintf("%x", head.Hash) || again.StreamSeq != head.StreamSeq {
-		t.Fatalf("rebuilt head %d %x (message %d), want %d %x (message %d)", again.Seq, again.Hash, again.StreamSeq, head.Seq, head.Hash, head.StreamSeq)
+	// A fresh index of the same stream is the same trail, and so is an
+	// index that lost its last transactions (what a power loss may take
+	// from it: it commits without a sync, decision 0023): it goes on from
+	// the head it kept.
+	for name, path := range map[string]string{"fresh": filepath.Join(t.TempDir(), "again.db"), "rolled back": earlier} {
+		again := indexAll(t, b, path)
+		if again.Seq != head.Seq || fmt.Sprintf("%x", again.Hash) != fmt.Sprintf("%x", head.Hash) || again.StreamSeq != head.StreamSeq {
+			t.Fatalf("%s: head %d %x (message %d), want %d %x (message %d)", name, again.Seq, again.Hash, again.StreamSeq, head.Seq, head.Hash, head.StreamSeq)
+		}
+	}
+	if got := rows(t, earlier); fmt.Sprint(got) != fmt.Sprint(all) {
+		t.Fatalf("the rolled-back index has %d rows, not the %d of the one that kept them", len(got), len(all))
+	}
+}
+
+// copyIndex copies the closed index at from, with its WAL if it has one,
+// to a new path.
+func copyIndex(t *testing.T, from, to string) {
+	t.Helper()
+	for _, suffix := range []string{"", "-wal"} {
+		data, err := os.ReadFile(from + suffix)
+		if errors.Is(err, fs.ErrNotExist) && suffix != "" {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to+suffix, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -289,4 +321,83 @@ func succeeded(i int) audit.Record {
 	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	return audit.Record{ID: fmt.Sprintf("okta:%d|as1/succeeded", i), EventID: fmt.Sprint("okta:", i), Time: at, Type: audit.TypeRevocationSucceeded,
 		Target: "as1", Subject: &audit.Subject{Email: fmt.Sprintf("u%d@example.com", i)}, Detail: audit.Detail(map[string]any{"n": i})}
+}
+
+// errorsTo is a log handler that passes each error's message and attributes
+// to ch.
+type errorsTo chan string
+
+func (h errorsTo) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (h errorsTo) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h errorsTo) WithGroup(string) slog.Handler                { return h }
+func (h errorsTo) Handle(_ context.Context, r slog.Record) error {
+	text := r.Message
+	r.Attrs(func(a slog.Attr) bool { text += " " + a.String(); return true })
+	select {
+	case h <- text:
+	default:
+	}
+	return nil
+}
+
+// An index that holds more of AUDIT than the stream does (its server came
+// back from a power loss without its last messages, or the stream was made
+// anew) does not read on from its head: the stream's next messages take the
+// numbers the index already has and would pass unseen. It stops and says
+// why, and indexes nothing.
+func TestIndexAheadOfItsStreamStops(t *testing.T) {
+	ctx := context.Background()
+	b, pub := openBus(t)
+	sink := Sink{Pub: pub}
+	for i := range 3 {
+		if err := sink.Record(ctx, succeeded(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "audit.db")
+	head := indexAll(t, b, path)
+
+	// The stream anew, with one message: the index holds three.
+	js := b.JetStream()
+	_, info := auditStream(t, b)
+	if err := js.DeleteStream(ctx, bus.StreamAudit); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, info.Config); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Record(ctx, succeeded(3)); err != nil {
+		t.Fatal(err)
+	}
+
+	store, err := audit.OpenStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	logged := make(errorsTo, 1)
+	ix, err := audit.NewIndexer(js, store, audit.IndexerConfig{Stream: bus.StreamAudit, BatchSize: 7, BatchWait: time.Millisecond}, slog.New(logged))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(rctx) }()
+	select {
+	case text := <-logged:
+		if !strings.Contains(text, audit.ErrStreamBehind.Error()) || !strings.Contains(text, "up to 3, the stream ends at 1") {
+			t.Errorf("logged %q", text)
+		}
+	case err := <-done:
+		t.Fatalf("indexer ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the indexer said nothing of a stream behind its index")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := store.Head(); got.Seq != head.Seq || got.StreamSeq != head.StreamSeq {
+		t.Fatalf("head %d (message %d), want it unchanged at %d (message %d)", got.Seq, got.StreamSeq, head.Seq, head.StreamSeq)
+	}
 }
