@@ -93,15 +93,16 @@ type NATSConfig struct {
 	// GiB each, reserved in the server's store); lw_stream_bytes_ratio warns before a cap is reached, and
 	// at 90 % unauthenticated refusals are no longer written one by one.
 	StreamMaxBytes int64 `yaml:"stream_max_bytes"`
-	// Pack packs REVOKE batches and AUDIT record groups with S2 (default
-	// true, decision 0021). false writes them plain: while replicas of a
-	// version that cannot read packed messages still run, or for readers of
-	// the AUDIT stream other than the worker. Packed or not, both are read.
+	// Pack packs REVOKE batches and AUDIT records and record groups with
+	// S2 over the worker's dictionary (default true, decisions 0021, 0024).
+	// false writes them plain: while replicas of a version that cannot read
+	// them still run, or for readers of the AUDIT stream other than the
+	// worker. Packed or not, both are read.
 	Pack *bool `yaml:"pack"`
 }
 
-// PackMessages reports whether batches and record groups are written
-// packed (the default).
+// PackMessages reports whether batches, record groups and records are
+// written packed (the default).
 func (n NATSConfig) PackMessages() bool { return n.Pack == nil || *n.Pack }
 
 // NATSUserConfig is one identity of the embedded server: name and

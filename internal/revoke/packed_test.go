@@ -27,9 +27,9 @@ func TestPackedBatchesRunAndUnreadableOnesAreDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, ok := packed.Pack(plain)
-	if !ok {
-		t.Fatalf("a batch of %d bytes was not packed", len(plain))
+	body, encoding := packed.Pack(plain)
+	if encoding != packed.S2Dict1 {
+		t.Fatalf("a batch of %d bytes was packed as %q", len(plain), encoding)
 	}
 	msg := func(data []byte, encoding string) *message.Message {
 		m := message.NewMessage("REVOKE/1", data)
@@ -41,7 +41,7 @@ func TestPackedBatchesRunAndUnreadableOnesAreDeadLettered(t *testing.T) {
 		return m
 	}
 
-	if err := e.Handler(msg(body, packed.S2)); err != nil {
+	if err := e.Handler(msg(body, encoding)); err != nil {
 		t.Fatal(err)
 	}
 	if len(drv.calls) != len(jobs) || len(q.dead) != 0 {
@@ -53,7 +53,8 @@ func TestPackedBatchesRunAndUnreadableOnesAreDeadLettered(t *testing.T) {
 		}
 	}
 
-	// A single job packed (the sink packs only batches; a reader takes both).
+	// A single job packed as an earlier version packed (S2 without a
+	// dictionary; the sink packs only batches; a reader takes both).
 	one, err := json.Marshal(jobs[0])
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestPackedBatchesRunAndUnreadableOnesAreDeadLettered(t *testing.T) {
 
 	// Unreadable: not S2 under an S2 header, an unknown encoding, and a
 	// packed body that claims more than a body may be.
-	bomb, _ := packed.Pack([]byte(strings.Repeat("x", packed.MaxBody)))
+	bomb := s2.Encode(nil, []byte(strings.Repeat("x", packed.MaxBody)))
 	bomb = append([]byte{0x80, 0x80, 0x80, 0x04}, bomb[3:]...) // its length prefix says 8 MiB
 	cases := []struct {
 		data     []byte
@@ -79,6 +80,7 @@ func TestPackedBatchesRunAndUnreadableOnesAreDeadLettered(t *testing.T) {
 		{plain, packed.S2, "undecodable message (its bytes in base64): unreadable packed body"},
 		{plain, "gzip", `unreadable packed body: encoding "gzip"`},
 		{bomb, packed.S2, "more than 1048576"},
+		{bomb, packed.S2Dict1, "more than 1048576"},
 		// Nearly the largest message: its dead letter keeps the first 256 KiB.
 		{[]byte(strings.Repeat("x", 1000<<10)), "gzip", "(its first 262144 of 1365336 bytes kept)"},
 	}

@@ -161,9 +161,12 @@ func TestRecordGroupsAreIndexedAsTheirRecords(t *testing.T) {
 		if len(bodies) > 1 && (m.Subject != audit.GroupSubject || len(data) > maxMessageBytes || len(bodies) > audit.MaxGroup) {
 			t.Errorf("message %d: a group of %d records, %d bytes on %s", seq, len(bodies), len(data), m.Subject)
 		}
-		// Groups travel packed (decision 0021), a single record as it is.
-		if isPacked := m.Header.Get(packed.EncodingHeader) != ""; isPacked != (len(bodies) > 1) || isPacked && len(m.Data) > len(data)/3 {
-			t.Errorf("message %d: %d records, %d bytes, %d as stored, packed %v", seq, len(bodies), len(data), len(m.Data), isPacked)
+		// Every message travels packed with the dictionary where that is
+		// worth it (decisions 0021, 0024): a group always, to a third or
+		// less, a single record as Pack decides.
+		_, worth := packed.Pack(data)
+		if encoding := m.Header.Get(packed.EncodingHeader); encoding != worth || len(bodies) > 1 && (encoding != packed.S2Dict1 || len(m.Data) > len(data)/3) {
+			t.Errorf("message %d: %d records, %d bytes, %d as stored, packed %q", seq, len(bodies), len(data), len(m.Data), encoding)
 		}
 		if len(bodies) == 1 && m.Subject != "audit."+string(audit.TypeRevocationSucceeded) {
 			t.Errorf("message %d: one record on %s", seq, m.Subject)

@@ -35,8 +35,8 @@ type Sink struct {
 	Pub *bus.Publisher
 	// Recorded is told of each record once it is durable (nil: nobody).
 	Recorded func(audit.Record)
-	// Plain writes batches and record groups unpacked (nats.pack: false;
-	// decision 0021).
+	// Plain writes batches, record groups and records unpacked (nats.pack:
+	// false; decisions 0021, 0024).
 	Plain bool
 }
 
@@ -113,21 +113,25 @@ func (s Sink) Record(ctx context.Context, recs ...audit.Record) error {
 // instead of the server remembering every ID for a day (docs/decisions/0014).
 func (s Sink) recordMessage(recs []audit.Record, bodies [][]byte) bus.Message {
 	if len(recs) == 1 {
-		return bus.Message{Subject: recs[0].Topic(), ID: recs[0].ID, Data: bodies[0], Kept: true}
+		return s.pack(bus.Message{Subject: recs[0].Topic(), ID: recs[0].ID, Data: bodies[0], Kept: true})
 	}
 	return s.pack(bus.Message{Subject: audit.GroupSubject, ID: "group/" + recs[0].ID, Data: audit.JoinGroup(bodies), Kept: true,
 		Header: nats.Header{audit.GroupHeader: []string{strconv.Itoa(len(recs))}}})
 }
 
-// pack packs the body of m, a group or a batch, where that is worth it
-// (docs/decisions/0021), unless the sink writes plain.
+// pack packs the body of m — a batch, a group or a single record — where
+// that is worth it (docs/decisions/0021, 0024), unless the sink writes
+// plain.
 func (s Sink) pack(m bus.Message) bus.Message {
 	if s.Plain {
 		return m
 	}
-	if data, ok := packed.Pack(m.Data); ok {
+	if data, encoding := packed.Pack(m.Data); encoding != "" {
 		m.Data = data
-		m.Header.Set(packed.EncodingHeader, packed.S2)
+		if m.Header == nil {
+			m.Header = nats.Header{}
+		}
+		m.Header.Set(packed.EncodingHeader, encoding)
 	}
 	return m
 }

@@ -140,8 +140,8 @@ func TestEnqueueBatchesPerTarget(t *testing.T) {
 	}
 }
 
-// nats.pack: false — batches and record groups are written plain, as a
-// version before packing wrote them (decision 0021).
+// nats.pack: false — batches, record groups and single records are written
+// plain, as a version before packing wrote them (decisions 0021, 0024).
 func TestPlainSinkWritesUnpacked(t *testing.T) {
 	ctx := context.Background()
 	b, pub := openBus(t)
@@ -158,6 +158,17 @@ func TestPlainSinkWritesUnpacked(t *testing.T) {
 	}
 	if err := sink.Record(ctx, recs...); err != nil {
 		t.Fatal(err)
+	}
+	// A single record, which would be packed too (decision 0024).
+	if err := sink.Record(ctx, succeeded(50)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.JetStream().Stream(ctx, bus.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.GetMsg(ctx, 2); err != nil || m.Header.Get(packed.EncodingHeader) != "" || !json.Valid(m.Data) {
+		t.Errorf("a single record: %v, %v; want it plain", m, err)
 	}
 	for _, stream := range []string{bus.StreamRevoke, bus.StreamAudit} {
 		s, err := b.JetStream().Stream(ctx, stream)
