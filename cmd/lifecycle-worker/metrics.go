@@ -192,6 +192,7 @@ var (
 	descIndexed    = prometheus.NewDesc("lw_audit_indexed_seq", "Last AUDIT message (stream sequence) in this node's index.", nil, nil)
 	descIxBacklog  = prometheus.NewDesc("lw_audit_index_backlog_records", "AUDIT messages (a record or a group of records) not yet in this node's index.", nil, nil)
 	descIxLag      = prometheus.NewDesc("lw_audit_index_lag_seconds", "Record time to indexed, for the oldest record of the last batch.", nil, nil)
+	descIxAhead    = prometheus.NewDesc("lw_audit_index_ahead_of_stream_messages", "AUDIT messages this node's index holds beyond the stream's last; above 0 the indexer has stopped (the stream lost messages, e.g. a power loss without nats.sync_always).", nil, nil)
 	descIxBatches  = prometheus.NewDesc("lw_audit_index_batches_total", "Indexer transactions committed.", nil, nil)
 	descCkpts      = prometheus.NewDesc("lw_audit_checkpoints_total", "Signed checkpoints written.", nil, nil)
 	descStreamUsed = prometheus.NewDesc("lw_stream_bytes_ratio",
@@ -200,7 +201,7 @@ var (
 )
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBacklog, descPlanner, descDead, descBreaker, descStreamLast, descIndexed, descIxBacklog, descIxLag, descIxBatches, descCkpts, descStreamUsed, descStreamBytes} {
+	for _, d := range []*prometheus.Desc{descBacklog, descPlanner, descDead, descBreaker, descStreamLast, descIndexed, descIxBacklog, descIxLag, descIxAhead, descIxBatches, descCkpts, descStreamUsed, descStreamBytes} {
 		ch <- d
 	}
 }
@@ -258,6 +259,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descIndexed, prometheus.GaugeValue, float64(st.Indexed))
 	ch <- prometheus.MustNewConstMetric(descIxBacklog, prometheus.GaugeValue, float64(last-min(last, st.Indexed)))
 	ch <- prometheus.MustNewConstMetric(descIxLag, prometheus.GaugeValue, float64(st.LagMS)/1000)
+	ch <- prometheus.MustNewConstMetric(descIxAhead, prometheus.GaugeValue, float64(st.AheadOfStream))
 	ch <- prometheus.MustNewConstMetric(descIxBatches, prometheus.CounterValue, float64(st.Batches))
 	ch <- prometheus.MustNewConstMetric(descCkpts, prometheus.CounterValue, float64(st.Checkpoints))
 }

@@ -95,6 +95,7 @@ func TestMetricsCountWhatIsOnRecord(t *testing.T) {
 		`lw_planner_backlog_events`:                                                  0,
 		`lw_target_held_seconds{target="ok"}`:                                        0,
 		`lw_audit_index_backlog_records`:                                             0,
+		`lw_audit_index_ahead_of_stream_messages`:                                    0,
 	}
 	for k, v := range want {
 		got, found := m[k]

@@ -36,6 +36,7 @@ type Indexer struct {
 	lagMS       atomic.Int64  // record time -> indexed, of the last batch's oldest record
 	batches     atomic.Uint64
 	checkpoints atomic.Uint64
+	ahead       atomic.Uint64 // messages the index holds beyond the stream's last, when it stopped for that
 }
 
 // DefaultBatchWait is how long a batch waits to fill: under load a commit
@@ -112,11 +113,16 @@ type Stats struct {
 	LagMS       int64 // of the last batch: now - the oldest record's time
 	Batches     uint64
 	Checkpoints uint64
+	// AheadOfStream is how many AUDIT messages the index holds beyond the
+	// stream's last when it stopped for that (ErrStreamBehind); 0 while it
+	// indexes.
+	AheadOfStream uint64
 }
 
 // Stats returns the indexer's figures.
 func (ix *Indexer) Stats() Stats {
-	return Stats{Indexed: ix.indexed.Load(), LagMS: ix.lagMS.Load(), Batches: ix.batches.Load(), Checkpoints: ix.checkpoints.Load()}
+	return Stats{Indexed: ix.indexed.Load(), LagMS: ix.lagMS.Load(), Batches: ix.batches.Load(), Checkpoints: ix.checkpoints.Load(),
+		AheadOfStream: ix.ahead.Load()}
 }
 
 // checkpoint signs the head when enough records or time have passed (or
@@ -187,8 +193,10 @@ func (ix *Indexer) runOnce(ctx context.Context) error {
 			return fmt.Errorf("audit stream: %w", err)
 		}
 		if last := s.CachedInfo().State.LastSeq; last < head.StreamSeq {
+			ix.ahead.Store(head.StreamSeq - last)
 			return fmt.Errorf("%w: the index holds messages up to %d, the stream ends at %d", ErrStreamBehind, head.StreamSeq, last)
 		}
+		ix.ahead.Store(0)
 	}
 	next := head.Seq + 1 // the next record's place in the trail
 	start := head.StreamSeq + 1

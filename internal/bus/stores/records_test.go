@@ -403,4 +403,7 @@ func TestIndexAheadOfItsStreamStops(t *testing.T) {
 	if got := store.Head(); got.Seq != head.Seq || got.StreamSeq != head.StreamSeq {
 		t.Fatalf("head %d (message %d), want it unchanged at %d (message %d)", got.Seq, got.StreamSeq, head.Seq, head.StreamSeq)
 	}
+	if ahead := ix.Stats().AheadOfStream; ahead != 2 {
+		t.Fatalf("the indexer reports %d messages ahead of the stream, want 2", ahead)
+	}
 }
