@@ -13,9 +13,9 @@ import (
 )
 
 // nats.pack: false writes the AUDIT stream plain; the same data dir started
-// again with packing (the default) goes on in packed groups, and one index
-// reads both into one unbroken, verified trail — what a rolling upgrade
-// leaves in the stream (decision 0021).
+// again with packing (the default) goes on packed, and one index reads both
+// into one unbroken, verified trail — what a rolling upgrade leaves in the
+// stream (decisions 0021, 0024).
 func TestPlainThenPackedShareOneTrail(t *testing.T) {
 	peer := gtrtest.New(gtrtest.Options{Issuer: testPublicURL})
 	defer peer.Close()

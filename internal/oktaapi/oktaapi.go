@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -101,16 +100,16 @@ func (r *Response) RateLimitReset() time.Time {
 	return time.Unix(sec, 0)
 }
 
-// UserPath is /api/v1/users/{id}[/rest...], the id (or login) escaped as
+// UserPath is /api/v1/users/{id}, the id (or login) escaped as
 // one path segment. An empty id, "." or ".." is refused: escaping leaves
 // dots as they are, and a server or proxy that resolves dot segments would
 // send the call to another resource (DELETE /api/v1/users/../sessions).
 // Okta's ids and logins are never one of them.
-func UserPath(id string, rest ...string) (string, error) {
+func UserPath(id string) (string, error) {
 	if id == "" || id == "." || id == ".." {
 		return "", fmt.Errorf("okta user %q cannot be a path segment", id)
 	}
-	return "/api/v1/users/" + url.PathEscape(id) + strings.Join(append([]string{""}, rest...), "/"), nil
+	return "/api/v1/users/" + url.PathEscape(id), nil
 }
 
 // Do sends method to path (already escaped) with query and returns the

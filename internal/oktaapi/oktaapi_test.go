@@ -31,11 +31,11 @@ func TestRequestAndAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, err := oktaapi.UserPath("jane/../x?y@example.com", "sessions")
+	path, err := oktaapi.UserPath("jane/../x?y@example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.Do(context.Background(), http.MethodDelete, path, url.Values{"oauthTokens": {"true"}})
+	resp, err := c.Do(context.Background(), http.MethodDelete, path+"/sessions", url.Values{"oauthTokens": {"true"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,12 +67,12 @@ func TestRequestAndAnswer(t *testing.T) {
 // up the path is no path at all.
 func TestUserPathRefusesDotSegments(t *testing.T) {
 	for _, id := range []string{"", ".", ".."} {
-		if p, err := oktaapi.UserPath(id, "sessions"); err == nil {
+		if p, err := oktaapi.UserPath(id); err == nil {
 			t.Errorf("%q: %q", id, p)
 		}
 	}
 	for _, id := range []string{"...", ".jane", "jane.", "%2e%2e"} {
-		if _, err := oktaapi.UserPath(id, "sessions"); err != nil {
+		if _, err := oktaapi.UserPath(id); err != nil {
 			t.Errorf("%q refused: %v", id, err)
 		}
 	}

@@ -54,19 +54,18 @@ func (d *Driver) Revoke(ctx context.Context, job revoke.Job) revoke.Result {
 		return revoke.Result{Class: revoke.Permanent, Err: errors.New("subject has no Okta id or login")}
 	}
 	detail := map[string]any{"okta_user": user}
-	sessions, err := oktaapi.UserPath(user, "sessions")
+	path, err := oktaapi.UserPath(user)
 	if err != nil {
 		return revoke.Result{Class: revoke.Permanent, Err: err, Detail: detail}
 	}
-	grants, _ := oktaapi.UserPath(user, "grants")
 	// DELETE /api/v1/users/{id}/sessions?oauthTokens=true
-	resp, err := d.api.Do(ctx, http.MethodDelete, sessions, url.Values{"oauthTokens": {"true"}})
+	resp, err := d.api.Do(ctx, http.MethodDelete, path+"/sessions", url.Values{"oauthTokens": {"true"}})
 	if r, done := classify("clear sessions", resp, err); done {
 		r.Detail = detail
 		return r
 	}
 	// DELETE /api/v1/users/{id}/grants
-	resp, err = d.api.Do(ctx, http.MethodDelete, grants, nil)
+	resp, err = d.api.Do(ctx, http.MethodDelete, path+"/grants", nil)
 	r, _ := classify("revoke grants", resp, err)
 	if r.Class == revoke.NotApplicable {
 		r = revoke.Result{Class: revoke.Succeeded, HTTPStatus: r.HTTPStatus} // sessions are gone; no grants is fine
