@@ -540,7 +540,11 @@ func buildRouter(ctx context.Context, cfg *config.Config, b *bus.Bus, sink store
 	if err != nil {
 		return nil, nil, err
 	}
-	planner.WithMarks(stores.Marks{Pub: sink.Pub, KV: planned})
+	created, err := b.Created(ctx, bus.StreamLifecycle)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lifecycle stream: %w", err)
+	}
+	planner.WithMarks(stores.NewMarks(planned, created))
 	// Messages stored before this start may have been handled by an
 	// earlier run: bus.MaybeSeen. Read before any consumer starts.
 	backlog := map[string]uint64{}

@@ -357,6 +357,16 @@ func (b *Bus) SubjectCounts(ctx context.Context, stream, filter string) (map[str
 }
 
 // LastSeq is a stream's last sequence.
+// Created returns when stream was created: a stream made anew numbers its
+// messages from 1 again.
+func (b *Bus) Created(ctx context.Context, stream string) (time.Time, error) {
+	s, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return s.CachedInfo().Created, nil
+}
+
 func (b *Bus) LastSeq(ctx context.Context, stream string) (uint64, error) {
 	s, err := b.js.Stream(ctx, stream)
 	if err != nil {

@@ -48,8 +48,18 @@ func MaybeSeen(m *message.Message, backlog uint64) bool {
 	if Delivered(m) > 1 {
 		return true
 	}
+	seq := StreamSeq(m)
+	return seq == 0 || seq <= backlog
+}
+
+// StreamSeq returns a consumed message's sequence in its stream (0 if
+// unknown; a stream numbers its messages from 1).
+func StreamSeq(m *message.Message) uint64 {
 	seq, err := strconv.ParseUint(m.Metadata.Get(MetaStreamSeq), 10, 64)
-	return err != nil || seq <= backlog
+	if err != nil {
+		return 0
+	}
+	return seq
 }
 
 // RetryIn asks for the message's redelivery after d when the handler fails.

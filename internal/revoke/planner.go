@@ -49,10 +49,18 @@ type Inventory interface {
 
 // Marks remembers, for a while, the events whose jobs are queued: a batch
 // groups jobs anew each time, so the REVOKE stream cannot drop the jobs of
-// an event planned again after a crash; the planner asks here instead.
+// an event planned again after a crash; the planner asks here instead. An
+// event is known by its ID and its sequence in LIFECYCLE, which stays the
+// same each time the stream delivers it.
 type Marks interface {
-	Planned(ctx context.Context, eventID string) (bool, error)
-	MarkPlanned(ctx context.Context, eventIDs []string) error
+	Planned(ctx context.Context, m Mark) (bool, error)
+	MarkPlanned(ctx context.Context, marks []Mark) error
+}
+
+// Mark names an event whose jobs are queued.
+type Mark struct {
+	Seq   uint64 // its sequence in LIFECYCLE (never 0)
+	Event string // its ID
 }
 
 // Planner fans an event out to the targets that act on it.
@@ -111,13 +119,14 @@ func NewPlanner(targets []*Target, q Queue, rec audit.Recorder, now func() time.
 // revocation.planned record per event, naming the targets it went to and
 // why the others were skipped. Planning again is harmless: job and record
 // IDs derive from the event ID (see write for what a grouped plan repeats).
-func (p *Planner) Plan(ctx context.Context, ev events.Event) error { return p.plan(ctx, ev, true) }
+func (p *Planner) Plan(ctx context.Context, ev events.Event) error { return p.plan(ctx, ev, 0, true) }
 
-// plan plans ev; seen says it may have been planned before, so the marks
+// plan plans ev, stored in LIFECYCLE at seq (0: unknown, so neither looked
+// up nor marked); seen says it may have been planned before, so the marks
 // are looked up.
-func (p *Planner) plan(ctx context.Context, ev events.Event, seen bool) error {
-	if seen && p.marks != nil {
-		done, err := p.marks.Planned(ctx, ev.ID)
+func (p *Planner) plan(ctx context.Context, ev events.Event, seq uint64, seen bool) error {
+	if seen && p.marks != nil && seq != 0 {
+		done, err := p.marks.Planned(ctx, Mark{Seq: seq, Event: ev.ID})
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err() // shutting down: the event is delivered again, not lost
@@ -178,7 +187,7 @@ func (p *Planner) plan(ctx context.Context, ev events.Event, seen bool) error {
 		Source: string(ev.Source), Kind: string(ev.Kind), Subject: audit.SubjectOf(ev.Subject),
 		Outcome: outcome, OccurredAt: &occurred, Detail: audit.Detail(detail),
 	}}
-	pl := &plan{event: ev.ID, jobs: jobs, recs: recs}
+	pl := &plan{event: ev.ID, seq: seq, jobs: jobs, recs: recs}
 	if p.group != nil {
 		if err := p.group.commit(ctx, pl, p.write); err != nil {
 			return fmt.Errorf("commit plan of %s: %w", ev.ID, err)
@@ -193,6 +202,7 @@ func (p *Planner) plan(ctx context.Context, ev events.Event, seen bool) error {
 // plan is what one event's plan writes.
 type plan struct {
 	event string
+	seq   uint64 // in LIFECYCLE; 0: unknown
 	jobs  []Job
 	recs  []audit.Record
 	done  chan written
@@ -228,16 +238,16 @@ func (p *Planner) write(ctx context.Context, plans []*plan) error {
 		return fmt.Errorf("enqueue jobs: %w", err)
 	}
 	if p.marks != nil {
-		ids := make([]string, 0, len(plans))
+		marks := make([]Mark, 0, len(plans))
 		for _, pl := range plans {
-			if len(pl.jobs) > 0 {
-				ids = append(ids, pl.event)
+			if len(pl.jobs) > 0 && pl.seq != 0 {
+				marks = append(marks, Mark{Seq: pl.seq, Event: pl.event})
 			}
 		}
 		// A mark is only ever an optimisation: without it, an event
 		// delivered again is planned again, as it always may be.
-		if err := p.marks.MarkPlanned(ctx, ids); err != nil {
-			p.log.WarnContext(ctx, "planned marks not written", "events", len(ids), "err", err)
+		if err := p.marks.MarkPlanned(ctx, marks); err != nil {
+			p.log.WarnContext(ctx, "planned marks not written", "events", len(marks), "err", err)
 		}
 	}
 	return nil
@@ -336,7 +346,7 @@ func (p *Planner) Handler(msg *message.Message) error {
 			Error: "undecodable lifecycle message: " + err.Error(),
 		})
 	}
-	return p.plan(ctx, ev, bus.MaybeSeen(msg, p.Backlog))
+	return p.plan(ctx, ev, bus.StreamSeq(msg), bus.MaybeSeen(msg, p.Backlog))
 }
 
 func jobRecord(job Job, typ audit.Type, now time.Time) audit.Record {

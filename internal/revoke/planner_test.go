@@ -145,21 +145,21 @@ func TestGroupedPlansCommitTogether(t *testing.T) {
 
 type memMarks struct {
 	mu      sync.Mutex
-	marked  map[string]bool
+	marked  map[Mark]bool
 	lookups int
 }
 
-func (m *memMarks) Planned(_ context.Context, id string) (bool, error) {
+func (m *memMarks) Planned(_ context.Context, mk Mark) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lookups++
-	return m.marked[id], nil
+	return m.marked[mk], nil
 }
-func (m *memMarks) MarkPlanned(_ context.Context, ids []string) error {
+func (m *memMarks) MarkPlanned(_ context.Context, marks []Mark) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, id := range ids {
-		m.marked[id] = true
+	for _, mk := range marks {
+		m.marked[mk] = true
 	}
 	return nil
 }
@@ -168,36 +168,45 @@ func (m *memMarks) MarkPlanned(_ context.Context, ids []string) error {
 // before its ack, even one that cost the server its delivery counts), a
 // marked event queues and records nothing, an unmarked one is planned again.
 func TestEventDeliveredAgainIsNotQueuedTwice(t *testing.T) {
-	q, rec, marks := &memQueue{}, &memRecorder{}, &memMarks{marked: map[string]bool{}}
+	q, rec, marks := &memQueue{}, &memRecorder{}, &memMarks{marked: map[Mark]bool{}}
 	as1 := &Target{Name: "as1", Kinds: []events.Kind{events.KindDeprovisioned}}
 	p, err := NewPlanner([]*Target{as1}, q, rec, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.WithMarks(marks)
-	handle := func(id string, delivered int) {
+	p.Backlog = 7 // the event below was stored before this process started
+	handle := func(id string, seq, delivered int) {
 		t.Helper()
 		payload, _ := json.Marshal(events.Event{ID: id, Kind: events.KindDeprovisioned, Subject: events.Subject{Email: "a@example.com"}})
 		msg := message.NewMessage("m-"+id, payload)
 		msg.Metadata.Set(bus.MetaDelivered, fmt.Sprint(delivered))
+		if seq != 0 {
+			msg.Metadata.Set(bus.MetaStreamSeq, fmt.Sprint(seq))
+		}
 		msg.SetContext(context.Background())
 		if err := p.Handler(msg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	handle("okta:1", 1)
-	if len(q.queued) != 1 || !marks.marked["okta:1"] {
+	first := Mark{Seq: 7, Event: "okta:1"}
+	handle("okta:1", 7, 1)
+	if len(q.queued) != 1 || !marks.marked[first] {
 		t.Fatalf("first delivery: %d jobs, marks %v", len(q.queued), marks.marked)
 	}
-	handle("okta:1", 2)
-	handle("okta:1", 1) // a server that lost its delivery counts in a crash
+	handle("okta:1", 7, 2)
+	handle("okta:1", 7, 1) // a server that lost its delivery counts in a crash
 	if len(q.queued) != 1 || len(rec.recs) != 2 {
 		t.Fatalf("delivered again: %d jobs, %d records; want the first delivery's 1 and 2", len(q.queued), len(rec.recs))
 	}
-	delete(marks.marked, "okta:1") // the crash came between the jobs and the mark
-	handle("okta:1", 2)
+	delete(marks.marked, first) // the crash came between the jobs and the mark
+	handle("okta:1", 7, 2)
 	if len(q.queued) != 2 {
 		t.Fatalf("unmarked and delivered again: %d jobs, want it planned again", len(q.queued))
+	}
+	handle("okta:1", 0, 2) // no sequence to look up by: planned again, not marked
+	if len(q.queued) != 3 || len(marks.marked) != 1 {
+		t.Fatalf("without a sequence: %d jobs, marks %v; want it planned again and nothing marked", len(q.queued), marks.marked)
 	}
 }
 
@@ -206,7 +215,7 @@ func TestEventDeliveredAgainIsNotQueuedTwice(t *testing.T) {
 // Backlog), whatever its delivery count says, or delivered again. One
 // stored since and delivered once is planned without a lookup.
 func TestOnlyEventsFromBeforeTheStartAreLookedUp(t *testing.T) {
-	q, rec, marks := &memQueue{}, &memRecorder{}, &memMarks{marked: map[string]bool{"okta:old": true, "okta:new": true}}
+	q, rec, marks := &memQueue{}, &memRecorder{}, &memMarks{marked: map[Mark]bool{{Seq: 100, Event: "okta:old"}: true, {Seq: 150, Event: "okta:new"}: true}}
 	as1 := &Target{Name: "as1", Kinds: []events.Kind{events.KindDeprovisioned}}
 	p, err := NewPlanner([]*Target{as1}, q, rec, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -241,7 +250,7 @@ func TestOnlyEventsFromBeforeTheStartAreLookedUp(t *testing.T) {
 
 type failingMarks struct{ memMarks }
 
-func (m *failingMarks) Planned(ctx context.Context, _ string) (bool, error) {
+func (m *failingMarks) Planned(ctx context.Context, _ Mark) (bool, error) {
 	return false, ctx.Err()
 }
 
@@ -256,10 +265,15 @@ func TestPlanStopsWhenItsContextEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.WithMarks(&failingMarks{memMarks{marked: map[string]bool{}}})
+	p.WithMarks(&failingMarks{memMarks{marked: map[Mark]bool{}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err = p.Plan(ctx, events.Event{ID: "okta:1", Kind: events.KindDeprovisioned, Subject: events.Subject{Email: "a@example.com"}})
+	payload, _ := json.Marshal(events.Event{ID: "okta:1", Kind: events.KindDeprovisioned, Subject: events.Subject{Email: "a@example.com"}})
+	msg := message.NewMessage("m-1", payload)
+	msg.Metadata.Set(bus.MetaDelivered, "2")
+	msg.Metadata.Set(bus.MetaStreamSeq, "3")
+	msg.SetContext(ctx)
+	err = p.Handler(msg)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("plan: %v, want the context's end", err)
 	}

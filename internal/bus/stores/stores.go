@@ -10,12 +10,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -341,37 +344,162 @@ func (k Progress) Delete(ctx context.Context, batch string) error {
 	return deleteKey(ctx, k.KV, k.key(batch))
 }
 
-// Marks adapts the planned bucket (bus.KVPlanned) to revoke.Marks: a key
-// per event whose jobs are queued, expiring with the bucket's TTL. Marks
-// are written as plain publishes on the bucket's subjects, all at once.
+// markRange is how many consecutive LIFECYCLE sequences share a key of
+// the planned bucket.
+const markRange = 256
+
+// markTries bounds how often a mark is written again after another writer
+// changed its key first.
+const markTries = 16
+
+// Marks adapts the planned bucket (bus.KVPlanned) to revoke.Marks. The
+// marks of markRange consecutive LIFECYCLE sequences share a key, "r.", the
+// stream's epoch and the range's number; its value holds 4 bytes per
+// sequence: zero where no event is marked, else the first 4 bytes of the
+// SHA-256 of the marked event's ID, lowest bit set. So the bucket holds a
+// key per range of events, not per event: the server keeps every subject
+// of a stream in memory, and a key per event cost ~230 B for each event of
+// the bucket's hour (docs/decisions/0025). A LIFECYCLE made anew numbers
+// its events from 1 again under another epoch, and the hash tells the
+// marked event from another at the same sequence should the epoch be
+// stale. A key expires with the bucket's TTL, an hour after its last mark.
+// Writers of one range take turns by the key's revision; a writer
+// remembers the last ranges it wrote, so that its next marks there take
+// one write, not a read and a write.
 type Marks struct {
-	Pub *bus.Publisher
-	KV  jetstream.KeyValue
+	kv    jetstream.KeyValue
+	epoch string
+	mu    sync.Mutex
+	known map[string]markValue
 }
 
-func (m Marks) key(eventID string) string {
-	sum := sha256.Sum256([]byte(eventID))
-	return "e." + hex.EncodeToString(sum[:16])
+// markValue is a range's value as this process last wrote it.
+type markValue struct {
+	val []byte
+	rev uint64
 }
 
-func (m Marks) Planned(ctx context.Context, eventID string) (bool, error) {
-	_, err := m.KV.Get(ctx, m.key(eventID))
+// markKnown bounds the ranges a writer remembers.
+const markKnown = 4
+
+// NewMarks returns the marks kept in kv for the LIFECYCLE stream created at
+// created (its epoch).
+func NewMarks(kv jetstream.KeyValue, created time.Time) *Marks {
+	return &Marks{kv: kv, epoch: strconv.FormatInt(created.UnixNano(), 36), known: map[string]markValue{}}
+}
+
+func (m *Marks) key(seq uint64) string {
+	return "r." + m.epoch + "." + strconv.FormatUint(seq/markRange, 10)
+}
+
+// markOf is what a mark of event id holds: never zero.
+func markOf(id string) uint32 {
+	sum := sha256.Sum256([]byte(id))
+	return binary.BigEndian.Uint32(sum[:4]) | 1
+}
+
+func (m *Marks) Planned(ctx context.Context, mk revoke.Mark) (bool, error) {
+	if mk.Seq == 0 {
+		return false, nil
+	}
+	e, err := m.kv.Get(ctx, m.key(mk.Seq))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return false, err
+	}
+	v, i := e.Value(), 4*(mk.Seq%markRange)
+	return len(v) == 4*markRange && binary.BigEndian.Uint32(v[i:]) == markOf(mk.Event), nil
 }
 
-func (m Marks) MarkPlanned(ctx context.Context, eventIDs []string) error {
-	if len(eventIDs) == 0 {
-		return nil
+func (m *Marks) MarkPlanned(ctx context.Context, marks []revoke.Mark) error {
+	byRange := map[uint64][]revoke.Mark{}
+	var ranges []uint64
+	for _, mk := range marks {
+		if mk.Seq == 0 {
+			continue
+		}
+		r := mk.Seq / markRange
+		if _, ok := byRange[r]; !ok {
+			ranges = append(ranges, r)
+		}
+		byRange[r] = append(byRange[r], mk)
 	}
-	msgs := make([]bus.Message, len(eventIDs))
-	for i, id := range eventIDs {
-		msgs[i] = bus.Message{Subject: "$KV." + bus.KVPlanned + "." + m.key(id), ID: id, Data: []byte{'1'}, Kept: true}
+	var errs []error
+	for _, r := range ranges {
+		if err := m.mark(ctx, byRange[r]); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	_, err := m.Pub.Publish(ctx, msgs)
-	return err
+	return errors.Join(errs...)
+}
+
+// mark writes marks, all of one range, into the range's key at the
+// revision last seen: the one this process wrote, else the one read; read
+// and written again if another writer came between.
+func (m *Marks) mark(ctx context.Context, marks []revoke.Mark) error {
+	key := m.key(marks[0].Seq)
+	m.mu.Lock()
+	known, ok := m.known[key]
+	m.mu.Unlock()
+	for try := 1; ; try++ {
+		val, rev := make([]byte, 4*markRange), uint64(0)
+		if ok {
+			copy(val, known.val)
+			rev, ok = known.rev, false
+		} else {
+			e, err := m.kv.Get(ctx, key)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				return fmt.Errorf("planned marks %s: %w", key, err)
+			default:
+				rev = e.Revision()
+				if len(e.Value()) == len(val) { // else not a range of marks: written over
+					copy(val, e.Value())
+				}
+			}
+		}
+		for _, mk := range marks {
+			binary.BigEndian.PutUint32(val[4*(mk.Seq%markRange):], markOf(mk.Event))
+		}
+		var err error
+		if rev == 0 {
+			rev, err = m.kv.Create(ctx, key, val)
+		} else {
+			rev, err = m.kv.Update(ctx, key, val, rev)
+		}
+		if err == nil {
+			m.remember(key, markValue{val: val, rev: rev})
+			return nil
+		}
+		raced := errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+		if !raced || try == markTries {
+			m.forget(key)
+			return fmt.Errorf("planned marks %s: %w", key, err)
+		}
+	}
+}
+
+func (m *Marks) remember(key string, v markValue) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.known[key] = v
+	for k := range m.known {
+		if len(m.known) <= markKnown {
+			break
+		}
+		if k != key {
+			delete(m.known, k)
+		}
+	}
+}
+
+func (m *Marks) forget(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.known, key)
 }
 
 // State adapts a KV bucket to oktalog.State.

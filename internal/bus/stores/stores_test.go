@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,6 +182,89 @@ func TestPlainSinkWritesUnpacked(t *testing.T) {
 		}
 		if m.Header.Get(packed.EncodingHeader) != "" || !json.Valid(bytes.SplitN(m.Data, []byte("\n"), 2)[0]) || len(m.Data) < 5000 {
 			t.Errorf("%s: %d bytes, headers %v; want a plain batch or group", stream, len(m.Data), m.Header)
+		}
+	}
+}
+
+// Planned marks take a key of the planned bucket per range of LIFECYCLE
+// sequences, not per event: the server keeps every subject of a stream in
+// memory. A mark is found by its sequence and event; another event at the
+// same sequence (LIFECYCLE made anew) is not marked, nor is a sequence
+// never marked.
+func TestMarksShareAKeyPerRangeOfSequences(t *testing.T) {
+	ctx := context.Background()
+	b, _ := openBus(t)
+	kv, err := b.KV(ctx, bus.KVPlanned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMarks(kv, time.Unix(1700000000, 0))
+	const n = 1000
+	for from := 1; from <= n; from += 50 { // as the planner writes them: a group at a time
+		var group []revoke.Mark
+		for seq := from; seq < from+50; seq++ {
+			group = append(group, revoke.Mark{Seq: uint64(seq), Event: fmt.Sprintf("okta:ev%d", seq)})
+		}
+		if err := m.MarkPlanned(ctx, group); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for seq := 1; seq <= n; seq++ {
+		if ok, err := m.Planned(ctx, revoke.Mark{Seq: uint64(seq), Event: fmt.Sprintf("okta:ev%d", seq)}); !ok || err != nil {
+			t.Fatalf("seq %d: planned %v, %v; want marked", seq, ok, err)
+		}
+	}
+	for _, mk := range []revoke.Mark{{Seq: 5, Event: "okta:other"}, {Seq: n + 1, Event: "okta:ev1001"}, {Seq: 0, Event: "okta:ev1"}} {
+		if ok, err := m.Planned(ctx, mk); ok || err != nil {
+			t.Fatalf("%+v: planned %v, %v; want not marked", mk, ok, err)
+		}
+	}
+	anew := NewMarks(kv, time.Unix(1700000001, 0))
+	if ok, err := anew.Planned(ctx, revoke.Mark{Seq: 5, Event: "okta:ev5"}); ok || err != nil {
+		t.Fatalf("seq 5 of a LIFECYCLE made anew: planned %v, %v; want not marked", ok, err)
+	}
+	info, err := b.JetStream().Stream(ctx, "KV_"+bus.KVPlanned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.CachedInfo().State.NumSubjects; got != n/markRange+1 {
+		t.Fatalf("%d keys for %d marks, want %d (one per range of %d sequences)", got, n, n/markRange+1, markRange)
+	}
+}
+
+// Writers of one range (replicas planning events of the same stretch of
+// LIFECYCLE) take turns by the key's revision: no mark is lost to a write
+// that read the key before another's.
+func TestMarksOfConcurrentWritersAllHold(t *testing.T) {
+	ctx := context.Background()
+	b, _ := openBus(t)
+	kv, err := b.KV(ctx, bus.KVPlanned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	created := time.Unix(1700000000, 0)
+	for w := range 2 {
+		m := NewMarks(kv, created) // each its own: two processes
+		wg.Go(func() {
+			for seq := 1 + w; seq < markRange; seq += 2 {
+				if err := m.MarkPlanned(ctx, []revoke.Mark{{Seq: uint64(seq), Event: fmt.Sprint("okta:", seq)}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	m := NewMarks(kv, created)
+	for seq := 1; seq < markRange; seq++ {
+		if ok, err := m.Planned(ctx, revoke.Mark{Seq: uint64(seq), Event: fmt.Sprint("okta:", seq)}); !ok || err != nil {
+			t.Fatalf("seq %d: planned %v, %v; want marked", seq, ok, err)
 		}
 	}
 }
