@@ -268,3 +268,48 @@ func TestMarksOfConcurrentWritersAllHold(t *testing.T) {
 		}
 	}
 }
+
+// Marks outlive the server: a worker started again (its embedded server
+// reading its store back) finds the events planned before, by sequence and
+// event, and remembers no revision of the process before it.
+func TestMarksHoldAcrossARestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	created := time.Unix(1700000000, 0)
+	open := func() (*bus.Bus, *Marks) {
+		t.Helper()
+		b, err := bus.Open(ctx, bus.Config{Embedded: true, StoreDir: dir, Name: "test"}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, err := b.KV(ctx, bus.KVPlanned)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b, NewMarks(kv, created)
+	}
+	b, m := open()
+	for seq := uint64(1); seq <= 300; seq += 3 {
+		if err := m.MarkPlanned(ctx, []revoke.Mark{{Seq: seq, Event: fmt.Sprint("okta:", seq)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	b, m = open()
+	defer b.Close()
+	for seq := uint64(1); seq <= 300; seq++ {
+		ok, err := m.Planned(ctx, revoke.Mark{Seq: seq, Event: fmt.Sprint("okta:", seq)})
+		if err != nil || ok != (seq%3 == 1) {
+			t.Fatalf("seq %d after a restart: planned %v, %v; want %v", seq, ok, err, seq%3 == 1)
+		}
+	}
+	// The new process writes into the ranges the old one wrote.
+	if err := m.MarkPlanned(ctx, []revoke.Mark{{Seq: 2, Event: "okta:2"}, {Seq: 299, Event: "okta:299"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{1, 2, 4, 298, 299} {
+		if ok, err := m.Planned(ctx, revoke.Mark{Seq: seq, Event: fmt.Sprint("okta:", seq)}); !ok || err != nil {
+			t.Fatalf("seq %d: planned %v, %v; want marked", seq, ok, err)
+		}
+	}
+}
