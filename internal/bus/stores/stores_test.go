@@ -186,6 +186,17 @@ func TestPlainSinkWritesUnpacked(t *testing.T) {
 	}
 }
 
+// plannedBucket opens an embedded bus and its planned bucket.
+func plannedBucket(t *testing.T) (*bus.Bus, jetstream.KeyValue) {
+	t.Helper()
+	b, _ := openBus(t)
+	kv, err := b.KV(context.Background(), bus.KVPlanned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, kv
+}
+
 // Planned marks take a key of the planned bucket per range of LIFECYCLE
 // sequences, not per event: the server keeps every subject of a stream in
 // memory. A mark is found by its sequence and event; another event at the
@@ -193,11 +204,7 @@ func TestPlainSinkWritesUnpacked(t *testing.T) {
 // never marked.
 func TestMarksShareAKeyPerRangeOfSequences(t *testing.T) {
 	ctx := context.Background()
-	b, _ := openBus(t)
-	kv, err := b.KV(ctx, bus.KVPlanned)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, kv := plannedBucket(t)
 	m := NewMarks(kv, time.Unix(1700000000, 0))
 	const n = 1000
 	for from := 1; from <= n; from += 50 { // as the planner writes them: a group at a time
@@ -237,11 +244,7 @@ func TestMarksShareAKeyPerRangeOfSequences(t *testing.T) {
 // that read the key before another's.
 func TestMarksOfConcurrentWritersAllHold(t *testing.T) {
 	ctx := context.Background()
-	b, _ := openBus(t)
-	kv, err := b.KV(ctx, bus.KVPlanned)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kv := plannedBucket(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	created := time.Unix(1700000000, 0)
