@@ -74,6 +74,25 @@ func TestNATSOnlyWorkerIdentities(t *testing.T) {
 		t.Fatalf("hook answered %d", resp.StatusCode)
 	}
 	eventually(t, 30*time.Second, "the split worker revoked", func() bool { return peer.Succeeded()[deactivateEmail] == 1 })
+	// The pipeline identity marks what it planned (a write at the key's
+	// revision, decision 0025): a mark refused would only be logged.
+	planned, err := a.inst.bus.KV(context.Background(), bus.KVPlanned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the pipeline identity's planned mark", func() bool {
+		keys, err := planned.ListKeys(context.Background())
+		if err != nil {
+			return false
+		}
+		n := 0
+		for k := range keys.Keys() {
+			if strings.HasPrefix(k, "r.") {
+				n++
+			}
+		}
+		return n == 1
+	})
 
 	// Intruders.
 	url := "nats://" + natsAddr
@@ -118,6 +137,13 @@ func TestNATSOnlyWorkerIdentities(t *testing.T) {
 	refused("pipeline-1", pipelinePassword, fake.Topic(), fakeEvent)
 	refused("intake-1", intakePassword, "revoke.as1", fakeJob)
 	refused("intake-1", intakePassword, "revoke_dlq.as1", fakeJob)
+	// A forged planned mark would make the planner skip an event.
+	forgedMark := make([]byte, 1024)
+	for i := range forgedMark {
+		forgedMark[i] = 0xff
+	}
+	refused("intake-1", intakePassword, "$KV."+bus.KVPlanned+".r.0.0", forgedMark)
+	refused("monitor-1", monitorPassword, "$KV."+bus.KVPlanned+".r.0.0", forgedMark)
 
 	// The intake identity cannot change, purge or delete the trail, nor
 	// read another identity's replies.
